@@ -1,0 +1,198 @@
+"""The ``mcc`` command: a thin click layer over the Python API's verbs.
+
+Every user error surfaces as one ``error: ...`` line on stderr and exit code 1;
+anything unexpected as one ``internal error: ...`` line and exit code 2
+(MCC_DEBUG=1 shows the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from mcc.errors import MccError
+
+
+def _stderr(message: str) -> None:
+    click.echo(message, err=True)
+
+
+class MccGroup(click.Group):
+    """Turns exceptions into one line and an exit code, at the edge of the program."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MccError as err:
+            _stderr(f"error: {err}")
+            sys.exit(1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            _stderr("interrupted")
+            sys.exit(130)
+        except Exception as err:
+            if os.environ.get("MCC_DEBUG"):
+                raise
+            text = " ".join(str(err).split())[:300]
+            _stderr(f"internal error: {type(err).__name__}: {text} (MCC_DEBUG=1 for a traceback)")
+            sys.exit(2)
+
+
+@click.group(cls=MccGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mcc")
+def main():
+    """mcc: compile ONNX and PyTorch models into verified, deployable TVM modules."""
+    warnings.filterwarnings("ignore")
+
+
+def _target_help() -> str:
+    return "target preset (see `mcc targets`) or a TVM target as JSON; default: this CPU"
+
+
+@main.command()
+@click.argument("model")
+@click.option("-o", "--output", help="output .so (default: <model stem>.so here)")
+@click.option("--target", default=None, help=_target_help())
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...",
+              help="fix an input's shape (repeatable)")
+@click.option("--tuning-log", "tuning_logs", multiple=True, metavar="DIR",
+              help="extra MetaSchedule tuning-log directory (repeatable)")
+@click.option("--no-verify", is_flag=True, help="skip the comparison with the reference runtime")
+@click.option("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
+@click.option("--atol", type=float, default=None, help="absolute tolerance (default 1e-4)")
+def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol):
+    """Compile MODEL (.onnx or .pt2) into one verified .so."""
+    import mcc
+    from mcc.tensors import parse_input_shapes
+
+    out = Path(output) if output else Path.cwd() / (Path(model).stem + ".so")
+    if out.suffix != ".so":
+        raise MccError(f"output '{out}' must end in .so")
+    compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
+                           tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
+                           progress=_stderr)
+    compiled.export(out)
+    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+def _load_feed(path: str | None, module) -> dict:
+    import numpy as np
+
+    from mcc.tensors import random_inputs
+
+    if path is None:
+        _stderr("[mcc] no --inputs given: running on seeded random inputs (seed 0)")
+        return random_inputs(module.inputs, seed=0)
+    if not Path(path).exists():
+        raise MccError(f"inputs file '{path}' not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (ValueError, OSError) as err:
+        raise MccError(f"'{path}' is not a readable .npz file: {err}") from None
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+    import numpy as np
+
+    from mcc.package import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+
+
+@main.command()
+@click.argument("module_path", metavar="MODEL.so")
+@click.option("--inputs", "inputs_path", metavar="IN.npz", help="inputs keyed by input name")
+@click.option("--output", "output_path", metavar="OUT.npz", help="write outputs here")
+def run(module_path, inputs_path, output_path):
+    """Run a compiled module once and print its outputs."""
+    import numpy as np
+
+    import mcc
+
+    module = mcc.load(module_path)
+    outputs = module.run(_load_feed(inputs_path, module))
+    for name, value in outputs.items():
+        flat = np.asarray(value).reshape(-1)
+        head = np.array2string(flat[:6], precision=5, separator=", ")
+        stats = (f"min {flat.min():.5g} max {flat.max():.5g} mean {flat.mean():.5g}"
+                 if flat.size and np.issubdtype(flat.dtype, np.number) else "")
+        click.echo(f"{name}: {value.dtype}{list(value.shape)} {stats} first {head}")
+    if output_path:
+        _save_npz(output_path, outputs)
+        click.echo(f"wrote {output_path}")
+
+
+@main.command()
+@click.argument("module_path", metavar="MODEL.so")
+@click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
+def info(module_path, as_json):
+    """Show a compiled module's metadata (read without loading it)."""
+    from mcc.package import read_metadata
+
+    meta = read_metadata(module_path)
+    if as_json:
+        click.echo(json.dumps(meta, indent=2, sort_keys=True))
+        return
+    target = meta["target"]
+    click.echo(f"module:   {module_path}")
+    click.echo(f"target:   {target['name']} {json.dumps(target['tvm'], sort_keys=True)}")
+    for kind in ("inputs", "outputs"):
+        for t in meta[kind]:
+            dims = ",".join(str(d) for d in t["shape"])
+            click.echo(f"{kind[:-1]:<8}  {t['name']}: {t['dtype']}[{dims}]")
+    sched = meta.get("schedule", {})
+    click.echo(f"kernels:  {sched.get('tasks')} ({sched.get('from_records')} from tuning records, "
+               f"{sched.get('from_default_rules')} from default rules, "
+               f"{sched.get('naive')} untuned)")
+    click.echo(f"passes:   {', '.join(meta.get('passes', []))}")
+    source = meta.get("source", {})
+    click.echo(f"source:   {source.get('format')} {source.get('path')}")
+    click.echo(f"versions: mcc {meta['mcc_version']}, TVM {meta['tvm_version']}")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--target", default=None, help=_target_help())
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...",
+              help="fix an input's shape (repeatable)")
+@click.option("--repeat", type=click.IntRange(min=1), default=50, show_default=True,
+              help="timed runs per runtime")
+@click.option("--reference", metavar="MODEL", help="reference model for a .so (.onnx / .pt2)")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def bench(model, target, input_shapes, repeat, reference, as_json):
+    """Time batch-1 latency of MODEL (or a .so) against ONNX Runtime / PyTorch."""
+    import mcc
+    from mcc.tensors import parse_input_shapes
+
+    report = mcc.bench(model, target=target, input_shapes=parse_input_shapes(input_shapes),
+                       repeat=repeat, reference=reference, progress=_stderr)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+
+
+@main.command()
+def targets():
+    """List the target presets and what each means."""
+    import mcc
+
+    for name, description in mcc.list_targets():
+        click.echo(f"{name:<12} {description}")
+    click.echo("A raw TVM target works too: --target '{\"kind\": \"llvm\", \"mcpu\": \"znver4\"}'")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The compile driver: named steps over one CompileConfig.
+
+    import   model -> Relax (weights as constants), plus a reference runner
+    passes   graph optimisation pipeline (mcc.pipeline)
+    schedule tuning records, then default rules (mcc.schedule)
+    build    TVM lowering and code generation
+    export   one .so with weights and metadata, in a private temp dir
+    verify   load that .so like a user would; compare with the reference
+
+``Compiled.export(path)`` then copies the verified file into place atomically,
+so what a user receives is exactly what was checked.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mcc.config import CompileConfig
+from mcc.errors import MccError
+from mcc.progress import Stages
+from mcc.tensors import TensorSpec, random_inputs
+
+
+class Compiled:
+    """The result of :func:`mcc.compile`: ``export(path)``, ``run(feed)``, ``report``."""
+
+    def __init__(self, workdir, so_path: Path, metadata: dict, reference, reference_name: str,
+                 report: dict):
+        self._workdir = workdir  # keeps the temp dir (and the built .so) alive
+        self._so_path = so_path
+        self.metadata = metadata
+        self.inputs = [TensorSpec.from_json(t) for t in metadata["inputs"]]
+        self.outputs = [TensorSpec.from_json(t) for t in metadata["outputs"]]
+        self.reference = reference
+        self.reference_name = reference_name
+        self.report = report
+        self._module = None
+
+    @property
+    def module(self):
+        """The built module loaded in this process (only where the target runs here)."""
+        if self._module is None:
+            from mcc.runtime import load
+
+            self._module = load(self._so_path)
+        return self._module
+
+    def run(self, feed: dict) -> dict[str, np.ndarray]:
+        return self.module.run(feed)
+
+    def export(self, path: str | Path) -> Path:
+        """Write the module to ``path`` (atomically: a failure leaves no file)."""
+        from mcc.package import copy_atomic
+
+        return copy_atomic(self._so_path, path)
+
+
+def compile_model(model, config: CompileConfig, example_inputs=None, progress=None) -> Compiled:
+    import tvm
+
+    from mcc import __version__
+    from mcc.build import build
+    from mcc.frontends import import_model
+    from mcc.package import METADATA_FORMAT, export_module
+    from mcc.pipeline import optimize
+    from mcc.schedule import schedule
+
+    stages = Stages(progress)
+    target = config.target.tvm_target()
+
+    # import: the model as a Relax module plus a reference runner
+    with stages.stage("import") as st:
+        imported = import_model(model, config.input_shapes, example_inputs)
+        st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
+
+    # passes: graph-level optimisation and lowering to fused TIR kernels
+    with stages.stage("passes") as st:
+        mod, passes = optimize(imported.mod, target)
+        st.detail = f"{len(passes)} passes"
+
+    # schedule: tuning records first, default rules for the rest
+    with stages.stage("schedule") as st:
+        mod, coverage = schedule(mod, target, config.target.family, config.tuning_logs)
+        st.detail = (f"{coverage.tasks} kernels: {coverage.from_records} from tuning records, "
+                     f"{coverage.from_rules} from default rules, {coverage.naive} untuned")
+
+    # build: TVM lowering and LLVM code generation
+    with stages.stage("build") as st:
+        executable = build(mod, target)
+        st.detail = f"target {config.target.name} ({config.target.tvm.get('mcpu', 'generic')})"
+
+    metadata = {
+        "format": METADATA_FORMAT,
+        "mcc_version": __version__,
+        "tvm_version": tvm.__version__,
+        "target": config.target.to_json(),
+        "inputs": [t.to_json() for t in imported.inputs],
+        "outputs": [t.to_json() for t in imported.outputs],
+        "passes": passes,
+        "schedule": coverage.to_json(),
+        "source": imported.source,
+        "reference": imported.reference_name,
+    }
+
+    # export: the one-file deliverable, into a private temp dir
+    workdir = tempfile.TemporaryDirectory(prefix="mcc-build-")
+    so_path = Path(workdir.name) / "module.so"
+    with stages.stage("export") as st:
+        export_module(executable, so_path, metadata)
+        st.detail = f"{so_path.stat().st_size / 1e6:.1f} MB"
+
+    report = {"stages": stages.to_json(), "schedule": coverage.to_json()}
+    compiled = Compiled(workdir, so_path, metadata, imported.reference, imported.reference_name,
+                        report)
+
+    # verify: run the exported module and the reference on the same seeded inputs
+    if not config.verify:
+        stages.say("[mcc] verify   skipped (--no-verify)")
+    elif not config.target.runs_on_host():
+        stages.say(f"[mcc] verify   skipped: a {config.target.name} module cannot run here")
+    else:
+        from mcc.verify import verify
+
+        with stages.stage("verify") as st:
+            feed = random_inputs(compiled.inputs, seed=config.seed)
+            result = verify(compiled.run(feed), imported.reference(feed),
+                            imported.reference_name, config.rtol, config.atol)
+            st.detail = result.summary()
+        report["verify"] = result.to_json()
+        report["stages"] = stages.to_json()
+        if not result.ok:
+            raise MccError(result.failure())
+    return compiled

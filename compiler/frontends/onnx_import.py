@@ -1,0 +1,187 @@
+"""ONNX import: load and check the file, fix input shapes, fold shape subgraphs, convert.
+
+TVM's ONNX importer fails on Reshape/Pad/Expand whose shape operand is computed
+from other tensors' shapes. With the input shapes known, those subgraphs are
+constants: onnxslim folds them (with ONNX shape inference) before conversion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from mcc.errors import MccError
+from mcc.frontends.common import (
+    ImportedModel,
+    call_quietly,
+    first_line,
+    relax_specs,
+)
+
+# Ops the TVM importer handles outside its converter map.
+_BUILTIN_OPS = {"If", "Constant"}
+
+
+def import_onnx(model, input_shapes: dict[str, tuple[int, ...]]) -> ImportedModel:
+    proto, label, raw = _load(model)
+    graph_inputs = _graph_inputs(proto)
+    _check_input_shape_names(graph_inputs, input_shapes, label)
+    _check_supported_ops(proto, label)
+    fixed = _fix_input_shapes(proto, input_shapes)
+    folded = _fold_shape_subgraphs(fixed)
+    mod = _convert(folded, graph_inputs, input_shapes, label)
+    input_names = [vi.name for vi in graph_inputs]
+    output_names = [o.name for o in proto.graph.output]
+    inputs, outputs = relax_specs(mod, input_names, output_names)
+    source = {"format": "onnx", "path": label,
+              "sha256": hashlib.sha256(raw).hexdigest(),
+              "opset": _default_opset(proto), "producer": proto.producer_name}
+    return ImportedModel(mod, inputs, outputs, ort_reference(raw, output_names), "onnxruntime",
+                         source)
+
+
+def _load(model):
+    """(proto, label for messages, serialized bytes) with one-line errors for bad files."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(model, onnx.ModelProto):
+        proto, label = model, "<in-memory ONNX model>"
+    else:
+        path = Path(model)
+        label = str(path)
+        try:
+            proto = onnx.load(str(path))
+        except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as err:
+            raise MccError(f"'{label}' is not a valid ONNX model (cannot parse it: "
+                           f"{first_line(err)})") from None
+        except OSError as err:
+            raise MccError(f"cannot read '{label}': {err.strerror}") from None
+    if proto.ir_version == 0 or not proto.graph.node or not proto.graph.output:
+        raise MccError(f"'{label}' is not a valid ONNX model (no graph, nodes or outputs found)")
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as err:
+        raise MccError(f"'{label}' is not a valid ONNX model: {first_line(err)}") from None
+    return proto, label, proto.SerializeToString()
+
+
+def _graph_inputs(proto):
+    initializers = {init.name for init in proto.graph.initializer}
+    return [vi for vi in proto.graph.input if vi.name not in initializers]
+
+
+def _dims(value_info) -> list:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in value_info.type.tensor_type.shape.dim]
+
+
+def _check_input_shape_names(graph_inputs, input_shapes, label):
+    by_name = {vi.name: vi for vi in graph_inputs}
+    for name, shape in input_shapes.items():
+        if name not in by_name:
+            raise MccError(f"--input-shape names '{name}', but '{label}' has inputs: "
+                           f"{', '.join(by_name)}")
+        dims = _dims(by_name[name])
+        if len(dims) != len(shape):
+            raise MccError(f"--input-shape {name}={','.join(map(str, shape))} has rank "
+                           f"{len(shape)}, but input '{name}' has shape {dims}")
+        for axis, (have, want) in enumerate(zip(dims, shape)):
+            if isinstance(have, int) and have > 0 and have != want:
+                raise MccError(f"--input-shape {name}: axis {axis} is fixed to {have} in the "
+                               f"model, cannot set it to {want}")
+
+
+def _default_opset(proto) -> int:
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return entry.version
+    return 1
+
+
+def _check_supported_ops(proto, label):
+    """Name the first unsupported op, its node and the opset, before TVM tries."""
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+    known = set(_get_convert_map()) | _BUILTIN_OPS
+    opsets = {e.domain or "ai.onnx": e.version for e in proto.opset_import}
+    for index, node in enumerate(proto.graph.node):
+        domain = node.domain or "ai.onnx"
+        if domain != "ai.onnx" or node.op_type not in known:
+            node_name = node.name or f"#{index}"
+            raise MccError(f"unsupported ONNX op '{node.op_type}' (domain {domain}, opset "
+                           f"{opsets.get(domain, '?')}) at node '{node_name}' in '{label}'")
+
+
+def _fix_input_shapes(proto, input_shapes):
+    """A copy of the model whose named inputs have the given static shapes."""
+    if not input_shapes:
+        return proto
+    import onnx
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    for vi in fixed.graph.input:
+        if vi.name in input_shapes:
+            for dim, value in zip(vi.type.tensor_type.shape.dim, input_shapes[vi.name]):
+                dim.Clear()
+                dim.dim_value = value
+    return fixed
+
+
+def _fold_shape_subgraphs(proto):
+    """Constant-fold shape computations with onnxslim; keep the model as is if that fails."""
+    try:
+        import onnxslim
+    except ImportError:  # optional: import still works on models without shape chains
+        return proto
+    logging.getLogger("onnxslim").setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slimmed = onnxslim.slim(proto)
+    except Exception:  # onnxslim is an optimisation, not a requirement
+        return proto
+    same_io = ([i.name for i in _graph_inputs(slimmed)] == [i.name for i in _graph_inputs(proto)]
+               and [o.name for o in slimmed.graph.output] == [o.name for o in proto.graph.output])
+    return slimmed if slimmed is not None and same_io else proto
+
+
+def _convert(proto, graph_inputs, input_shapes, label):
+    from tvm.relax.frontend.onnx import from_onnx
+
+    mod, failure = call_quietly(from_onnx, proto, keep_params_in_input=False)
+    if mod is not None:
+        return mod
+    symbolic = [vi for vi in graph_inputs if vi.name not in input_shapes
+                and any(not isinstance(d, int) or d <= 0 for d in _dims(vi))]
+    if symbolic:
+        vi = symbolic[0]
+        dims = _dims(vi)
+        example = ",".join(str(d) if isinstance(d, int) and d > 0 else "1" for d in dims)
+        raise MccError(f"input '{vi.name}' has symbolic shape {dims} that mcc cannot keep "
+                       f"symbolic here ({failure}); fix it with --input-shape "
+                       f"{vi.name}={example}")
+    raise MccError(f"cannot import '{label}': {failure}")
+
+
+def ort_reference(raw: bytes, output_names: list[str]):
+    """Run the original model in ONNX Runtime (CPU): the numbers mcc must match."""
+    session = None
+
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        nonlocal session
+        if session is None:
+            import onnxruntime as ort
+
+            session = ort.InferenceSession(raw, providers=["CPUExecutionProvider"])
+        values = session.run(output_names, feed)
+        return dict(zip(output_names, values))
+
+    return run

@@ -1,0 +1,47 @@
+"""The graph-level optimisation pipeline, as named steps in a fixed order.
+
+    FoldConstant             evaluate weight-only subgraphs (reshape/transpose of weights)
+    mcc.FoldBatchNorm        fold BN into conv weights and bias (passes/fold_batch_norm.py)
+    DecomposeOpsForInference remaining BN / layer-norm style ops into elementwise arithmetic
+    CanonicalizeBindings     drop trivial rebindings so patterns see through them
+    FoldConstant             fold what decomposition exposed
+    LegalizeOps              lower Relax ops to TIR PrimFuncs
+    AnnotateTIROpPattern     classify each PrimFunc (injective, reduction, out-elemwise-fusable…)
+    FoldConstant             fold constant TIR calls
+    FuseOps, FuseTIR         fuse elementwise epilogues/prologues into their producers
+    DeadCodeElimination      remove functions nobody calls any more
+
+The names listed here are what ``mcc info`` reports under "passes".
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from mcc.passes import FoldBatchNorm
+
+
+def graph_passes() -> list[tuple[str, tvm.transform.Pass]]:
+    T = relax.transform
+    return [
+        ("FoldConstant", T.FoldConstant()),
+        ("mcc.FoldBatchNorm", FoldBatchNorm()),
+        ("DecomposeOpsForInference", T.DecomposeOpsForInference()),
+        ("CanonicalizeBindings", T.CanonicalizeBindings()),
+        ("FoldConstant", T.FoldConstant()),
+        ("LegalizeOps", T.LegalizeOps()),
+        ("AnnotateTIROpPattern", T.AnnotateTIROpPattern()),
+        ("FoldConstant", T.FoldConstant()),
+        ("FuseOps", T.FuseOps()),
+        ("FuseTIR", T.FuseTIR()),
+        ("DeadCodeElimination", T.DeadCodeElimination()),
+    ]
+
+
+def optimize(mod: tvm.IRModule, target: tvm.target.Target) -> tuple[tvm.IRModule, list[str]]:
+    """Run the graph pipeline for ``target``; return the module and the pass names applied."""
+    steps = graph_passes()
+    with target:
+        mod = tvm.transform.Sequential([p for _, p in steps])(mod)
+    return mod, [name for name, _ in steps]

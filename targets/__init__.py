@@ -1,0 +1,131 @@
+"""Named compilation targets, kept as data in ``presets.json``.
+
+A preset names a TVM target plus what mcc needs to know around it: the CPU
+architecture the module runs on and the CPU flags it assumes (so a module for
+a machine this one cannot emulate is built but not run here). A raw TVM target
+given as JSON is accepted too, for anything the presets do not cover.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from mcc.errors import MccError
+from mcc.targets.host import host_cpu_flags, host_tvm_target
+
+
+@dataclass(frozen=True)
+class TargetPreset:
+    """A resolved target: the TVM target dict and the facts mcc checks against it."""
+
+    name: str
+    description: str
+    arch: str
+    tvm: dict[str, Any] = field(hash=False)
+    cpu_flags: tuple[str, ...] = ()
+
+    @property
+    def family(self) -> str:
+        """Directory name under ``tuning_logs/`` for records of this target's kind."""
+        return f"{self.tvm['kind']}-{self.arch}"
+
+    def runs_on_host(self) -> bool:
+        """True when a module for this target can execute on this machine."""
+        if self.tvm["kind"] != "llvm" or self.arch != _host_arch():
+            return False
+        return set(self.cpu_flags) <= host_cpu_flags()
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "description": self.description, "arch": self.arch,
+                "tvm": self.tvm,
+                "cpu_flags": list(self.cpu_flags), "family": self.family}
+
+    @classmethod
+    def from_json(cls, data: dict) -> TargetPreset:
+        return cls(data["name"], data.get("description", ""), data["arch"], dict(data["tvm"]),
+                   tuple(data.get("cpu_flags", ())))
+
+    def tvm_target(self):
+        import tvm
+
+        return tvm.target.Target(self.tvm)
+
+
+# CPU flags that decide whether generated vector code can run on a machine.
+VECTOR_FLAGS = frozenset({"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
+                          "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16", "avx_vnni",
+                          "asimd", "asimddp", "sve"})
+
+
+@cache
+def _load_presets() -> dict[str, dict[str, Any]]:
+    text = resources.files(__package__).joinpath("presets.json").read_text()
+    return json.loads(text)
+
+
+def preset_names() -> list[str]:
+    return list(_load_presets())
+
+
+def describe_presets() -> list[tuple[str, str]]:
+    """(name, description) for every preset, in file order, for ``mcc targets``."""
+    return [(name, spec["description"]) for name, spec in _load_presets().items()]
+
+
+def _host_arch() -> str:
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+def resolve_target(spec: str | dict | None = None) -> TargetPreset:
+    """Turn a preset name, a raw TVM target (JSON text or dict) or None (host) into a preset."""
+    if spec is None:
+        spec = "x86"
+    if isinstance(spec, TargetPreset):
+        return spec
+    if isinstance(spec, dict) or (isinstance(spec, str) and spec.lstrip().startswith("{")):
+        return _from_raw(spec)
+    presets = _load_presets()
+    if spec not in presets:
+        raise MccError(f"unknown target '{spec}'; valid targets: {', '.join(presets)} "
+                       "(or a TVM target as JSON, e.g. '{\"kind\": \"llvm\"}')")
+    data = presets[spec]
+    if data.get("detect_host"):
+        if _host_arch() != data["arch"]:
+            raise MccError(f"target '{spec}' means this machine's CPU, but this machine is "
+                           f"{_host_arch()}, not {data['arch']}")
+        # Record the vector features this CPU has, so the module refuses to load on a
+        # machine without them instead of dying of an illegal instruction.
+        return TargetPreset(spec, data["description"], data["arch"], host_tvm_target(),
+                            tuple(sorted(host_cpu_flags() & VECTOR_FLAGS)))
+    return TargetPreset(spec, data["description"], data["arch"], dict(data["tvm"]),
+                        tuple(data.get("cpu_flags", ())))
+
+
+def _from_raw(spec: str | dict) -> TargetPreset:
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as err:
+            raise MccError(f"target is not valid JSON: {err.msg} at column {err.colno}") from None
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise MccError("a raw target must be a JSON object with a 'kind', "
+                       "e.g. {\"kind\": \"llvm\", \"mcpu\": \"znver4\"}")
+    if spec["kind"] != "llvm":
+        raise MccError(f"target kind '{spec['kind']}' is not supported yet; "
+                       "mcc builds for kind 'llvm' (x86-64 CPUs)")
+    try:
+        import tvm
+
+        tvm.target.Target(spec)
+    except Exception as err:  # TVM validates keys and values; report its first line only
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise MccError(f"invalid TVM target {json.dumps(spec)}: {first}") from None
+    triple = spec.get("mtriple", "")
+    arch = triple.split("-")[0] if triple else _host_arch()
+    return TargetPreset("custom", "raw TVM target", arch, dict(spec))
