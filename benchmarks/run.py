@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE))
 from models import MODELS, export_onnx  # noqa: E402
 
 import mcc  # noqa: E402
+from mcc.benchmark import time_module  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +41,8 @@ def main() -> None:
         start = time.perf_counter()
         compiled = mcc.compile(path, progress=lambda m: print(m, file=sys.stderr))
         compile_s = time.perf_counter() - start
-        report = _time(compiled, args.repeat)
+        report = time_module(compiled.module, compiled.reference_name, compiled.reference,
+                             "x86", args.repeat, warmup=2, label=name, max_seconds=90)
         rows.append({"model": name, "compile_s": round(compile_s, 1),
                      "verify": compiled.report.get("verify"), **report.to_json()})
         print("\n".join(report.lines()), file=sys.stderr)
@@ -57,17 +59,6 @@ def main() -> None:
               f"| {r['reference']['p90_ms']:.2f} | {r['ratio']:.1f}x |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
-
-
-def _time(compiled, repeat):
-    from mcc.benchmark import BenchReport, time_calls
-    from mcc.tensors import random_inputs
-
-    feed = random_inputs(compiled.inputs, seed=0)
-    ours = time_calls("mcc", compiled.module.runner(feed), repeat, warmup=1, max_seconds=60)
-    ref = time_calls(compiled.reference_name, lambda: compiled.reference(feed), repeat,
-                     warmup=3, max_seconds=60)
-    return BenchReport(compiled.metadata["source"]["path"], "x86", ours, ref)
 
 
 if __name__ == "__main__":

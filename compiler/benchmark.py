@@ -94,13 +94,19 @@ def bench(model, target=None, input_shapes=None, repeat: int = 50, warmup: int =
                                progress=progress)
         module, ref_name, ref_fn = compiled.module, compiled.reference_name, compiled.reference
         target_name = compiled.metadata["target"]["name"]
+    return time_module(module, ref_name, ref_fn, target_name, repeat, warmup, progress,
+                       str(model) if isinstance(model, (str, Path)) else type(model).__name__)
+
+
+def time_module(module, ref_name, ref_fn, target_name: str, repeat: int, warmup: int,
+                progress=None, label: str = "", max_seconds: float = 120.0) -> BenchReport:
+    """Time a loaded module and its reference on the same seeded batch-1 inputs."""
     feed = random_inputs(module.inputs, seed=0, symbolic_size=1)
     if progress:
         progress(f"[mcc] timing {repeat} runs each (after {warmup} warm-up runs)")
-    mcc_timing = time_calls("mcc", module.runner(feed), repeat, warmup)
-    ref_timing = (time_calls(ref_name, lambda: ref_fn(feed), repeat, warmup)
+    mcc_timing = time_calls("mcc", module.runner(feed), repeat, warmup, max_seconds)
+    ref_timing = (time_calls(ref_name, lambda: ref_fn(feed), repeat, warmup, max_seconds)
                   if ref_fn else None)
     if not mcc_timing.runs:
         raise MccError("no timing runs completed")
-    return BenchReport(str(model) if isinstance(model, (str, Path)) else type(model).__name__,
-                       target_name, mcc_timing, ref_timing)
+    return BenchReport(label, target_name, mcc_timing, ref_timing)

@@ -36,7 +36,8 @@ def build(seed: int = 0) -> onnx.ModelProto:
                  helper.make_node("BatchNormalization", [f"{tag}.conv", *bn], [f"{tag}.bn"],
                                   epsilon=1e-5, name=f"{tag}/BatchNormalization")]
         if relu:
-            nodes.append(helper.make_node("Relu", [f"{tag}.bn"], [f"{tag}.out"], name=f"{tag}/Relu"))
+            nodes.append(helper.make_node("Relu", [f"{tag}.bn"], [f"{tag}.out"],
+                                          name=f"{tag}/Relu"))
             return nodes, f"{tag}.out"
         return nodes, f"{tag}.bn"
 
