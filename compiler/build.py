@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import tvm
 
-from mcc.errors import MccError
-from mcc.frontends.common import first_line
+from mcc.errors import MccError, first_line
 
 
 def build(mod: tvm.IRModule, target: tvm.target.Target):

@@ -1,4 +1,5 @@
-"""The one exception type for everything a user can cause."""
+"""The one exception type for everything a user can cause, and the helper that shortens
+foreign (often multi-line, C++-originated) errors into its one line."""
 
 
 class MccError(Exception):
@@ -7,3 +8,12 @@ class MccError(Exception):
     The CLI prints ``error: <message>`` and exits non-zero; nothing deeper than
     this message should reach a user.
     """
+
+
+def first_line(err: BaseException) -> str:
+    """The most telling single line of a (possibly multi-line, C++-originated) error."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if not line.startswith(("File ", "at ", "^", "Traceback", "[bt]")) and "Error" in line:
+            return line[:300]
+    return (lines[-1] if lines else type(err).__name__)[:300]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from mcc.errors import MccError, first_line
 from mcc.passes import FoldBatchNorm
 
 
@@ -43,5 +44,10 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target) -> tuple[tvm.IRModule
     """Run the graph pipeline for ``target``; return the module and the pass names applied."""
     steps = graph_passes()
     with target:
-        mod = tvm.transform.Sequential([p for _, p in steps])(mod)
+        for name, graph_pass in steps:
+            try:
+                mod = graph_pass(mod)
+            except Exception as err:  # an op or pattern TVM cannot lower: say which pass
+                raise MccError(f"graph pass {name} failed on this model: "
+                               f"{first_line(err)}") from None
     return mod, [name for name, _ in steps]

@@ -32,7 +32,7 @@ class Module:
         try:
             library = tvm.runtime.load_module(str(self.path))
         except Exception as err:
-            from mcc.frontends.common import first_line
+            from mcc.errors import first_line
 
             raise MccError(f"cannot load '{self.path}': {first_line(err)}") from None
         self._device = tvm.cpu()

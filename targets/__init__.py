@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from mcc.errors import MccError
+from mcc.errors import MccError, first_line
 from mcc.targets.host import host_cpu_flags, host_tvm_target
 
 
@@ -123,9 +123,8 @@ def _from_raw(spec: str | dict) -> TargetPreset:
         import tvm
 
         tvm.target.Target(spec)
-    except Exception as err:  # TVM validates keys and values; report its first line only
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise MccError(f"invalid TVM target {json.dumps(spec)}: {first}") from None
+    except Exception as err:  # TVM validates keys and values; report one line of it
+        raise MccError(f"invalid TVM target {json.dumps(spec)}: {first_line(err)}") from None
     triple = spec.get("mtriple", "")
     arch = triple.split("-")[0] if triple else _host_arch()
     return TargetPreset("custom", "raw TVM target", arch, dict(spec))

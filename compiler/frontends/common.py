@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mcc.errors import first_line
 from mcc.tensors import Dim, TensorSpec
 
 Reference = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -90,12 +91,3 @@ def call_quietly(fn, *args, **kwargs):
             failure = first_line(err)
         gc.collect()
     return None, failure
-
-
-def first_line(err: BaseException) -> str:
-    """The most telling single line of a (possibly multi-line, C++-originated) error."""
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if not line.startswith(("File ", "at ", "^", "Traceback", "[bt]")) and "Error" in line:
-            return line[:300]
-    return (lines[-1] if lines else type(err).__name__)[:300]
