@@ -31,10 +31,6 @@ class TensorSpec:
     def shape_text(self) -> str:
         return "[" + ",".join(str(d) for d in self.shape) + "]"
 
-    @property
-    def is_static(self) -> bool:
-        return all(isinstance(d, int) for d in self.shape)
-
 
 def check_feed(specs: list[TensorSpec], feed: dict) -> list[np.ndarray]:
     """Validate a name -> array feed against the specs; return arrays in spec order.

@@ -68,10 +68,6 @@ def _load_presets() -> dict[str, dict[str, Any]]:
     return json.loads(text)
 
 
-def preset_names() -> list[str]:
-    return list(_load_presets())
-
-
 def describe_presets() -> list[tuple[str, str]]:
     """(name, description) for every preset, in file order, for ``mcc targets``."""
     return [(name, spec["description"]) for name, spec in _load_presets().items()]
