@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcc.errors import MccError
+from mcc.errors import MccError, first_line
 from mcc.package import read_metadata
 from mcc.tensors import TensorSpec, check_feed
 
@@ -32,8 +32,6 @@ class Module:
         try:
             library = tvm.runtime.load_module(str(self.path))
         except Exception as err:
-            from mcc.errors import first_line
-
             raise MccError(f"cannot load '{self.path}': {first_line(err)}") from None
         self._device = tvm.cpu()
         self._vm = relax.VirtualMachine(library, self._device)

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mcc.errors import MccError
+from mcc.errors import MccError, first_line
 from mcc.frontends.common import (
     ImportedModel,
     call_quietly,
-    first_line,
     relax_specs,
 )
 
