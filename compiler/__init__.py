@@ -17,13 +17,15 @@ __all__ = ["MccError", "__version__", "bench", "compile", "list_targets", "load"
 
 
 def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_logs=(),
-            verify=True, rtol=None, atol=None, progress=None):
+            verify=True, rtol=None, atol=None, calibration=None, progress=None):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
 
     Returns a ``Compiled`` with ``.export(path)``, ``.run(feed)`` and ``.report``.
-    ``progress`` is an optional callable receiving one line per stage.
+    ``calibration`` names sample inputs (an .npz keyed by input name, or a directory of them)
+    for the passes that need real data. ``progress`` is an optional callable receiving one
+    line per stage.
     """
     from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
     from mcc.driver import compile_model
@@ -36,6 +38,7 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
         verify=verify,
         rtol=DEFAULT_RTOL if rtol is None else rtol,
         atol=DEFAULT_ATOL if atol is None else atol,
+        calibration=None if calibration is None else str(calibration),
     )
     return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 

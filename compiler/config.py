@@ -19,3 +19,5 @@ class CompileConfig:
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
     seed: int = 0  # seed of the verification inputs
+    # sample inputs (.npz / directory, see mcc.sample_data) for calibration and accuracy reports
+    calibration: str | None = None
