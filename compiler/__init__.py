@@ -17,20 +17,22 @@ __all__ = ["MccError", "__version__", "bench", "compile", "list_targets", "load"
 
 
 def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_logs=(),
-            verify=True, rtol=None, atol=None, progress=None):
+            verify=True, rtol=None, atol=None, progress=None, cross_compiler=None):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
 
     Returns a ``Compiled`` with ``.export(path)``, ``.run(feed)`` and ``.report``.
     ``progress`` is an optional callable receiving one line per stage.
+    ``cross_compiler`` overrides the C++ compiler that links a module for another
+    architecture (e.g. ``aarch64-linux-gnu-g++`` for ARM presets).
     """
     from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
     from mcc.driver import compile_model
     from mcc.targets import resolve_target
 
     config = CompileConfig(
-        target=resolve_target(target),
+        target=resolve_target(target).with_cross_compiler(cross_compiler),
         input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()},
         tuning_logs=tuple(str(d) for d in tuning_logs),
         verify=verify,

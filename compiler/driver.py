@@ -67,8 +67,10 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     from mcc.package import METADATA_FORMAT, export_module
     from mcc.pipeline import optimize
     from mcc.schedule import schedule
+    from mcc.toolchain import check_toolchain
 
     stages = Stages(progress)
+    check_toolchain(config.target)  # a missing cross compiler / nvcc fails before any work
     target = config.target.tvm_target()
 
     # import: the model as a Relax module plus a reference runner
@@ -90,7 +92,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     # build: TVM lowering and LLVM code generation
     with stages.stage("build") as st:
         executable = build(mod, target)
-        st.detail = f"target {config.target.name} ({config.target.tvm.get('mcpu', 'generic')})"
+        st.detail = (f"target {config.target.name} "
+                     f"({config.target.cuda_arch or config.target.tvm.get('mcpu', 'generic')})")
 
     metadata = {
         "format": METADATA_FORMAT,
@@ -109,7 +112,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     workdir = tempfile.TemporaryDirectory(prefix="mcc-build-")
     so_path = Path(workdir.name) / "module.so"
     with stages.stage("export") as st:
-        export_module(executable, so_path, metadata)
+        export_module(executable, so_path, metadata, config.target)
         st.detail = f"{so_path.stat().st_size / 1e6:.1f} MB"
 
     report = {"stages": stages.to_json(), "schedule": coverage.to_json()}
@@ -120,7 +123,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     if not config.verify:
         stages.say("[mcc] verify   skipped (--no-verify)")
     elif not config.target.runs_on_host():
-        stages.say(f"[mcc] verify   skipped: a {config.target.name} module cannot run here")
+        stages.say(f"[mcc] verify   skipped: a {config.target.name} module cannot run here "
+                   f"({config.target.why_not_runnable()})")
     else:
         from mcc.verify import verify
 

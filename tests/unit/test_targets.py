@@ -41,7 +41,8 @@ def test_raw_json_target():
 @pytest.mark.parametrize("text, message", [
     ("{not json", "not valid JSON"),
     ('{"mcpu": "znver4"}', "must be a JSON object with a 'kind'"),
-    ('{"kind": "cuda"}', "kind 'cuda' is not supported yet"),
+    ('{"kind": "cuda"}', "needs its GPU architecture"),
+    ('{"kind": "opencl"}', "kind 'opencl' is not supported"),
     ('{"kind": "llvm", "no-such-key": 1}', "invalid TVM target"),
 ])
 def test_bad_raw_targets(text, message):
