@@ -13,7 +13,7 @@ from __future__ import annotations
 from mcc.errors import MccError
 
 __version__ = "0.1.0"
-__all__ = ["MccError", "__version__", "bench", "compile", "list_targets", "load"]
+__all__ = ["MccError", "__version__", "bench", "bundle", "compile", "list_targets", "load"]
 
 
 def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_logs=(),
@@ -54,6 +54,15 @@ def bench(model, **kwargs):
     from mcc.benchmark import bench as _bench
 
     return _bench(model, **kwargs)
+
+
+def bundle(module_path, out_dir, cross_compiler=None, force=False, progress=None):
+    """``mcc package``: a deploy bundle for a compiled ``.so`` in ``out_dir``: the module,
+    the TVM runtime libraries and the C++ runner for its architecture, and a README."""
+    from mcc.bundle import bundle as _bundle
+
+    return _bundle(module_path, out_dir, cross_compiler=cross_compiler, force=force,
+                   progress=progress)
 
 
 def list_targets():

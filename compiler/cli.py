@@ -193,6 +193,22 @@ def bench(model, target, input_shapes, repeat, reference, as_json):
 
 
 @main.command()
+@click.argument("module_path", metavar="MODEL.so")
+@click.option("-o", "--output", "out_dir", required=True, metavar="DIR",
+              help="bundle directory to create")
+@click.option("--cross-compiler", default=None, metavar="CXX",
+              help="C++ compiler for the runner (default: the module's target's)")
+@click.option("--force", is_flag=True, help="replace DIR if it exists")
+def package(module_path, out_dir, cross_compiler, force):
+    """Make a deploy bundle: the .so, the TVM runtime and C++ runner for its CPU, a README."""
+    import mcc
+
+    out = mcc.bundle(module_path, out_dir, cross_compiler=cross_compiler, force=force,
+                     progress=_stderr)
+    click.echo(f"wrote {out}/ (see {out}/README.md)")
+
+
+@main.command()
 def targets():
     """List the target presets and what each means."""
     import mcc

@@ -72,6 +72,7 @@ int Main(int argc, char** argv) {
                          eq == std::string::npos ? v : v.substr(eq + 1));
     } else if (a == "-o" || a == "--output-dir") {
       out_dir = value();
+      while (out_dir.size() > 1 && out_dir.back() == '/') out_dir.pop_back();
     } else if (a == "--repeat") {
       repeat = std::max(1, ParseCount(a, value()));
     } else if (a == "--warmup") {
