@@ -59,7 +59,7 @@ def bench(model, **kwargs):
 def bundle(module_path, out_dir, cross_compiler=None, force=False, progress=None):
     """``mcc package``: a deploy bundle for a compiled ``.so`` in ``out_dir``: the module,
     the TVM runtime libraries and the C++ runner for its architecture, and a README."""
-    from mcc.bundle import bundle as _bundle
+    from mcc.deploy import bundle as _bundle
 
     return _bundle(module_path, out_dir, cross_compiler=cross_compiler, force=force,
                    progress=progress)
