@@ -163,6 +163,12 @@ def info(module_path, as_json):
     click.echo(f"kernels:  {sched.get('tasks')} ({sched.get('from_records')} from tuning records, "
                f"{sched.get('from_default_rules')} from default rules, "
                f"{sched.get('naive')} untuned)")
+    if target["tvm"].get("kind") == "cuda":
+        from mcc.cuda import device_code_info
+
+        for fatbin in device_code_info(module_path):
+            click.echo(f"device:   CUDA fatbin {fatbin['bytes'] / 1e3:.1f} kB, SASS "
+                       f"{','.join(fatbin['sass']) or '-'}, PTX {','.join(fatbin['ptx']) or '-'}")
     click.echo(f"passes:   {', '.join(meta.get('passes', []))}")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")

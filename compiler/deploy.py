@@ -15,6 +15,7 @@ failure leaves nothing behind.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -57,7 +58,11 @@ def bundle(module_path: str | Path, out_dir: str | Path, cross_compiler: str | N
             shutil.copyfile(build.lib_dir / name, root / "lib" / name)
         inputs = [TensorSpec.from_json(t) for t in metadata["inputs"]]
         feeds = _example_inputs(inputs, root / "inputs")
-        (root / "README.md").write_text(_readme(module_path.name, metadata, feeds, cuda))
+        binaries = [root / module_path.name, root / "bin" / "mcc_run",
+                    *(root / "lib" / name for name in needed_libraries(cuda))]
+        requirements = _libc_requirements(binaries)
+        (root / "README.md").write_text(_readme(module_path.name, metadata, feeds, cuda,
+                                                requirements))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         root.rename(out_dir)
@@ -80,7 +85,21 @@ def _example_inputs(inputs: list[TensorSpec], directory: Path) -> list[tuple[str
     return feeds
 
 
-def _readme(module_name: str, metadata: dict, feeds: list[tuple[str, str]], cuda: bool) -> str:
+def _libc_requirements(binaries: list[Path]) -> str:
+    """The newest glibc / libstdc++ symbol versions the bundle's binaries ask for."""
+    glibc, glibcxx = (2, 17), 0
+    for path in binaries:
+        data = path.read_bytes()
+        for major, minor in re.findall(rb"GLIBC_(\d+)\.(\d+)", data):
+            glibc = max(glibc, (int(major), int(minor)))
+        for patch in re.findall(rb"GLIBCXX_3\.4\.(\d+)", data):
+            glibcxx = max(glibcxx, int(patch))
+    text = f"glibc {glibc[0]}.{glibc[1]} or newer"
+    return text + (f" and libstdc++ with GLIBCXX_3.4.{glibcxx}" if glibcxx else "")
+
+
+def _readme(module_name: str, metadata: dict, feeds: list[tuple[str, str]], cuda: bool,
+            requirements: str) -> str:
     target = metadata["target"]
     arch = target["arch"]
     args = " ".join(f"-i {name}={file}" for name, file in feeds)
@@ -115,8 +134,7 @@ def _readme(module_name: str, metadata: dict, feeds: list[tuple[str, str]], cuda
         "`outputs/<name>.npy`; `--repeat N` prints the median / min / mean latency. "
         "`./bin/mcc_run " + module_name + " --list` prints the inputs and outputs.",
         "",
-        "The device needs a glibc-based Linux (glibc 2.28 or newer) and libstdc++; "
-        "nothing else is installed.",
+        f"The device needs a 64-bit Linux with {requirements}; nothing is installed there.",
     ]
     if cuda:
         lines += ["", "This is a CUDA module: the device also needs the NVIDIA driver "

@@ -98,3 +98,9 @@ def test_cpp_runner_without_gpu_is_a_clear_error(cuda_modules, tmp_path):
     line = result.stderr.strip()
     assert line.startswith("error: ") and "\n" not in line
     assert "is a CUDA module and cannot run on this machine: it needs an NVIDIA GPU" in line
+
+
+def test_info_shows_the_device_code(cuda_modules, cli):
+    result = cli("info", cuda_modules["mlp"][0])
+    assert result.exit_code == 0, result.output
+    assert "SASS sm_75, PTX sm_75" in result.stdout
