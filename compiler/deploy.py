@@ -24,7 +24,8 @@ import numpy as np
 
 from mcc.errors import MccError
 from mcc.package import read_metadata
-from mcc.runtime_libs import check_elf_arch, host_arch, needed_libraries
+from mcc.runtime_libs import check_elf_arch, host_arch
+from mcc.targets import TargetPreset
 from mcc.tensors import TensorSpec
 
 
@@ -38,7 +39,8 @@ def bundle(module_path: str | Path, out_dir: str | Path, cross_compiler: str | N
     target = metadata["target"]
     arch = target["arch"]
     check_elf_arch(module_path.read_bytes()[:64], arch, f"'{module_path}'")
-    cuda = target["tvm"]["kind"] == "cuda"
+    preset = TargetPreset.from_json(target)
+    cuda = preset.is_cuda
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise MccError(f"'{out_dir}' exists and is not empty; pick a new directory or pass "
                        "--force to replace it")
@@ -54,12 +56,12 @@ def bundle(module_path: str | Path, out_dir: str | Path, cross_compiler: str | N
         shutil.copy2(build.runner, root / "bin" / "mcc_run")
         shutil.copyfile(build.library, root / "lib" / "libmcc_runtime.a")
         shutil.copyfile(build.header_dir / "mcc" / "runtime.h", root / "include/mcc/runtime.h")
-        for name in needed_libraries(cuda):
+        for name in preset.runtime_libs:
             shutil.copyfile(build.lib_dir / name, root / "lib" / name)
         inputs = [TensorSpec.from_json(t) for t in metadata["inputs"]]
         feeds = _example_inputs(inputs, root / "inputs")
         binaries = [root / module_path.name, root / "bin" / "mcc_run",
-                    *(root / "lib" / name for name in needed_libraries(cuda))]
+                    *(root / "lib" / name for name in preset.runtime_libs)]
         requirements = _libc_requirements(binaries)
         (root / "README.md").write_text(_readme(module_path.name, metadata, feeds, cuda,
                                                 requirements))

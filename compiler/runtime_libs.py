@@ -41,11 +41,6 @@ def host_arch() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
-def needed_libraries(cuda: bool) -> list[str]:
-    names = ["libtvm_runtime.so", "libtvm_ffi.so"]
-    return names + ["libtvm_runtime_cuda.so"] if cuda else names
-
-
 def runtime_library_dir(arch: str, progress=None) -> Path:
     """A directory holding all of ``LIBRARIES`` built for ``arch``."""
     if arch == host_arch():

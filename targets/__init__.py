@@ -48,6 +48,12 @@ class TargetPreset:
         """The GPU architecture of the device code (``sm_90``), None for CPU targets."""
         return self.tvm.get("arch") if self.is_cuda else None
 
+    @property
+    def runtime_libs(self) -> tuple[str, ...]:
+        """The TVM runtime libraries a deployed module of this target needs beside it."""
+        libs = ("libtvm_runtime.so", "libtvm_ffi.so")
+        return libs + ("libtvm_runtime_cuda.so",) if self.is_cuda else libs
+
     def runs_on_host(self) -> bool:
         """True when a module for this target can execute on this machine."""
         return self.why_not_runnable() is None

@@ -140,3 +140,24 @@ def test_cross_compiler_override_is_used(tmp_path, rpi4_bundle):
                                        "--cross-compiler", "no-such-g++", "-o", str(out)])
     assert_one_line_error(result, "needs 'no-such-g++', which is not on PATH")
     assert not out.exists()
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc for the CUDA kernels")
+def test_jetson_orin_module_and_bundle(rpi4_bundle, tmp_path):
+    """aarch64 host code + sm_87 device code; without a GPU the runner says so."""
+    import mcc
+    from mcc.cuda import device_code_info
+
+    _, onnx_path = rpi4_bundle
+    mcc.compile(str(onnx_path), target="jetson-orin").export(tmp_path / "orin.so")
+    header = (tmp_path / "orin.so").read_bytes()[:20]
+    assert int.from_bytes(header[18:20], "little") == 183
+    assert [(f["sass"], f["ptx"]) for f in device_code_info(tmp_path / "orin.so")] == [
+        (["sm_87"], ["sm_87"])]
+    bundle = mcc.bundle(tmp_path / "orin.so", tmp_path / "bundle")
+    assert (bundle / "lib" / "libtvm_runtime_cuda.so").is_file()
+    result = subprocess.run(QEMU + ["./bin/mcc_run", "orin.so", "--list"], capture_output=True,
+                            text=True, cwd=bundle, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: 'orin.so' is a CUDA module and cannot run on this "
+                                    "machine: it needs an NVIDIA GPU")
