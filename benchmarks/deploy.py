@@ -1,6 +1,6 @@
 """ARM and CUDA deployment on the benchmark networks: built, packaged, run, checked.
 
-    .venv/bin/python benchmarks/deploy.py [--models mobilenetv2,resnet18] [--skip-arm]
+    .venv/bin/python benchmarks/deploy.py [--models mobilenet_v2,resnet18] [--skip-arm]
                                           [--skip-cuda] [--json results.json]
 
 For each network (exported to ONNX, cached in benchmarks/onnx/):
@@ -82,7 +82,7 @@ def cuda_row(name: str, onnx_path: Path, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mobilenetv2,resnet18")
+    parser.add_argument("--models", default="mobilenet_v2,resnet18")
     parser.add_argument("--skip-arm", action="store_true")
     parser.add_argument("--skip-cuda", action="store_true")
     parser.add_argument("--json", type=Path)

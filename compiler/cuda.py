@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from mcc.errors import MccError
@@ -133,9 +134,7 @@ def device_code_packer(target: TargetPreset):
         if is_system_lib or prefix:
             raise MccError("CUDA modules are exported as shared libraries only")
         tensor = tvm_ffi.get_global_func("runtime.ModulePackImportsToTensor")(module)
-        blob, compiled = compile_cuda_entries(tensor.numpy().tobytes(), target.cuda_arch)
-        if compiled == 0 and _CUDA_KIND in blob:
-            raise MccError("found no CUDA kernels to compile in the built module")
+        blob, _ = compile_cuda_entries(tensor.numpy().tobytes(), target.cuda_arch)
         bin_path = Path(workspace_dir) / "mcc_library_bin.bin"
         bin_path.write_bytes(blob)
         asm_path = Path(workspace_dir) / "mcc_library_bin.S"
@@ -143,6 +142,39 @@ def device_code_packer(target: TargetPreset):
         return str(asm_path)
 
     return pack
+
+
+@contextmanager
+def nvcc_for(target):
+    """While building for a CUDA ``target`` (a tvm Target) where TVM's CUDA runtime is loaded
+    (a GPU machine), have TVM compile kernels with mcc's nvcc call instead of its default
+    NVRTC one (which needs the optional ``cuda-bindings`` package). No-op elsewhere."""
+    import tvm_ffi
+
+    if target.kind.name != "cuda" or tvm_ffi.get_global_func(
+            "ffi.Module.create.cuda", allow_missing=True) is None:
+        yield
+        return
+    arch = str(target.attrs["arch"])
+    previous = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+
+    def compile_source(source, *_):
+        return compile_device_code(str(source), arch)
+
+    tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_source, override=True)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            tvm_ffi.register_global_func("tvm_callback_cuda_compile", previous, override=True)
+
+
+def require_device_code(path: str | Path, arch: str) -> None:
+    """Fail unless the built ``.so`` holds machine code (SASS) for ``arch``."""
+    fatbins = device_code_info(path)
+    if not any(arch in f["sass"] for f in fatbins):
+        found = ", ".join(a for f in fatbins for a in f["sass"]) or "none"
+        raise MccError(f"the built module holds no CUDA device code for {arch} (found: {found})")
 
 
 def device_code_info(path: str | Path) -> list[dict]:

@@ -48,6 +48,10 @@ def export_module(executable, path: str | Path, metadata: dict, target=None) -> 
         def write(tmp_path: str) -> None:
             executable.export_library(tmp_path, addons=[str(source)], workspace_dir=workdir,
                                       **options)
+            if target is not None and target.is_cuda:
+                from mcc.cuda import require_device_code
+
+                require_device_code(tmp_path, target.cuda_arch)
 
         return atomic_write(path, write)
 

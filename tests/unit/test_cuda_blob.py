@@ -61,3 +61,35 @@ def test_fatbin_listing_reads_sass_and_ptx_archs(tmp_path):
     so.write_bytes(b"prefix" + fatbin + b"suffix")
     assert cuda.device_code_info(so) == [{"bytes": len(fatbin), "sass": ["sm_86"],
                                           "ptx": ["sm_86"]}]
+
+
+def test_on_a_gpu_machine_tvm_compiles_kernels_with_mcc_nvcc(monkeypatch):
+    """Where TVM's CUDA runtime is loaded, its compile callback is mcc's nvcc for the arch."""
+    import tvm
+    import tvm_ffi
+
+    monkeypatch.setattr(cuda, "compile_device_code", lambda source, arch: f"{arch}:{source}")
+    fake_runtime = tvm_ffi.get_global_func("ffi.Module.create.cuda", allow_missing=True) is None
+    if fake_runtime:  # stands in for libtvm_runtime_cuda.so's registration on a GPU machine
+        tvm_ffi.register_global_func("ffi.Module.create.cuda", lambda *args: None)
+    before = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+    try:
+        with cuda.nvcc_for(tvm.target.Target({"kind": "cuda", "arch": "sm_80"})):
+            callback = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
+            assert callback("__global__ void k() {}") == "sm_80:__global__ void k() {}"
+        after = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+        assert (after is None) == (before is None)
+        assert after is None or after.same_as(before)  # TVM's own callback is back
+    finally:
+        if fake_runtime:
+            tvm_ffi.remove_global_func("ffi.Module.create.cuda")
+
+
+def test_cpu_targets_leave_tvm_alone(monkeypatch):
+    import tvm
+    import tvm_ffi
+
+    before = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+    with cuda.nvcc_for(tvm.target.Target({"kind": "llvm"})):
+        now = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+        assert (now is None) == (before is None)
