@@ -120,3 +120,21 @@ def test_user_program_links_as_the_readme_says(x86_bundles, tmp_path):
     result = _run(bundle / "app", bundle / "two_outputs.so")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["pos float32 6 first 0", "neg float32 6 first -0"]
+
+
+def test_package_errors_are_one_line_and_write_nothing(x86_bundles, cli, tmp_path):
+    from conftest import assert_one_line_error
+
+    not_module = tmp_path / "plain.so"
+    not_module.write_bytes(b"not an ELF file at all")
+    result = cli("package", not_module, "-o", tmp_path / "b1")
+    assert_one_line_error(result, "'", "plain.so' is not a compiled module")
+    assert not (tmp_path / "b1").exists()
+
+    existing = x86_bundles["conv_bn"]
+    result = cli("package", existing / "conv_bn.so", "-o", existing)
+    assert_one_line_error(result, "exists and is not empty", "--force")
+    assert (existing / "bin" / "mcc_run").is_file()  # left as it was
+
+    result = cli("package", existing / "conv_bn.so", "-o", tmp_path / "no" / "such" / "dir")
+    assert_one_line_error(result, "does not exist")
