@@ -17,6 +17,7 @@ from mcc.targets import TargetPreset
 APT_PACKAGES = {
     "aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu",
     "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
+    "x86_64-linux-gnu-g++": "g++-x86-64-linux-gnu",
 }
 
 

@@ -126,7 +126,7 @@ def _sm_number(arch: str | None) -> int:
 
 
 # The cross compiler for a module of each architecture, when this machine is another.
-CROSS_COMPILERS = {"aarch64": "aarch64-linux-gnu-g++"}
+CROSS_COMPILERS = {"aarch64": "aarch64-linux-gnu-g++", "x86_64": "x86_64-linux-gnu-g++"}
 
 
 def _host_arch() -> str:
