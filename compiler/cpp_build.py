@@ -94,5 +94,9 @@ def _cmake_build(out: Path, arch: str, compiler: str, cross: bool, lib_dir: Path
         for name in ("mcc_run", "libmcc_runtime.a"):
             shutil.copy2(Path(build) / name, staging / name)
         if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+            shutil.rmtree(out, ignore_errors=True)
+        try:
+            staging.rename(out)
+        except OSError:  # another process finished the same build first
+            if not (out / "mcc_run").is_file():
+                raise

@@ -58,7 +58,7 @@ def runtime_library_dir(arch: str, progress=None) -> Path:
         with zipfile.ZipFile(wheels[dist]) as wheel:
             data = wheel.read(member)
         check_elf_arch(data, arch, f"{member} in {wheels[dist].name}")
-        tmp = out / f".{name}.tmp"
+        tmp = out / f".{name}.{os.getpid()}.tmp"
         tmp.write_bytes(data)
         tmp.replace(out / name)
     return out
@@ -83,9 +83,12 @@ def _installed_libraries() -> Path:
         if not source.is_file():
             raise MccError(f"the installed {dist} has no {name} ({source})")
         link = out / name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(source)
+        if link.is_symlink() and link.resolve() == source.resolve():
+            continue
+        tmp = out / f".{name}.{os.getpid()}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(source)
+        tmp.replace(link)  # atomic, also when another process does the same
     return out
 
 
