@@ -45,6 +45,19 @@ def test_module_holds_sass_and_ptx_for_its_arch(cuda_modules, name):
     assert fatbins[0]["sass"] == [arch] and fatbins[0]["ptx"] == [arch]
     data = path.read_bytes()
     assert b"__global__" not in data  # no CUDA source is left to JIT
+    # The serialized CUDA module is [kind "cuda"][size][fmt "fatbin"][function table][fatbin],
+    # the layout TVM's CUDA runtime loads (ffi.Module.load_from_bytes.cuda).
+    import re
+    import struct
+
+    entry = re.search(re.escape(struct.pack("<Q", 4) + b"cuda") + b"(.{8})"
+                      + re.escape(struct.pack("<Q", 6) + b"fatbin"), data, re.S)
+    assert entry is not None
+    size = struct.unpack("<Q", entry.group(1))[0]
+    payload = data[entry.end(1):entry.end(1) + size]
+    fatbin_at = payload.find(struct.pack("<I", 0xBA55ED50))
+    assert fatbin_at > 0 and struct.unpack_from("<Q", payload, fatbin_at - 8)[0] == \
+        len(payload) - fatbin_at  # the code field is the whole fatbin, last in the entry
 
 
 def test_all_gpu_kernels_are_scheduled_by_default_rules(cuda_modules):
