@@ -120,21 +120,39 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
                         report)
 
     # verify: run the exported module and the reference on the same seeded inputs
+    # (a module for another CPU runs under emulation where that is installed)
+    run_module, how = compiled.run, ""
+    if config.verify and not config.target.runs_on_host():
+        run_module, how = _emulated(config.target, so_path, compiled, stages)
     if not config.verify:
         stages.say("[mcc] verify   skipped (--no-verify)")
-    elif not config.target.runs_on_host():
+    elif run_module is None:
         stages.say(f"[mcc] verify   skipped: a {config.target.name} module cannot run here "
-                   f"({config.target.why_not_runnable()})")
+                   f"({how})")
     else:
         from mcc.verify import verify
 
         with stages.stage("verify") as st:
             feed = random_inputs(compiled.inputs, seed=config.seed)
-            result = verify(compiled.run(feed), imported.reference(feed),
+            result = verify(run_module(feed), imported.reference(feed),
                             imported.reference_name, config.rtol, config.atol)
-            st.detail = result.summary()
+            st.detail = result.summary() + how
         report["verify"] = result.to_json()
         report["stages"] = stages.to_json()
         if not result.ok:
             raise MccError(result.failure())
     return compiled
+
+
+def _emulated(target, so_path: Path, compiled: Compiled, stages: Stages):
+    """(run, note) for a module of another CPU under emulation, or (None, why not)."""
+    from mcc.emulate import EMULATORS, emulated_runner, why_not_emulated
+
+    reason = why_not_emulated(target)
+    if reason is not None:
+        return None, f"{target.why_not_runnable()}; {reason}"
+    try:
+        run = emulated_runner(target, so_path, [t.name for t in compiled.outputs], stages.say)
+    except MccError as err:  # e.g. the aarch64 TVM runtime cannot be fetched offline
+        return None, f"{target.why_not_runnable()}; cannot emulate: {err}"
+    return run, f" (under {EMULATORS[target.arch][0]})"

@@ -1,5 +1,5 @@
-"""ARM end to end: `mcc compile --target rpi4`, `mcc package`, then the bundle's own runner
-under qemu-aarch64; its outputs must match ONNX Runtime on x86."""
+"""ARM end to end: `mcc compile --target rpi4` (verified under qemu-aarch64), `mcc package`,
+then the bundle's own runner under qemu-aarch64; its outputs must match ONNX Runtime on x86."""
 
 from __future__ import annotations
 
@@ -63,7 +63,9 @@ def rpi4_bundle(tmp_path_factory):
     result = runner.invoke(main, ["compile", str(root / "cnn.onnx"), "--target", "rpi4",
                                   "-o", str(root / "cnn.so")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "verify   skipped: a rpi4 module cannot run here" in result.stderr
+    # compile itself ran the aarch64 binary under qemu and compared it with ONNX Runtime
+    verify_line = next(ln for ln in result.stderr.splitlines() if ln.startswith("[mcc] verify  "))
+    assert "vs onnxruntime" in verify_line and verify_line.endswith("ok (under qemu-aarch64)")
     result = runner.invoke(main, ["package", str(root / "cnn.so"), "-o", str(root / "bundle")],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -161,3 +163,19 @@ def test_jetson_orin_module_and_bundle(rpi4_bundle, tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: 'orin.so' is a CUDA module and cannot run on this "
                                     "machine: it needs an NVIDIA GPU")
+
+
+def test_emulated_verification_can_fail(rpi4_bundle, tmp_path):
+    """The qemu check is a real comparison: at zero tolerance it fails and writes nothing."""
+    from click.testing import CliRunner
+
+    from conftest import assert_one_line_error
+    from mcc.cli import main
+
+    _, onnx_path = rpi4_bundle
+    out = tmp_path / "m.so"
+    result = CliRunner().invoke(main, ["compile", str(onnx_path), "--target", "rpi4", "--rtol",
+                                       "0", "--atol", "1e-12", "-o", str(out)])
+    assert_one_line_error(result, "verification failed: output 'logits' differs from onnxruntime")
+    assert "FAILED (under qemu-aarch64)" in result.stderr
+    assert not out.exists()

@@ -25,3 +25,12 @@ def test_missing_nvcc_for_cuda(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(MccError, match="cuda-sm80 compiles CUDA device code and needs 'nvcc'"):
         check_toolchain(resolve_target("cuda-sm80"))
+
+
+def test_emulation_needs_qemu(monkeypatch):
+    from mcc.emulate import why_not_emulated
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert "'qemu-aarch64' is not installed" in why_not_emulated(resolve_target("rpi4"))
+    assert why_not_emulated(resolve_target("jetson-orin")) == "CUDA kernels need a GPU"
+    assert why_not_emulated(resolve_target("x86")) == "no emulator for x86_64"
