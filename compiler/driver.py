@@ -5,7 +5,7 @@
     schedule tuning records, then default rules (mcc.schedule)
     build    TVM lowering and code generation
     export   one .so with weights and metadata, in a private temp dir
-    verify   load that .so like a user would; compare with the reference
+    verify   load that .so like a user would (another CPU: under qemu); compare with the reference
 
 ``Compiled.export(path)`` then copies the verified file into place atomically,
 so what a user receives is exactly what was checked.
