@@ -10,6 +10,10 @@ DEMO := build/demo
 .PHONY: demo test lint clean
 
 $(STAMP): pyproject.toml
+	# ARM cross toolchain, qemu and cmake for tests/arm and `mcc package` (as root, if missing).
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! (command -v aarch64-linux-gnu-g++ \
+	    && command -v qemu-aarch64 && command -v cmake) >/dev/null; then \
+	  apt-get update -qq && apt-get install -y -qq g++-aarch64-linux-gnu qemu-user cmake; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU build of torch (the project's optional PyTorch frontend), pinned.

@@ -13,11 +13,12 @@ from __future__ import annotations
 from mcc.errors import MccError
 
 __version__ = "0.1.0"
-__all__ = ["MccError", "__version__", "bench", "compile", "list_targets", "load"]
+__all__ = ["MccError", "__version__", "bench", "bundle", "compile", "list_targets", "load"]
 
 
 def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_logs=(),
-            verify=True, rtol=None, atol=None, calibration=None, progress=None):
+            verify=True, rtol=None, atol=None, calibration=None, progress=None,
+            cross_compiler=None):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
@@ -25,14 +26,15 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     Returns a ``Compiled`` with ``.export(path)``, ``.run(feed)`` and ``.report``.
     ``calibration`` names sample inputs (an .npz keyed by input name, or a directory of them)
     for the passes that need real data. ``progress`` is an optional callable receiving one
-    line per stage.
+    line per stage. ``cross_compiler`` overrides the C++ compiler that links a module for
+    another architecture (e.g. ``aarch64-linux-gnu-g++`` for ARM presets).
     """
     from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
     from mcc.driver import compile_model
     from mcc.targets import resolve_target
 
     config = CompileConfig(
-        target=resolve_target(target),
+        target=resolve_target(target).with_cross_compiler(cross_compiler),
         input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()},
         tuning_logs=tuple(str(d) for d in tuning_logs),
         verify=verify,
@@ -55,6 +57,15 @@ def bench(model, **kwargs):
     from mcc.benchmark import bench as _bench
 
     return _bench(model, **kwargs)
+
+
+def bundle(module_path, out_dir, cross_compiler=None, force=False, progress=None):
+    """``mcc package``: a deploy bundle for a compiled ``.so`` in ``out_dir``: the module,
+    the TVM runtime libraries and the C++ runner for its architecture, and a README."""
+    from mcc.deploy import bundle as _bundle
+
+    return _bundle(module_path, out_dir, cross_compiler=cross_compiler, force=force,
+                   progress=progress)
 
 
 def list_targets():

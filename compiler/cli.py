@@ -72,7 +72,11 @@ def _target_help() -> str:
 @click.option("--atol", type=float, default=None, help="absolute tolerance (default 1e-4)")
 @click.option("--calibration", metavar="DATA",
               help="sample inputs: .npz keyed by input name (first axis = samples) or a directory")
-def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration):
+@click.option("--cross-compiler", default=None, metavar="CXX",
+              help="C++ compiler that links the .so for another architecture "
+                   "(default for ARM targets: aarch64-linux-gnu-g++)")
+def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol,
+            calibration, cross_compiler):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
     from mcc.tensors import parse_input_shapes
@@ -82,7 +86,8 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
         raise MccError(f"output '{out}' must end in .so")
     compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                            tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
-                           calibration=calibration, progress=_stderr)
+                           calibration=calibration, progress=_stderr,
+                           cross_compiler=cross_compiler)
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
@@ -161,6 +166,12 @@ def info(module_path, as_json):
     click.echo(f"kernels:  {sched.get('tasks')} ({sched.get('from_records')} from tuning records, "
                f"{sched.get('from_default_rules')} from default rules, "
                f"{sched.get('naive')} untuned)")
+    if target["tvm"].get("kind") == "cuda":
+        from mcc.cuda import device_code_info
+
+        for fatbin in device_code_info(module_path):
+            click.echo(f"device:   CUDA fatbin {fatbin['bytes'] / 1e3:.1f} kB, SASS "
+                       f"{','.join(fatbin['sass']) or '-'}, PTX {','.join(fatbin['ptx']) or '-'}")
     click.echo(f"passes:   {', '.join(meta.get('passes', []))}")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")
@@ -188,6 +199,22 @@ def bench(model, target, input_shapes, repeat, reference, as_json):
     else:
         for line in report.lines():
             click.echo(line)
+
+
+@main.command()
+@click.argument("module_path", metavar="MODEL.so")
+@click.option("-o", "--output", "out_dir", required=True, metavar="DIR",
+              help="bundle directory to create")
+@click.option("--cross-compiler", default=None, metavar="CXX",
+              help="C++ compiler for the runner (default: the module's target's)")
+@click.option("--force", is_flag=True, help="replace DIR if it exists")
+def package(module_path, out_dir, cross_compiler, force):
+    """Make a deploy bundle: the .so, the TVM runtime and C++ runner for its CPU, a README."""
+    import mcc
+
+    out = mcc.bundle(module_path, out_dir, cross_compiler=cross_compiler, force=force,
+                     progress=_stderr)
+    click.echo(f"wrote {out}/ (see {out}/README.md)")
 
 
 @main.command()

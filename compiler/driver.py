@@ -5,7 +5,7 @@
     schedule tuning records, then default rules (mcc.schedule)
     build    TVM lowering and code generation
     export   one .so with weights and metadata, in a private temp dir
-    verify   load that .so like a user would; compare with the reference
+    verify   load that .so like a user would (another CPU: under qemu); compare with the reference
 
 ``Compiled.export(path)`` then copies the verified file into place atomically,
 so what a user receives is exactly what was checked.
@@ -67,8 +67,10 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     from mcc.package import METADATA_FORMAT, export_module
     from mcc.pipeline import optimize
     from mcc.schedule import schedule
+    from mcc.toolchain import check_toolchain
 
     stages = Stages(progress)
+    check_toolchain(config.target)  # a missing cross compiler / nvcc fails before any work
     target = config.target.tvm_target()
 
     # import: the model as a Relax module plus a reference runner
@@ -90,7 +92,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     # build: TVM lowering and LLVM code generation
     with stages.stage("build") as st:
         executable = build(mod, target)
-        st.detail = f"target {config.target.name} ({config.target.tvm.get('mcpu', 'generic')})"
+        st.detail = (f"target {config.target.name} "
+                     f"({config.target.cuda_arch or config.target.tvm.get('mcpu', 'generic')})")
 
     metadata = {
         "format": METADATA_FORMAT,
@@ -109,7 +112,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     workdir = tempfile.TemporaryDirectory(prefix="mcc-build-")
     so_path = Path(workdir.name) / "module.so"
     with stages.stage("export") as st:
-        export_module(executable, so_path, metadata)
+        export_module(executable, so_path, metadata, config.target)
         st.detail = f"{so_path.stat().st_size / 1e6:.1f} MB"
 
     report = {"stages": stages.to_json(), "schedule": coverage.to_json()}
@@ -117,20 +120,39 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
                         report)
 
     # verify: run the exported module and the reference on the same seeded inputs
+    # (a module for another CPU runs under emulation where that is installed)
+    run_module, how = compiled.run, ""
+    if config.verify and not config.target.runs_on_host():
+        run_module, how = _emulated(config.target, so_path, compiled, stages)
     if not config.verify:
         stages.say("[mcc] verify   skipped (--no-verify)")
-    elif not config.target.runs_on_host():
-        stages.say(f"[mcc] verify   skipped: a {config.target.name} module cannot run here")
+    elif run_module is None:
+        stages.say(f"[mcc] verify   skipped: a {config.target.name} module cannot run here "
+                   f"({how})")
     else:
         from mcc.verify import verify
 
         with stages.stage("verify") as st:
             feed = random_inputs(compiled.inputs, seed=config.seed)
-            result = verify(compiled.run(feed), imported.reference(feed),
+            result = verify(run_module(feed), imported.reference(feed),
                             imported.reference_name, config.rtol, config.atol)
-            st.detail = result.summary()
+            st.detail = result.summary() + how
         report["verify"] = result.to_json()
         report["stages"] = stages.to_json()
         if not result.ok:
             raise MccError(result.failure())
     return compiled
+
+
+def _emulated(target, so_path: Path, compiled: Compiled, stages: Stages):
+    """(run, note) for a module of another CPU under emulation, or (None, why not)."""
+    from mcc.emulate import EMULATORS, emulated_runner, why_not_emulated
+
+    reason = why_not_emulated(target)
+    if reason is not None:
+        return None, f"{target.why_not_runnable()}; {reason}"
+    try:
+        run = emulated_runner(target, so_path, [t.name for t in compiled.outputs], stages.say)
+    except MccError as err:  # e.g. the aarch64 TVM runtime cannot be fetched offline
+        return None, f"{target.why_not_runnable()}; cannot emulate: {err}"
+    return run, f" (under {EMULATORS[target.arch][0]})"

@@ -32,14 +32,26 @@ def _metadata_source(metadata: dict) -> str:
     )
 
 
-def export_module(executable, path: str | Path, metadata: dict) -> Path:
-    """Export ``executable`` with ``metadata`` embedded to ``path``, atomically."""
+def export_module(executable, path: str | Path, metadata: dict, target=None) -> Path:
+    """Export ``executable`` with ``metadata`` embedded to ``path``, atomically.
+
+    ``target`` (a TargetPreset) picks the cross compiler and CUDA device-code
+    compilation (mcc.toolchain); None links for this machine.
+    """
+    from mcc.toolchain import export_options
+
+    options = export_options(target) if target is not None else {}
     with tempfile.TemporaryDirectory(prefix="mcc-export-") as workdir:
         source = Path(workdir) / "mcc_metadata.cc"
         source.write_text(_metadata_source(metadata))
 
         def write(tmp_path: str) -> None:
-            executable.export_library(tmp_path, addons=[str(source)], workspace_dir=workdir)
+            executable.export_library(tmp_path, addons=[str(source)], workspace_dir=workdir,
+                                      **options)
+            if target is not None and target.is_cuda:
+                from mcc.cuda import require_device_code
+
+                require_device_code(tmp_path, target.cuda_arch)
 
         return atomic_write(path, write)
 

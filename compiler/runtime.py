@@ -33,7 +33,8 @@ class Module:
             library = tvm.runtime.load_module(str(self.path))
         except Exception as err:
             raise MccError(f"cannot load '{self.path}': {first_line(err)}") from None
-        self._device = tvm.cpu()
+        is_cuda = self.metadata["target"]["tvm"]["kind"] == "cuda"
+        self._device = tvm.cuda(0) if is_cuda else tvm.cpu()
         self._vm = relax.VirtualMachine(library, self._device)
         self._main = self._vm["main"]
 
@@ -41,10 +42,11 @@ class Module:
         from mcc.targets import TargetPreset
 
         target = self.metadata["target"]
-        if not TargetPreset.from_json(target).runs_on_host():
-            cpu = target["tvm"].get("mcpu", "generic")
+        reason = TargetPreset.from_json(target).why_not_runnable()
+        if reason is not None:
+            cpu = target["tvm"].get("arch") or target["tvm"].get("mcpu", "generic")
             raise MccError(f"'{self.path}' is built for {target['name']} ({target['arch']}, "
-                           f"{cpu}) and cannot run on this machine")
+                           f"{cpu}) and cannot run on this machine: {reason}")
 
     def __repr__(self) -> str:
         sig = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in self.inputs)

@@ -2,8 +2,10 @@
 
 A preset names a TVM target plus what mcc needs to know around it: the CPU
 architecture the module runs on and the CPU flags it assumes (so a module for
-a machine this one cannot emulate is built but not run here). A raw TVM target
-given as JSON is accepted too, for anything the presets do not cover.
+a machine this one cannot emulate is built but not run here), the cross
+compiler that links it when that architecture is not this machine's, and the
+GPU architecture its device code is compiled for. A raw TVM target given as
+JSON is accepted too, for anything the presets do not cover.
 """
 
 from __future__ import annotations
@@ -28,27 +30,72 @@ class TargetPreset:
     arch: str
     tvm: dict[str, Any] = field(hash=False)
     cpu_flags: tuple[str, ...] = ()
+    cross_compiler: str | None = None  # C++ compiler that links for ``arch`` (None: the host's)
 
     @property
     def family(self) -> str:
         """Directory name under ``tuning_logs/`` for records of this target's kind."""
+        if self.is_cuda:
+            return f"cuda-{self.cuda_arch}"
         return f"{self.tvm['kind']}-{self.arch}"
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.tvm["kind"] == "cuda"
+
+    @property
+    def cuda_arch(self) -> str | None:
+        """The GPU architecture of the device code (``sm_90``), None for CPU targets."""
+        return self.tvm.get("arch") if self.is_cuda else None
+
+    @property
+    def runtime_libs(self) -> tuple[str, ...]:
+        """The TVM runtime libraries a deployed module of this target needs beside it."""
+        libs = ("libtvm_runtime.so", "libtvm_ffi.so")
+        return libs + ("libtvm_runtime_cuda.so",) if self.is_cuda else libs
 
     def runs_on_host(self) -> bool:
         """True when a module for this target can execute on this machine."""
-        if self.tvm["kind"] != "llvm" or self.arch != _host_arch():
-            return False
-        return set(self.cpu_flags) <= host_cpu_flags()
+        return self.why_not_runnable() is None
+
+    def why_not_runnable(self) -> str | None:
+        """Why a module for this target cannot execute here, or None when it can."""
+        if self.arch != _host_arch():
+            return f"it is built for {self.arch} and this machine is {_host_arch()}"
+        missing = set(self.cpu_flags) - host_cpu_flags()
+        if missing:
+            return f"this CPU lacks {', '.join(sorted(missing))}"
+        if self.is_cuda:
+            from mcc.targets.gpu import local_gpu_arch
+
+            gpu = local_gpu_arch()
+            if gpu is None:
+                return "it needs an NVIDIA GPU with the CUDA driver, and this machine has none"
+            if _sm_number(gpu) < _sm_number(self.cuda_arch):
+                return f"its device code is for {self.cuda_arch} and this GPU is {gpu}"
+        elif self.tvm["kind"] != "llvm":
+            return f"target kind '{self.tvm['kind']}' has no runtime here"
+        return None
 
     def to_json(self) -> dict:
-        return {"name": self.name, "description": self.description, "arch": self.arch,
+        data = {"name": self.name, "description": self.description, "arch": self.arch,
                 "tvm": self.tvm,
                 "cpu_flags": list(self.cpu_flags), "family": self.family}
+        if self.cross_compiler:
+            data["cross_compiler"] = self.cross_compiler
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> TargetPreset:
         return cls(data["name"], data.get("description", ""), data["arch"], dict(data["tvm"]),
-                   tuple(data.get("cpu_flags", ())))
+                   tuple(data.get("cpu_flags", ())), data.get("cross_compiler"))
+
+    def with_cross_compiler(self, compiler: str | None) -> TargetPreset:
+        """This preset linked by ``compiler`` instead (``--cross-compiler``)."""
+        if not compiler:
+            return self
+        return TargetPreset(self.name, self.description, self.arch, dict(self.tvm),
+                            self.cpu_flags, compiler)
 
     def tvm_target(self):
         import tvm
@@ -71,6 +118,15 @@ def _load_presets() -> dict[str, dict[str, Any]]:
 def describe_presets() -> list[tuple[str, str]]:
     """(name, description) for every preset, in file order, for ``mcc targets``."""
     return [(name, spec["description"]) for name, spec in _load_presets().items()]
+
+
+def _sm_number(arch: str | None) -> int:
+    digits = "".join(ch for ch in str(arch or "") if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+# The cross compiler for a module of each architecture, when this machine is another.
+CROSS_COMPILERS = {"aarch64": "aarch64-linux-gnu-g++", "x86_64": "x86_64-linux-gnu-g++"}
 
 
 def _host_arch() -> str:
@@ -99,8 +155,17 @@ def resolve_target(spec: str | dict | None = None) -> TargetPreset:
         # machine without them instead of dying of an illegal instruction.
         return TargetPreset(spec, data["description"], data["arch"], host_tvm_target(),
                             tuple(sorted(host_cpu_flags() & VECTOR_FLAGS)))
+    if data.get("detect_gpu"):
+        from mcc.targets.gpu import local_gpu_target
+
+        return TargetPreset(spec, data["description"], _host_arch(), local_gpu_target(spec))
     return TargetPreset(spec, data["description"], data["arch"], dict(data["tvm"]),
-                        tuple(data.get("cpu_flags", ())))
+                        tuple(data.get("cpu_flags", ())), _cross_compiler(data["arch"]))
+
+
+def _cross_compiler(arch: str) -> str | None:
+    """The cross compiler for ``arch`` when this machine is another architecture."""
+    return None if arch == _host_arch() else CROSS_COMPILERS.get(arch)
 
 
 def _from_raw(spec: str | dict) -> TargetPreset:
@@ -112,15 +177,23 @@ def _from_raw(spec: str | dict) -> TargetPreset:
     if not isinstance(spec, dict) or "kind" not in spec:
         raise MccError("a raw target must be a JSON object with a 'kind', "
                        "e.g. {\"kind\": \"llvm\", \"mcpu\": \"znver4\"}")
-    if spec["kind"] != "llvm":
-        raise MccError(f"target kind '{spec['kind']}' is not supported yet; "
-                       "mcc builds for kind 'llvm' (x86-64 CPUs)")
+    if spec["kind"] not in ("llvm", "cuda"):
+        raise MccError(f"target kind '{spec['kind']}' is not supported; mcc builds for "
+                       "kinds 'llvm' (x86-64 and aarch64 CPUs) and 'cuda' (NVIDIA GPUs)")
+    if spec["kind"] == "cuda" and not str(spec.get("arch", "")).startswith("sm_"):
+        raise MccError("a raw cuda target needs its GPU architecture, e.g. "
+                       "{\"kind\": \"cuda\", \"arch\": \"sm_86\"}")
     try:
         import tvm
 
         tvm.target.Target(spec)
     except Exception as err:  # TVM validates keys and values; report one line of it
         raise MccError(f"invalid TVM target {json.dumps(spec)}: {first_line(err)}") from None
-    triple = spec.get("mtriple", "")
+    spec = dict(spec)
+    if spec["kind"] == "cuda":
+        spec.setdefault("host", {"kind": "llvm", "mtriple": f"{_host_arch()}-linux-gnu"})
+    cpu = spec["host"] if spec["kind"] == "cuda" else spec
+    triple = cpu.get("mtriple", "")
     arch = triple.split("-")[0] if triple else _host_arch()
-    return TargetPreset("custom", "raw TVM target", arch, dict(spec))
+    arch = {"arm64": "aarch64"}.get(arch, arch)
+    return TargetPreset("custom", "raw TVM target", arch, spec, (), _cross_compiler(arch))

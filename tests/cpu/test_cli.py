@@ -102,7 +102,9 @@ def test_targets_lists_presets(cli):
     result = cli("targets")
     assert result.exit_code == 0
     names = [line.split()[0] for line in result.stdout.splitlines()[:-1]]
-    assert names == ["x86", "x86-avx2", "x86-avx512"]
+    assert names == ["x86", "x86-avx2", "x86-avx512", "aarch64", "rpi4", "rpi5", "graviton3",
+                     "jetson-orin", "cuda", "cuda-sm75", "cuda-sm80", "cuda-sm86", "cuda-sm89",
+                     "cuda-sm90"]
 
 
 def test_compile_for_a_preset_and_a_raw_target(save_onnx, cli, tmp_path):
