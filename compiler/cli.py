@@ -72,7 +72,13 @@ def _target_help() -> str:
 @click.option("--atol", type=float, default=None, help="absolute tolerance (default 1e-4)")
 @click.option("--calibration", metavar="DATA",
               help="sample inputs: .npz keyed by input name (first axis = samples) or a directory")
-def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration):
+@click.option("--prune", metavar="zero|RATIO",
+              help="remove channels: 'zero' = all-zero filters (lossless); RATIO in (0,1) = that "
+                   "share of each layer's lowest-norm filters (no fine-tuning)")
+@click.option("--prune-criterion", type=click.Choice(["l1", "l2"]), default="l1",
+              show_default=True, help="filter norm that ranks filters for --prune RATIO")
+def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
+            prune, prune_criterion):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
     from mcc.tensors import parse_input_shapes
@@ -82,7 +88,8 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
         raise MccError(f"output '{out}' must end in .so")
     compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                            tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
-                           calibration=calibration, progress=_stderr)
+                           calibration=calibration, prune=prune,
+                           prune_criterion=prune_criterion, progress=_stderr)
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 

@@ -1,6 +1,7 @@
 """The compile driver: named steps over one CompileConfig.
 
     import   model -> Relax (weights as constants), plus a reference runner
+    prune    (--prune) remove zero / lowest-norm channels (mcc.pruning)
     passes   graph optimisation pipeline (mcc.pipeline)
     schedule tuning records, then default rules (mcc.schedule)
     build    TVM lowering and code generation
@@ -76,9 +77,18 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         imported = import_model(model, config.input_shapes, example_inputs)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
 
+    # prune: physically remove channels before the pipeline sees the graph
+    mod, pruned = imported.mod, None
+    if config.prune is not None:
+        from mcc.pruning import prune_model
+
+        with stages.stage("prune") as st:
+            mod, pruned = prune_model(mod, config.prune, config.prune_criterion)
+            st.detail = pruned.summary()
+
     # passes: graph-level optimisation and lowering to fused TIR kernels
     with stages.stage("passes") as st:
-        mod, passes = optimize(imported.mod, target)
+        mod, passes = optimize(mod, target)
         st.detail = f"{len(passes)} passes"
 
     # schedule: tuning records first, default rules for the rest
@@ -91,6 +101,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     with stages.stage("build") as st:
         executable = build(mod, target)
         st.detail = f"target {config.target.name} ({config.target.tvm.get('mcpu', 'generic')})"
+    prune_info = pruned.to_json() if pruned else None
 
     metadata = {
         "format": METADATA_FORMAT,
@@ -104,6 +115,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         "source": imported.source,
         "reference": imported.reference_name,
     }
+    if prune_info:
+        metadata["prune"] = prune_info
 
     # export: the one-file deliverable, into a private temp dir
     workdir = tempfile.TemporaryDirectory(prefix="mcc-build-")
@@ -112,13 +125,30 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         export_module(executable, so_path, metadata)
         st.detail = f"{so_path.stat().st_size / 1e6:.1f} MB"
 
+    # drift: a ratio prune moves outputs by design; measure how far with the exported
+    # module on calibration data, and record it in the module's metadata (re-export)
+    if pruned and pruned.mode == "ratio" and config.target.runs_on_host():
+        from mcc.pruning import drift_summary, measure_drift
+        from mcc.runtime import load
+
+        with stages.stage("drift") as st:
+            prune_info["drift"] = measure_drift(load(so_path), imported.reference,
+                                                config.calibration, config.seed)
+            export_module(executable, so_path, metadata)
+            st.detail = drift_summary(prune_info["drift"])
+
     report = {"stages": stages.to_json(), "schedule": coverage.to_json()}
+    if prune_info:
+        report["prune"] = prune_info
     compiled = Compiled(workdir, so_path, metadata, imported.reference, imported.reference_name,
                         report)
 
     # verify: run the exported module and the reference on the same seeded inputs
     if not config.verify:
         stages.say("[mcc] verify   skipped (--no-verify)")
+    elif pruned and pruned.mode == "ratio":
+        stages.say("[mcc] verify   skipped: --prune RATIO changes outputs by design "
+                   "(see drift above)")
     elif not config.target.runs_on_host():
         stages.say(f"[mcc] verify   skipped: a {config.target.name} module cannot run here")
     else:

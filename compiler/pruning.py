@@ -1,0 +1,102 @@
+"""The driver's side of ``--prune``: parse the option, run the pass, measure the drift.
+
+``--prune zero`` removes only channels that are constant (lossless; the normal
+verification against the reference then proves it). ``--prune RATIO`` removes
+the lowest-norm share of each layer's filters with no fine-tuning, so outputs
+move by design: instead of failing verification, the compile measures how far
+they moved on the calibration samples (or seeded random inputs, saying so) and
+records that in the report and the module's metadata.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mcc.errors import MccError, first_line
+
+CRITERIA = ("l1", "l2")
+DRIFT_RANDOM_SAMPLES = 8
+DRIFT_MAX_SAMPLES = 64
+
+
+def parse_prune(value) -> str | float | None:
+    """``None``, ``"zero"`` or a ratio in (0, 1), from the CLI / API value."""
+    if value is None or value == "zero":
+        return value
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        raise MccError(f"--prune must be 'zero' or a ratio between 0 and 1 (e.g. 0.3), "
+                       f"got '{value}'") from None
+    if not 0.0 < ratio < 1.0:
+        raise MccError(f"--prune ratio must be between 0 and 1 (exclusive), got {value}")
+    return ratio
+
+
+def check_criterion(criterion: str) -> str:
+    if criterion not in CRITERIA:
+        raise MccError(f"--prune-criterion must be one of: {', '.join(CRITERIA)} "
+                       f"(got '{criterion}')")
+    return criterion
+
+
+def prune_model(mod, prune: str | float, criterion: str):
+    """(pruned Relax module, PruneReport) with pass failures as one-line MccErrors."""
+    from mcc.passes import prune_channels
+
+    ratio = None if prune == "zero" else float(prune)
+    try:
+        return prune_channels(mod, ratio=ratio, criterion=criterion)
+    except MccError:
+        raise
+    except Exception as err:  # a graph form the pass trips over: say it was pruning
+        raise MccError(f"pruning failed on this model: {first_line(err)}") from None
+
+
+def measure_drift(module, reference, calibration: str | None, seed: int = 0) -> dict:
+    """How far the pruned model's outputs are from the unpruned reference's, on the
+    calibration samples (or seeded random inputs): max abs error, relative L2 error and,
+    for [1, K] outputs, top-1 agreement."""
+    from mcc.sample_data import load_samples, random_samples
+
+    inputs = module.inputs
+    if calibration:
+        samples = load_samples(calibration, inputs, max_samples=DRIFT_MAX_SAMPLES)
+        source = f"{len(samples)} samples from {calibration}"
+    else:
+        samples = random_samples(inputs, DRIFT_RANDOM_SAMPLES, seed=seed)
+        source = f"{len(samples)} seeded random inputs (no --calibration given)"
+    names = [t.name for t in module.outputs]
+    stats = {name: {"max_abs": 0.0, "sq_err": 0.0, "sq_ref": 0.0, "top1_same": 0, "top1_n": 0}
+             for name in names}
+    for feed in samples:
+        got = module.run(feed)
+        expected = reference(feed)
+        for name in names:
+            a = got[name].astype(np.float64)
+            e = np.asarray(expected[name], dtype=np.float64)
+            s = stats[name]
+            s["max_abs"] = max(s["max_abs"], float(np.abs(a - e).max()) if a.size else 0.0)
+            s["sq_err"] += float(((a - e) ** 2).sum())
+            s["sq_ref"] += float((e ** 2).sum())
+            if a.ndim == 2 and a.shape[-1] > 1:
+                s["top1_same"] += int((a.argmax(-1) == e.argmax(-1)).sum())
+                s["top1_n"] += a.shape[0]
+    report = {"samples": source, "outputs": {}}
+    for name, s in stats.items():
+        entry = {"max_abs": s["max_abs"],
+                 "rel_l2": float(np.sqrt(s["sq_err"] / s["sq_ref"])) if s["sq_ref"] else 0.0}
+        if s["top1_n"]:
+            entry["top1_agreement"] = s["top1_same"] / s["top1_n"]
+        report["outputs"][name] = entry
+    return report
+
+
+def drift_summary(drift: dict) -> str:
+    parts = []
+    for name, e in drift["outputs"].items():
+        text = f"{name}: max abs {e['max_abs']:.3g}, rel L2 {e['rel_l2']:.3g}"
+        if "top1_agreement" in e:
+            text += f", top-1 agrees {e['top1_agreement']:.0%}"
+        parts.append(text)
+    return f"vs unpruned on {drift['samples']}: " + "; ".join(parts)
