@@ -88,7 +88,11 @@ def masked_reference(path: Path, layers: list[dict]):
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    model = onnx.load(str(path))
+    from mcc.frontends.onnx_import import _fold_shape_subgraphs
+
+    # the model as mcc imports it (onnxslim folds BN into the convs): its node order is
+    # the order of the report's layers
+    model = _fold_shape_subgraphs(onnx.load(str(path)))
     inits = {i.name: i for i in model.graph.initializer}
     nodes = [n for n in model.graph.node
              if n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1

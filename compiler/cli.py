@@ -169,6 +169,13 @@ def info(module_path, as_json):
                f"{sched.get('from_default_rules')} from default rules, "
                f"{sched.get('naive')} untuned)")
     click.echo(f"passes:   {', '.join(meta.get('passes', []))}")
+    if meta.get("prune"):
+        prune = meta["prune"]
+        how = "zero filters" if prune["mode"] == "zero" else \
+            f"{prune['criterion']} ratio {prune['ratio']:g}, no fine-tuning"
+        click.echo(f"pruning:  {how}: {prune['channels_removed']} channels removed, params "
+                   f"{prune['before']['params']:,} -> {prune['after']['params']:,}, FLOPs "
+                   f"{prune['before']['flops']:,} -> {prune['after']['flops']:,}")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")
     click.echo(f"versions: mcc {meta['mcc_version']}, TVM {meta['tvm_version']}")

@@ -149,19 +149,22 @@ def test_zero_prune_through_concat_and_depthwise():
     assert count_ops(pruned)["relax.concat"] == 1
 
 
-def test_compile_prune_zero_is_lossless_smaller_and_recorded(tmp_path):
+def test_cli_prune_zero_is_lossless_smaller_and_recorded(tmp_path, save_onnx, cli):
     net = _residual_net(width=48)  # wide enough that weights, not code, dominate the .so
-    model = _export(net, (1, 3, 6, 6))
-    plain = mcc.compile(model, rtol=1e-5, atol=1e-5)
-    pruned = mcc.compile(model, prune="zero", rtol=1e-5, atol=1e-5)  # verified vs ORT
-    assert pruned.report["verify"]["ok"]
-    info = pruned.metadata["prune"]
-    assert info["mode"] == "zero" and not info["fine_tuned"]
-    assert info["after"]["params"] < info["before"]["params"]
-    assert pruned.report["stages"]["prune"]["detail"].startswith("zero filters: 19 channels")
-    small, big = pruned.export(tmp_path / "p.so"), plain.export(tmp_path / "u.so")
+    path = save_onnx(_export(net, (1, 3, 6, 6)))
+    big = mcc.compile(path, rtol=1e-5, atol=1e-5).export(tmp_path / "u.so")
+    small = tmp_path / "p.so"
+    result = cli("compile", path, "--prune", "zero", "--rtol", "1e-5", "--atol", "1e-5",
+                 "-o", small)  # verified against ONNX Runtime at 1e-5
+    assert result.exit_code == 0, result.stderr
+    assert "zero filters: 19 channels removed" in result.stderr
+    assert "verify" in result.stderr and "ok" in result.stderr
     assert small.stat().st_size < big.stat().st_size
-    assert mcc.load(small).metadata["prune"]["channels_removed"] == 19
+    info = mcc.load(small).metadata["prune"]
+    assert info["mode"] == "zero" and not info["fine_tuned"] and info["channels_removed"] == 19
+    assert info["after"]["params"] < info["before"]["params"]
+    shown = cli("info", small).output
+    assert "pruning:  zero filters: 19 channels removed" in shown
 
 
 def test_torch_module_prune_zero_folds_unfused_batch_norm():
