@@ -132,7 +132,6 @@ def prune_channels(mod: tvm.IRModule, ratio: float | None = None,
     new_func = rewriter.rebuild(func)
     out = mod.clone()
     out["main"] = new_func
-    out = relax.transform.FoldConstant()(out)
     report.after = model_cost(out)
     report.layers = _layer_changes(graph, removed)
     report.channels_removed = len(removed)
