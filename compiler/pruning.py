@@ -100,3 +100,64 @@ def drift_summary(drift: dict) -> str:
             text += f", top-1 agrees {e['top1_agreement']:.0%}"
         parts.append(text)
     return f"vs unpruned on {drift['samples']}: " + "; ".join(parts)
+
+
+def masked_reference(model, input_shapes: dict, layers: list[dict], output_names: list[str]):
+    """For an ONNX model: ONNX Runtime on the model as mcc imported it with the removed
+    filters' weights set to zero (biases and batch norm kept), which is exactly what a
+    ratio-pruned module computes; None (the caller says why) when the model is not ONNX or
+    its weight nodes do not line up with the pruning report's layers."""
+    import onnx
+    from onnx import numpy_helper
+
+    from mcc.frontends.onnx_import import (
+        _fix_input_shapes,
+        _fold_shape_subgraphs,
+        ort_reference,
+    )
+
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+    elif str(model).lower().endswith(".onnx"):
+        proto = onnx.load(str(model))
+    else:
+        return None
+    # the same shape fixing and folding as the import, so node order = layer order
+    proto = _fold_shape_subgraphs(_fix_input_shapes(proto, input_shapes))
+    inits = {i.name: i for i in proto.graph.initializer}
+    nodes = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
+             and len(n.input) > 1 and n.input[1] in inits]
+    if len(nodes) != len(layers):
+        return None
+    zeroed = []
+    for node, layer in zip(nodes, layers):
+        weight = numpy_helper.to_array(inits[node.input[1]]).copy()
+        axis = _out_axis(node)
+        if not _lines_up(node, weight, axis, layer):
+            return None
+        index = [slice(None)] * weight.ndim
+        index[axis] = list(layer["removed"])
+        weight[tuple(index)] = 0
+        zeroed.append(numpy_helper.from_array(weight, node.input[1]))
+    for tensor in zeroed:
+        inits[tensor.name].CopyFrom(tensor)
+    return ort_reference(proto.SerializeToString(), output_names)
+
+
+def _out_axis(node) -> int:
+    """The weight axis of the output channels: OIHW convs, Gemm with transB, else [in, out]."""
+    trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+    return 0 if node.op_type == "Conv" or trans_b else 1
+
+
+def _lines_up(node, weight, axis: int, layer: dict) -> bool:
+    if weight.ndim != (4 if node.op_type == "Conv" else 2):
+        return False
+    if weight.shape[axis] != layer["out"][0]:
+        return False
+    if node.op_type == "Conv":
+        kernel = f"{weight.shape[2]}x{weight.shape[3]}"
+        if not layer["layer"].endswith(kernel):
+            return False
+        return weight.shape[1] == layer["in"][0] or layer["layer"].startswith("depthwise")
+    return weight.shape[1 - axis] == layer["in"][0]

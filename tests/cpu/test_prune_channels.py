@@ -236,7 +236,10 @@ def test_ratio_prune_on_digits_cnn_reports_accuracy_and_matches_masked_model(tmp
     compiled = mcc.compile(_export(net, (1, 1, 8, 8)), prune=0.3,
                            calibration=tmp_path / "calib.npz")
     info = compiled.report["prune"]
-    assert "verify" not in compiled.report  # outputs move by design; drift is reported
+    # outputs move by design (drift reported); verified against ORT on the model with the
+    # removed filters zeroed
+    assert compiled.report["verify"]["ok"]
+    assert "removed filters zeroed" in compiled.report["verify"]["reference"]
     changes = {c["layer"]: c for c in info["layers"]}
     assert changes["conv2d0 3x3"]["out"] == [16, 12] and changes["conv2d1 3x3"]["out"] == [32, 23]
     assert changes["dense2"]["out"] == [32, 23] and changes["dense3"]["out"] == [10, 10]
