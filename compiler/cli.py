@@ -176,6 +176,10 @@ def info(module_path, as_json):
         click.echo(f"pruning:  {how}: {prune['channels_removed']} channels removed, params "
                    f"{prune['before']['params']:,} -> {prune['after']['params']:,}, FLOPs "
                    f"{prune['before']['flops']:,} -> {prune['after']['flops']:,}")
+        from mcc.pruning import layer_lines
+
+        for line in layer_lines(prune):
+            click.echo(f"          {line}")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")
     click.echo(f"versions: mcc {meta['mcc_version']}, TVM {meta['tvm_version']}")

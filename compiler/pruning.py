@@ -92,6 +92,16 @@ def measure_drift(module, reference, calibration: str | None, seed: int = 0) -> 
     return report
 
 
+def layer_lines(prune: dict) -> list[str]:
+    """Channels before -> after of each layer pruning changed (from the metadata JSON)."""
+    rows = []
+    for layer in prune["layers"]:
+        (ib, ia), (ob, oa) = layer["in"], layer["out"]
+        if (ib, ob) != (ia, oa):
+            rows.append(f"{layer['layer']:<16} in {ib:>5} -> {ia:<5} out {ob:>5} -> {oa:<5}")
+    return rows
+
+
 def drift_summary(drift: dict) -> str:
     parts = []
     for name, e in drift["outputs"].items():

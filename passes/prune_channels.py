@@ -86,13 +86,6 @@ class PruneReport:
                 f"{self.before.flops / 1e9:.3g} -> {self.after.flops / 1e9:.3g}"
                 + (f"; {self.note}" if self.note else ""))
 
-    def lines(self) -> list[str]:
-        rows = [f"{'layer':<20} {'in':>11} {'out':>11}"]
-        for ch in self.layers:
-            rows.append(f"{ch.label:<20} {ch.in_before:>5}->{ch.in_after:<5} "
-                        f"{ch.out_before:>5}->{ch.out_after:<5}")
-        return rows
-
     def to_json(self) -> dict:
         return {"mode": self.mode, "ratio": self.ratio, "criterion": self.criterion,
                 "fine_tuned": self.fine_tuned, "before": self.before.to_json(),

@@ -165,6 +165,7 @@ def test_cli_prune_zero_is_lossless_smaller_and_recorded(tmp_path, save_onnx, cl
     assert info["after"]["params"] < info["before"]["params"]
     shown = cli("info", small).output
     assert "pruning:  zero filters: 19 channels removed" in shown
+    assert "conv2d1 3x3      in    48 -> 32    out    48 -> 32" in shown
 
 
 def test_torch_module_prune_zero_folds_unfused_batch_norm():
