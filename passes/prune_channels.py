@@ -239,7 +239,7 @@ def _step_values(graph, step: Step, inputs: list[np.ndarray], chosen) -> np.ndar
         if kind == "pool":
             v = inputs[0]
             if call.op.name == "relax.nn.avg_pool2d" and call.attrs.count_include_pad \
-                    and any(int(p) for p in call.attrs.padding):
+                    and (any(int(p) for p in call.attrs.padding) or call.attrs.ceil_mode):
                 return np.where(v == 0, 0.0, np.nan)  # padded zeros dilute it at the borders
             return v
         if kind == "reduce":

@@ -149,6 +149,21 @@ def test_zero_prune_through_concat_and_depthwise():
     assert count_ops(pruned)["relax.concat"] == 1
 
 
+@pytest.mark.parametrize("include_pad", [True, False])
+def test_padded_average_pool_keeps_a_constant_channel_only_when_borders_differ(include_pad):
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3), nn.AvgPool2d(3, 1, 1, count_include_pad=include_pad),
+                        nn.Conv2d(6, 4, 1)).eval()
+    with torch.no_grad():
+        net[0].weight[[1, 4]] = 0
+        net[0].bias[[1, 4]] = 1.5  # a constant 1.5: averaged with padded zeros at the borders
+    pruned, report = prune_channels(import_model(_export(net, (1, 3, 8, 8))).mod)
+    assert report.channels_removed == (0 if include_pad else 2)
+    x = np.random.default_rng(2).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    expected = net(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(_run(pruned, x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_cli_prune_zero_is_lossless_smaller_and_recorded(tmp_path, save_onnx, cli):
     net = _residual_net(width=48)  # wide enough that weights, not code, dominate the .so
     path = save_onnx(_export(net, (1, 3, 6, 6)))
