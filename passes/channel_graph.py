@@ -186,6 +186,8 @@ def _vars_in(expr) -> list:
         return _vars_in(expr.tuple_value)
     if isinstance(expr, relax.Call):
         return [v for a in expr.args for v in _vars_in(a)]
+    if isinstance(expr, (relax.If, relax.SeqExpr, relax.Function)):
+        return list(relax.analysis.free_vars(expr))  # whatever such an expression reads
     return []
 
 
