@@ -125,17 +125,15 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         export_module(executable, so_path, metadata)
         st.detail = f"{so_path.stat().st_size / 1e6:.1f} MB"
 
-    # drift: a ratio prune moves outputs by design; measure how far with the exported
-    # module on calibration data, and record it in the module's metadata (re-export)
+    # drift: a ratio prune moves outputs by design: record how far (metadata, re-export);
+    # verification then compares with the model whose removed filters are zeroed
+    reference, reference_name = imported.reference, imported.reference_name
     if pruned and pruned.mode == "ratio" and config.target.runs_on_host():
-        from mcc.pruning import drift_summary, measure_drift
-        from mcc.runtime import load
+        from mcc.pruning import ratio_drift_and_reference
 
         with stages.stage("drift") as st:
-            prune_info["drift"] = measure_drift(load(so_path), imported.reference,
-                                                config.calibration, config.seed)
-            export_module(executable, so_path, metadata)
-            st.detail = drift_summary(prune_info["drift"])
+            reference, reference_name, st.detail = ratio_drift_and_reference(
+                model, config, imported, executable, so_path, metadata)
 
     report = {"stages": stages.to_json(), "schedule": coverage.to_json()}
     if prune_info:
@@ -144,14 +142,6 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
                         report)
 
     # verify: run the exported module and the reference on the same seeded inputs
-    reference, reference_name = imported.reference, imported.reference_name
-    if pruned and pruned.mode == "ratio" and config.verify and config.target.runs_on_host():
-        from mcc.pruning import masked_reference
-
-        # outputs moved by design: check against the model with the removed filters zeroed
-        reference = masked_reference(model, config.input_shapes, prune_info["layers"],
-                                     [t.name for t in imported.outputs])
-        reference_name += " (removed filters zeroed)"
     if not config.verify:
         stages.say("[mcc] verify   skipped (--no-verify)")
     elif reference is None:

@@ -92,6 +92,23 @@ def measure_drift(module, reference, calibration: str | None, seed: int = 0) -> 
     return report
 
 
+def ratio_drift_and_reference(model, config, imported, executable, so_path, metadata):
+    """After exporting a ratio-pruned module: measure its drift from the unpruned reference,
+    store it in ``metadata["prune"]`` and re-export; return the reference to verify against
+    (the model with the removed filters zeroed, or None), its name, and a summary line."""
+    from mcc.package import export_module
+    from mcc.runtime import load
+
+    info = metadata["prune"]
+    info["drift"] = measure_drift(load(so_path), imported.reference, config.calibration,
+                                  config.seed)
+    export_module(executable, so_path, metadata)
+    reference = masked_reference(model, config.input_shapes, info["layers"],
+                                 [t.name for t in imported.outputs]) if config.verify else None
+    name = f"{imported.reference_name} (removed filters zeroed)"
+    return reference, name, drift_summary(info["drift"])
+
+
 def layer_lines(prune: dict) -> list[str]:
     """Channels before -> after of each layer pruning changed (from the metadata JSON)."""
     rows = []

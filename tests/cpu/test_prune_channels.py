@@ -192,6 +192,20 @@ def test_torch_module_prune_zero_folds_unfused_batch_norm():
     assert compiled.report["prune"]["channels_removed"] == 6
 
 
+def test_torch_module_ratio_prune_reports_drift_and_says_verify_is_skipped():
+    lines = []
+    compiled = mcc.compile(_residual_net(zero_both=False), prune=0.5, progress=lines.append,
+                           example_inputs=(torch.randn(1, 3, 6, 6),))
+    info = compiled.report["prune"]
+    assert info["mode"] == "ratio" and info["ratio"] == 0.5 and info["criterion"] == "l1"
+    assert [c["out"] for c in info["layers"]] == [[8, 4], [8, 4], [12, 6], [5, 5]]
+    assert "seeded random inputs" in info["drift"]["samples"]
+    drift = next(iter(info["drift"]["outputs"].values()))
+    assert drift["rel_l2"] > 0  # outputs did move
+    assert "verify" not in compiled.report
+    assert any("verify   skipped: no reference" in line for line in lines)
+
+
 def test_bad_prune_values_are_one_line_errors(save_onnx, cli):
     from conftest import assert_one_line_error, conv_model
 
