@@ -149,6 +149,19 @@ def test_zero_prune_through_concat_and_depthwise():
     assert count_ops(pruned)["relax.concat"] == 1
 
 
+def test_grouped_conv_channels_are_left_alone():
+    """A grouped (not depthwise) conv ties channels across groups: mcc does not cut it."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=2),
+                        nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    with torch.no_grad():
+        net[0].weight[[1, 6]] = 0
+        net[2].weight[[0, 5]] = 0
+    mod = import_model(_export(net, (1, 3, 6, 6))).mod
+    pruned, report = prune_channels(mod)
+    assert report.channels_removed == 0 and _conv_channels(pruned) == _conv_channels(mod)
+
+
 @pytest.mark.parametrize("include_pad", [True, False])
 def test_padded_average_pool_keeps_a_constant_channel_only_when_borders_differ(include_pad):
     torch.manual_seed(2)
