@@ -110,7 +110,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         "target": config.target.to_json(),
         "inputs": [t.to_json() for t in imported.inputs],
         "outputs": [t.to_json() for t in imported.outputs],
-        "passes": passes,
+        "passes": (["mcc.PruneChannels"] if pruned else []) + passes,
         "schedule": coverage.to_json(),
         "source": imported.source,
         "reference": imported.reference_name,
