@@ -188,6 +188,7 @@ def test_cli_prune_zero_is_lossless_smaller_and_recorded(tmp_path, save_onnx, cl
     assert "zero filters: 19 channels removed" in result.stderr
     assert "verify" in result.stderr and "ok" in result.stderr
     assert small.stat().st_size < big.stat().st_size
+    assert mcc.load(small).metadata["passes"][0] == "mcc.PruneChannels"
     info = mcc.load(small).metadata["prune"]
     assert info["mode"] == "zero" and not info["fine_tuned"] and info["channels_removed"] == 19
     assert info["after"]["params"] < info["before"]["params"]
