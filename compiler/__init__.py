@@ -17,8 +17,8 @@ __all__ = ["MccError", "__version__", "bench", "bundle", "compile", "list_target
 
 
 def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_logs=(),
-            verify=True, rtol=None, atol=None, calibration=None, progress=None,
-            cross_compiler=None):
+            verify=True, rtol=None, atol=None, calibration=None, prune=None,
+            prune_criterion="l1", progress=None, cross_compiler=None):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
@@ -26,11 +26,14 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     Returns a ``Compiled`` with ``.export(path)``, ``.run(feed)`` and ``.report``.
     ``calibration`` names sample inputs (an .npz keyed by input name, or a directory of them)
     for the passes that need real data. ``progress`` is an optional callable receiving one
-    line per stage. ``cross_compiler`` overrides the C++ compiler that links a module for
-    another architecture (e.g. ``aarch64-linux-gnu-g++`` for ARM presets).
+    line per stage. ``prune`` is ``"zero"`` (remove all-zero filters, lossless) or a ratio
+    in (0, 1) (remove that share of each layer's lowest-norm filters by ``prune_criterion``,
+    "l1" or "l2"; no fine-tuning). ``cross_compiler`` overrides the C++ compiler that links
+    a module for another architecture (e.g. ``aarch64-linux-gnu-g++`` for ARM presets).
     """
     from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
     from mcc.driver import compile_model
+    from mcc.pruning import check_criterion, parse_prune
     from mcc.targets import resolve_target
 
     config = CompileConfig(
@@ -41,6 +44,8 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
         rtol=DEFAULT_RTOL if rtol is None else rtol,
         atol=DEFAULT_ATOL if atol is None else atol,
         calibration=None if calibration is None else str(calibration),
+        prune=parse_prune(prune),
+        prune_criterion=check_criterion(prune_criterion),
     )
     return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 

@@ -72,11 +72,16 @@ def _target_help() -> str:
 @click.option("--atol", type=float, default=None, help="absolute tolerance (default 1e-4)")
 @click.option("--calibration", metavar="DATA",
               help="sample inputs: .npz keyed by input name (first axis = samples) or a directory")
+@click.option("--prune", metavar="zero|RATIO",
+              help="remove channels: 'zero' = all-zero filters (lossless); RATIO in (0,1) = that "
+                   "share of each layer's lowest-norm filters (no fine-tuning)")
+@click.option("--prune-criterion", type=click.Choice(["l1", "l2"]), default="l1",
+              show_default=True, help="filter norm that ranks filters for --prune RATIO")
 @click.option("--cross-compiler", default=None, metavar="CXX",
               help="C++ compiler that links the .so for another architecture "
                    "(default for ARM targets: aarch64-linux-gnu-g++)")
-def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol,
-            calibration, cross_compiler):
+def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
+            prune, prune_criterion, cross_compiler):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
     from mcc.tensors import parse_input_shapes
@@ -86,7 +91,8 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
         raise MccError(f"output '{out}' must end in .so")
     compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                            tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
-                           calibration=calibration, progress=_stderr,
+                           calibration=calibration, prune=prune,
+                           prune_criterion=prune_criterion, progress=_stderr,
                            cross_compiler=cross_compiler)
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -173,6 +179,17 @@ def info(module_path, as_json):
             click.echo(f"device:   CUDA fatbin {fatbin['bytes'] / 1e3:.1f} kB, SASS "
                        f"{','.join(fatbin['sass']) or '-'}, PTX {','.join(fatbin['ptx']) or '-'}")
     click.echo(f"passes:   {', '.join(meta.get('passes', []))}")
+    if meta.get("prune"):
+        prune = meta["prune"]
+        how = "zero filters" if prune["mode"] == "zero" else \
+            f"{prune['criterion']} ratio {prune['ratio']:g}, no fine-tuning"
+        click.echo(f"pruning:  {how}: {prune['channels_removed']} channels removed, params "
+                   f"{prune['before']['params']:,} -> {prune['after']['params']:,}, FLOPs "
+                   f"{prune['before']['flops']:,} -> {prune['after']['flops']:,}")
+        from mcc.pruning import layer_lines
+
+        for line in layer_lines(prune):
+            click.echo(f"          {line}")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")
     click.echo(f"versions: mcc {meta['mcc_version']}, TVM {meta['tvm_version']}")

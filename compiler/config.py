@@ -21,3 +21,6 @@ class CompileConfig:
     seed: int = 0  # seed of the verification inputs
     # sample inputs (.npz / directory, see mcc.sample_data) for calibration and accuracy reports
     calibration: str | None = None
+    # structured pruning (mcc.pruning): None, "zero" (lossless) or a ratio in (0, 1)
+    prune: str | float | None = None
+    prune_criterion: str = "l1"  # filter norm ranking a ratio prune: "l1" or "l2"

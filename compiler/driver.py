@@ -1,6 +1,7 @@
 """The compile driver: named steps over one CompileConfig.
 
     import   model -> Relax (weights as constants), plus a reference runner
+    prune    (--prune) remove zero / lowest-norm channels (mcc.pruning)
     passes   graph optimisation pipeline (mcc.pipeline)
     schedule tuning records, then default rules (mcc.schedule)
     build    TVM lowering and code generation
@@ -78,9 +79,18 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         imported = import_model(model, config.input_shapes, example_inputs)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
 
+    # prune: physically remove channels before the pipeline sees the graph
+    mod, pruned = imported.mod, None
+    if config.prune is not None:
+        from mcc.pruning import prune_model
+
+        with stages.stage("prune") as st:
+            mod, pruned = prune_model(mod, config.prune, config.prune_criterion)
+            st.detail = pruned.summary()
+
     # passes: graph-level optimisation and lowering to fused TIR kernels
     with stages.stage("passes") as st:
-        mod, passes = optimize(imported.mod, target)
+        mod, passes = optimize(mod, target)
         st.detail = f"{len(passes)} passes"
 
     # schedule: tuning records first, default rules for the rest
@@ -94,6 +104,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         executable = build(mod, target)
         st.detail = (f"target {config.target.name} "
                      f"({config.target.cuda_arch or config.target.tvm.get('mcpu', 'generic')})")
+    prune_info = pruned.to_json() if pruned else None
 
     metadata = {
         "format": METADATA_FORMAT,
@@ -102,11 +113,13 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         "target": config.target.to_json(),
         "inputs": [t.to_json() for t in imported.inputs],
         "outputs": [t.to_json() for t in imported.outputs],
-        "passes": passes,
+        "passes": (["mcc.PruneChannels"] if pruned else []) + passes,
         "schedule": coverage.to_json(),
         "source": imported.source,
         "reference": imported.reference_name,
     }
+    if prune_info:
+        metadata["prune"] = prune_info
 
     # export: the one-file deliverable, into a private temp dir
     workdir = tempfile.TemporaryDirectory(prefix="mcc-build-")
@@ -115,7 +128,21 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         export_module(executable, so_path, metadata, config.target)
         st.detail = f"{so_path.stat().st_size / 1e6:.1f} MB"
 
+    # drift: a ratio prune moves outputs by design: record how far (metadata, re-export);
+    # verification then compares with the model whose removed filters are zeroed
+    reference, reference_name = imported.reference, imported.reference_name
+    if pruned and pruned.mode == "ratio" and config.target.runs_on_host():
+        from mcc.pruning import ratio_drift_and_reference
+
+        with stages.stage("drift") as st:
+            reference, reference_name, st.detail = ratio_drift_and_reference(
+                model, config, imported, executable, so_path, metadata)
+    elif pruned and pruned.mode == "ratio":
+        reference = None  # outputs moved by design; the zeroed-filter check runs on this CPU only
+
     report = {"stages": stages.to_json(), "schedule": coverage.to_json()}
+    if prune_info:
+        report["prune"] = prune_info
     compiled = Compiled(workdir, so_path, metadata, imported.reference, imported.reference_name,
                         report)
 
@@ -126,6 +153,9 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         run_module, how = _emulated(config.target, so_path, compiled, stages)
     if not config.verify:
         stages.say("[mcc] verify   skipped (--no-verify)")
+    elif reference is None:
+        stages.say("[mcc] verify   skipped: no reference for this --prune RATIO module (the "
+                   "zeroed-filter check needs an ONNX model and a module for this CPU)")
     elif run_module is None:
         stages.say(f"[mcc] verify   skipped: a {config.target.name} module cannot run here "
                    f"({how})")
@@ -134,8 +164,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
 
         with stages.stage("verify") as st:
             feed = random_inputs(compiled.inputs, seed=config.seed)
-            result = verify(run_module(feed), imported.reference(feed),
-                            imported.reference_name, config.rtol, config.atol)
+            result = verify(run_module(feed), reference(feed), reference_name,
+                            config.rtol, config.atol)
             st.detail = result.summary() + how
         report["verify"] = result.to_json()
         report["stages"] = stages.to_json()

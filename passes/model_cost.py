@@ -1,0 +1,65 @@
+"""Parameters and FLOPs of a Relax graph: what pruning reports before and after.
+
+Parameters are the elements of every constant bound in the Relax functions
+(weights, biases, folded batch-norm terms). FLOPs count conv2d and matmul as
+two per multiply-accumulate (the usual convention); elementwise ops are left
+out, as they are a rounding error next to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    params: int
+    flops: int
+
+    def to_json(self) -> dict:
+        return {"params": self.params, "flops": self.flops}
+
+
+def model_cost(mod: tvm.IRModule) -> ModelCost:
+    params = 0
+    flops = 0
+
+    def visit(expr):
+        nonlocal params, flops
+        if isinstance(expr, tvm.ir.GenericConst):
+            params += int(np.prod(expr.value.shape))
+        elif isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            flops += _call_flops(expr)
+
+    for _, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return ModelCost(params, flops)
+
+
+def _shape(expr) -> tuple[int, ...] | None:
+    sinfo = expr.ty
+    values = getattr(getattr(sinfo, "shape", None), "values", None)
+    if values is None or not all(hasattr(v, "value") for v in values):
+        return None
+    return tuple(int(v.value) for v in values)
+
+
+def _call_flops(call) -> int:
+    name = call.op.name
+    if name == "relax.nn.conv2d":
+        out, weight = _shape(call), _shape(call.args[1])
+        if out is None or weight is None:
+            return 0
+        # weight OIHW: each output element takes I/groups * KH * KW MACs
+        return 2 * int(np.prod(out)) * int(np.prod(weight[1:]))
+    if name == "relax.matmul":
+        out, a = _shape(call), _shape(call.args[0])
+        if out is None or a is None:
+            return 0
+        return 2 * int(np.prod(out)) * a[-1]
+    return 0
