@@ -17,13 +17,14 @@ __all__ = ["MccError", "__version__", "bench", "compile", "list_targets", "load"
 
 
 def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_logs=(),
-            verify=True, rtol=None, atol=None, progress=None):
+            verify=True, rtol=None, atol=None, progress=None, layout="auto"):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
 
     Returns a ``Compiled`` with ``.export(path)``, ``.run(feed)`` and ``.report``.
     ``progress`` is an optional callable receiving one line per stage.
+    ``layout`` is the convolution data layout: "NCHW", "NHWC" or "auto" (fastest for the target).
     """
     from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
     from mcc.driver import compile_model
@@ -36,6 +37,7 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
         verify=verify,
         rtol=DEFAULT_RTOL if rtol is None else rtol,
         atol=DEFAULT_ATOL if atol is None else atol,
+        layout=layout,
     )
     return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 

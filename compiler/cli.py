@@ -70,7 +70,9 @@ def _target_help() -> str:
 @click.option("--no-verify", is_flag=True, help="skip the comparison with the reference runtime")
 @click.option("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
 @click.option("--atol", type=float, default=None, help="absolute tolerance (default 1e-4)")
-def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol):
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC", "auto"]), default="auto",
+              show_default=True, help="convolution data layout (auto: fastest for the target)")
+def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, layout):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
     from mcc.tensors import parse_input_shapes
@@ -80,7 +82,7 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
         raise MccError(f"output '{out}' must end in .so")
     compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                            tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
-                           progress=_stderr)
+                           progress=_stderr, layout=layout)
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 

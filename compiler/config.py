@@ -19,3 +19,4 @@ class CompileConfig:
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
     seed: int = 0  # seed of the verification inputs
+    layout: str = "auto"  # conv data layout: NCHW, NHWC or auto (per target, mcc.passes.layout)

@@ -3,7 +3,8 @@
 Order of preference per kernel (a "task"):
   1. a MetaSchedule record from a tuning log for this target family
      (``tuning_logs/<kind>-<arch>/`` and any ``--tuning-log`` directory);
-  2. dlight's CPU rules (GEMV, reductions) where they match;
+  2. mcc's default rules for the target kind (``mcc.schedule_rules``: conv, matmul,
+     pooling, elementwise) and dlight's CPU rules (GEMV, reductions) where they match;
   3. otherwise the kernel keeps TVM's naive loop nest, and is counted as such.
 The counts are reported, so a user sees how much of a model is tuned.
 """
@@ -71,6 +72,8 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
     from tvm import relax
     from tvm.s_tir import dlight as dl
 
+    from mcc.schedule_rules import rules_for
+
     tasks = _prim_funcs(mod)
     dirs = record_dirs_for(family, extra_dirs)
     with target:
@@ -78,7 +81,7 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
             with _database(dirs):
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         from_records = _scheduled_funcs(mod) & tasks
-        mod = dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())(mod)
+        mod = dl.ApplyDefaultSchedule(*rules_for(target))(mod)
     scheduled = _scheduled_funcs(mod) & tasks
     report = ScheduleReport(len(tasks), len(from_records), len(scheduled - from_records),
                             len(tasks - scheduled), tuple(str(d) for d in dirs))

@@ -1,0 +1,64 @@
+"""Elementwise, broadcast, padding and layout-transform kernels: parallel and vectorised.
+
+Every block of an all-spatial PrimFunc gets its loops fused into one, split
+into SIMD-width chunks (vectorised where the innermost axis divides evenly)
+and an outer part run across the cores. Without this such kernels run as
+serial scalar loops.
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import ScheduleRule
+
+from mcc.schedule_rules.cpu_info import cpu_info
+
+
+class Injective(ScheduleRule):
+    """All blocks spatial (no reduction): fuse, vectorise the tail, parallelise the rest."""
+
+    def is_target_available(self, target) -> bool:
+        return target.kind.name == "llvm"
+
+    def apply(self, func: tirx.PrimFunc, target, tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = normalize_prim_func(sch)
+        if not blocks or any(b.is_reduction() or not b.is_injective() for b in blocks):
+            return None
+        info = cpu_info(target)
+        for block in blocks:
+            schedule_spatial(sch, block.block_rv, info)
+        return sch
+
+
+def schedule_spatial(sch: s_tir.Schedule, block, info) -> None:
+    """Fuse the block's loops, vectorise a SIMD-wide tail, parallelise the outer part."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    dtype = sch.get(block).writes[0].source.dtype if sch.get(block).writes else "float32"
+    lanes = info.lanes(str(dtype))
+    extents = [_const_extent(sch, loop) for loop in loops]
+    if any(e is None for e in extents):  # symbolic shape: parallelise the outermost loop only
+        sch.parallel(loops[0])
+        return
+    inner = extents[-1]
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    total = 1
+    for e in extents:
+        total *= e
+    if inner % lanes == 0 and total >= 2 * lanes:
+        outer, vec = sch.split(fused, [None, lanes])
+        sch.vectorize(vec)
+        if total // lanes >= 2:
+            sch.parallel(outer)
+    elif total >= 64:
+        sch.parallel(fused)
+
+
+def _const_extent(sch, loop) -> int | None:
+    extent = sch.get(loop).extent
+    return int(extent) if isinstance(extent, tirx.IntImm) else None
