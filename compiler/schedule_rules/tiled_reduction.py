@@ -40,6 +40,9 @@ MAX_ROWS = 8  # rows per micro-kernel: more rows means more broadcasts per weigh
 class TiledReduction(ScheduleRule):
     """Register-blocked, vectorised, parallel schedule for conv / matmul / pooling kernels."""
 
+    def __init__(self, pack_weights: bool = True):
+        self.pack_weights = pack_weights
+
     def is_target_available(self, target) -> bool:
         return target.kind.name == "llvm"
 
@@ -59,17 +62,22 @@ class TiledReduction(ScheduleRule):
         if plan is None:
             return None
         index = blocks.index(main)
+        if self.pack_weights:
+            _pack_weight(sch, func, main, plan)
         _schedule_main(sch, main, plan)
         info = cpu_info(target)
-        for block in blocks[:index]:  # producers (padding, transposes): their own parallel loops
-            schedule_spatial(sch, block.block_rv, info)
+        for block in blocks[:index]:  # producers: copies inlined, padding etc. run apart
+            if not _try_inline_copy(sch, block.block_rv):
+                schedule_spatial(sch, block.block_rv, info)
         _fuse_epilogue(sch, plan, blocks[index + 1:], info)
         return sch
 
 
 class _Plan:
-    def __init__(self, v: int, u: int | None, vec: int, nv: int, ru: int, cores: int):
+    def __init__(self, v: int, u: int | None, vec: int, nv: int, ru: int, cores: int,
+                 weights: list[int]):
         self.v, self.u, self.vec, self.nv, self.ru, self.cores = v, u, vec, nv, ru, cores
+        self.weights = weights  # indices in block.reads of operands indexed [..., v]
         self.writeback = None
         self.tile_loop = None
 
@@ -103,7 +111,11 @@ def _plan(sch, main, info) -> _Plan | None:
     vec = lanes if extent_v % lanes == 0 else _largest_pow2_divisor(extent_v, lanes)
     if vec < 4:
         return None
-    nv = 2 if extent_v % (2 * vec) == 0 else 1
+    candidates_u = [i for i in spatial if i != v and int(iters[i].dom) >= 4]
+    # SIMD registers along v: 2 when rows share them, more for a lone row (GEMV) or half
+    # vectors, always a divisor so no tile needs a bounds check.
+    nv_max = 2 if candidates_u and vec == lanes else max(2, min(8, 2 * lanes // vec))
+    nv = max(d for d in range(1, nv_max + 1) if (extent_v // vec) % d == 0)
     # u: a spatial axis that some contiguous operand does not read, so its vectors are reused.
     used = [_vars_in(r) for r in contiguous]
     candidates = [i for i in spatial if i != v and int(iters[i].dom) > 1
@@ -113,7 +125,39 @@ def _plan(sch, main, info) -> _Plan | None:
     if u is not None:
         budget = max(1, min(MAX_ROWS, (info.vector_registers * 3 // 4) // nv))
         ru = max(d for d in range(1, budget + 1) if int(iters[u].dom) % d == 0)
-    return _Plan(v, u, vec, nv, ru, info.cores)
+    weights = [block.reads.index(r) for r in contiguous
+               if r.region[-1].min.same_as(v_var)
+               and not any(_uses(collect_vars_used_in_prim_expr(rng.min), v_var)
+                           for rng in r.region[:-1])]
+    return _Plan(v, u, vec, nv, ru, info.cores, weights)
+
+
+def _pack_weight(sch, func, main, plan: _Plan) -> None:
+    """Repack a constant weight [..., N] as [N / tile, ..., tile]: one tile's panel is contiguous.
+
+    Only for parameters Relax marked layout-free (constants): the repacking
+    block is annotated as a layout-rewrite preprocess, which
+    ``SplitLayoutRewritePreproc`` moves into its own function and
+    ``FoldConstant`` then evaluates once, at compile time.
+    """
+    free = func.attrs.get("layout_free_buffers") if func.attrs is not None else None
+    if not free or not plan.weights:
+        return
+    free_buffers = [func.params[int(i)] for i in free]  # params are the buffers themselves
+    block = sch.get(main.block_rv)
+    tile = plan.vec * plan.nv
+    for read_index in plan.weights:
+        source = block.reads[read_index].source
+        if not any(source.same_as(b) for b in free_buffers):
+            continue
+        shape = [int(d) for d in source.shape]
+        if shape[-1] % tile or shape[-1] == tile:
+            continue
+        cached = sch.cache_read(main.block_rv, read_index, "global")
+        sch.annotate(cached, "meta_schedule.layout_rewrite_preproc", True)
+        sch.transform_layout(main.block_rv, ("read", read_index),
+                             lambda *idx: (idx[-1] // tile, *idx[:-1], idx[-1] % tile))
+        return
 
 
 def _schedule_main(sch, main, plan: _Plan) -> None:
@@ -166,6 +210,19 @@ def _fuse_epilogue(sch, plan: _Plan, consumers, info) -> None:
             sch.vectorize(last)
     for block in leftover:
         schedule_spatial(sch, block.block_rv, info)
+
+
+def _try_inline_copy(sch, block) -> bool:
+    """Inline a producer that only copies or reindexes (e.g. zero padding of a 1x1 conv)."""
+    from tvm import get_global_func
+
+    if get_global_func("s_tir.schedule.HasIfThenElse")(sch.get(block)):
+        return False  # real padding: a branch per element inside the micro-kernel costs more
+    try:
+        sch.compute_inline(block)
+    except Exception:
+        return False
+    return True
 
 
 def _unit_stride(index, var) -> bool:
