@@ -81,13 +81,14 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
             with _database(dirs):
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         from_records = _scheduled_funcs(mod) & tasks
-        # Constant weights may be repacked by the rules: mark them, then fold the repacking.
+        # Constant weights may be repacked by the rules: mark them (this renames the
+        # kernels, so from here on they are counted, not named), then fold the repacking.
         mod = relax.transform.AttachAttrLayoutFreeBuffers()(mod)
         mod = dl.ApplyDefaultSchedule(*rules_for(target))(mod)
+        scheduled = min(len(tasks), len(_scheduled_funcs(mod)))
         mod = relax.transform.SplitLayoutRewritePreproc()(mod)
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.DeadCodeElimination()(mod)
-    scheduled = _scheduled_funcs(mod) & tasks
-    report = ScheduleReport(len(tasks), len(from_records), len(scheduled - from_records),
-                            len(tasks - scheduled), tuple(str(d) for d in dirs))
+    report = ScheduleReport(len(tasks), len(from_records), scheduled - len(from_records),
+                            len(tasks) - scheduled, tuple(str(d) for d in dirs))
     return mod, report

@@ -9,21 +9,22 @@ write a module here and add its rule objects to ``RULES_BY_KIND``.
     TiledReduction  conv2d (NHWC, NCHW), dense / matmul / batch matmul,
                     depthwise conv, pooling: register-blocked, vectorised,
                     parallel, with fused epilogues (tiled_reduction.py)
-    Injective       elementwise, broadcast, pad, transpose kernels (injective.py)
     dlight GEMV, Reduction   row reductions (softmax, layer norm, mean)
+    Injective       elementwise, broadcast, pad, transpose kernels (injective.py)
+    ParallelFallback  anything else: outer spatial loops in parallel (injective.py)
 """
 
 from __future__ import annotations
 
 from mcc.schedule_rules.cpu_info import CpuInfo, cpu_info
-from mcc.schedule_rules.injective import Injective
+from mcc.schedule_rules.injective import Injective, ParallelFallback
 from mcc.schedule_rules.tiled_reduction import TiledReduction
 
 
 def _llvm_rules() -> list:
     from tvm.s_tir import dlight as dl
 
-    return [TiledReduction(), dl.cpu.GEMV(), dl.cpu.Reduction(), Injective()]
+    return [TiledReduction(), dl.cpu.GEMV(), dl.cpu.Reduction(), Injective(), ParallelFallback()]
 
 
 # target kind -> factory of the ordered rule list (a factory, so imports stay lazy)
@@ -38,4 +39,5 @@ def rules_for(target) -> list:
     return factory() if factory else []
 
 
-__all__ = ["CpuInfo", "Injective", "RULES_BY_KIND", "TiledReduction", "cpu_info", "rules_for"]
+__all__ = ["CpuInfo", "Injective", "ParallelFallback", "RULES_BY_KIND", "TiledReduction",
+           "cpu_info", "rules_for"]

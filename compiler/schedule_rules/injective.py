@@ -62,3 +62,38 @@ def schedule_spatial(sch: s_tir.Schedule, block, info) -> None:
 def _const_extent(sch, loop) -> int | None:
     extent = sch.get(loop).extent
     return int(extent) if isinstance(extent, tirx.IntImm) else None
+
+
+class ParallelFallback(ScheduleRule):
+    """Last resort for any kernel no other rule took: run its outer spatial loops on all cores.
+
+    Covers strided pooling in NCHW and other reductions whose innermost axis is
+    not contiguous; each block keeps its loop order but its leading spatial
+    loops are fused into one parallel loop (and all-spatial blocks are also
+    vectorised), so nothing is left as a serial naive loop nest.
+    """
+
+    def is_target_available(self, target) -> bool:
+        return target.kind.name == "llvm"
+
+    def apply(self, func: tirx.PrimFunc, target, tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = normalize_prim_func(sch)
+        if not blocks:
+            return None
+        info = cpu_info(target)
+        for block in blocks:
+            if block.is_injective():
+                schedule_spatial(sch, block.block_rv, info)
+                continue
+            kinds = block.dom_kind()
+            lead = len(kinds) - len(kinds.lstrip("S"))
+            loops = sch.get_loops(block.block_rv)[:lead]
+            if not loops or any(_const_extent(sch, loop) is None for loop in loops):
+                continue
+            fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+            if _const_extent(sch, fused) >= 2:
+                sch.parallel(fused)
+        return sch

@@ -114,7 +114,9 @@ def _plan(sch, main, info) -> _Plan | None:
     candidates_u = [i for i in spatial if i != v and int(iters[i].dom) >= 4]
     # SIMD registers along v: 2 when rows share them, more for a lone row (GEMV) or half
     # vectors, always a divisor so no tile needs a bounds check.
-    nv_max = 2 if candidates_u and vec == lanes else max(2, min(8, 2 * lanes // vec))
+    nv_max = 2 if candidates_u else 4
+    if vec < lanes:
+        nv_max = max(nv_max, min(8, 2 * lanes // vec))
     nv = max(d for d in range(1, nv_max + 1) if (extent_v // vec) % d == 0)
     # u: a spatial axis that some contiguous operand does not read, so its vectors are reused.
     used = [_vars_in(r) for r in contiguous]
