@@ -15,7 +15,8 @@ Steps:
      each: 70 in MobileNetV2);
   2. Relax's ``ConvertLayout`` for conv2d, which propagates through elementwise
      ops, pooling and reductions;
-  3. cancel transposes that undo each other and merge chains of them;
+  3. cancel transposes that undo each other, merge chains of them, and share one
+     transpose among all readers of a tensor (a residual branch reads its input twice);
   4. ``FoldConstant``: the weight transposes are computed now, at compile time.
 """
 
@@ -67,6 +68,7 @@ class ConvertLayout:
         mod = _raise_scalar_minmax(mod)
         mod = T.ConvertLayout(_DESIRED[self.layout])(mod)
         mod = _cancel_transposes(mod)
+        mod = T.EliminateCommonSubexpr()(mod)  # one transpose of a tensor several ops read
         mod = T.DeadCodeElimination()(mod)
         return T.FoldConstant()(mod)
 
