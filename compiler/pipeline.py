@@ -1,6 +1,7 @@
 """The graph-level optimisation pipeline, as named steps in a fixed order.
 
-    FoldConstant             evaluate weight-only subgraphs (reshape/transpose of weights)
+    mcc.FoldConstantShapes   reshape/transpose of weights and biases, in numpy (fast)
+    FoldConstant             evaluate the remaining weight-only subgraphs
     mcc.FoldBatchNorm        fold BN into conv weights and bias (passes/fold_batch_norm.py)
     mcc.ConvertLayout        conv data layout (NHWC on CPU by default; passes/layout.py)
     DecomposeOpsForInference remaining BN / layer-norm style ops into elementwise arithmetic
@@ -24,12 +25,13 @@ import tvm
 from tvm import relax
 
 from mcc.errors import MccError, first_line
-from mcc.passes import ConvertLayout, FoldBatchNorm
+from mcc.passes import ConvertLayout, FoldBatchNorm, FoldConstantShapes
 
 
 def graph_passes(layout: str = "NCHW") -> list[tuple[str, tvm.transform.Pass]]:
     T = relax.transform
     return [
+        ("mcc.FoldConstantShapes", FoldConstantShapes()),
         ("FoldConstant", T.FoldConstant()),
         ("mcc.FoldBatchNorm", FoldBatchNorm()),
         (f"mcc.ConvertLayout({layout})", ConvertLayout(layout)),

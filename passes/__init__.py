@@ -6,7 +6,9 @@ driver runs the ones a compile asks for, in the order documented in
 """
 
 from mcc.passes.fold_batch_norm import FoldBatchNorm, fold_batch_norm
+from mcc.passes.fold_constant_shapes import FoldConstantShapes, fold_constant_shapes
 from mcc.passes.layout import ConvertLayout, convert_layout
 from mcc.passes.op_count import count_ops
 
-__all__ = ["ConvertLayout", "FoldBatchNorm", "convert_layout", "count_ops", "fold_batch_norm"]
+__all__ = ["ConvertLayout", "FoldBatchNorm", "FoldConstantShapes", "convert_layout", "count_ops",
+           "fold_batch_norm", "fold_constant_shapes"]

@@ -17,7 +17,7 @@ Steps:
      ops, pooling and reductions;
   3. cancel transposes that undo each other, merge chains of them, and share one
      transpose among all readers of a tensor (a residual branch reads its input twice);
-  4. ``FoldConstant``: the weight transposes are computed now, at compile time.
+  4. the weight transposes are computed now, at compile time (in numpy).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import tvm
 from tvm import relax, tirx
 
 from mcc.errors import MccError
+from mcc.passes.fold_constant_shapes import fold_constant_shapes
 
 LAYOUTS = ("NCHW", "NHWC", "auto")
 
@@ -69,6 +70,7 @@ class ConvertLayout:
         mod = T.ConvertLayout(_DESIRED[self.layout])(mod)
         mod = _cancel_transposes(mod)
         mod = T.EliminateCommonSubexpr()(mod)  # one transpose of a tensor several ops read
+        mod = fold_constant_shapes(mod)  # the HWIO weights, in numpy
         mod = T.DeadCodeElimination()(mod)
         return T.FoldConstant()(mod)
 

@@ -78,6 +78,7 @@ class _Plan:
                  weights: list[int]):
         self.v, self.u, self.vec, self.nv, self.ru, self.cores = v, u, vec, nv, ru, cores
         self.weights = weights  # indices in block.reads of operands indexed [..., v]
+        self.weights_outer = True
         self.writeback = None
         self.tile_loop = None
 
@@ -131,7 +132,23 @@ def _plan(sch, main, info) -> _Plan | None:
                if r.region[-1].min.same_as(v_var)
                and not any(_uses(collect_vars_used_in_prim_expr(rng.min), v_var)
                            for rng in r.region[:-1])]
-    return _Plan(v, u, vec, nv, ru, info.cores, weights)
+    plan = _Plan(v, u, vec, nv, ru, info.cores, weights)
+    if u is not None:
+        u_var = iters[u].var
+        reused = [r for r in contiguous if not _uses(_vars_in(r), u_var)]
+        streamed = [r for r in operands if all(not r.same_as(x) for x in reused)]
+        plan.weights_outer = _bytes(reused) >= _bytes(streamed)
+    return plan
+
+
+def _bytes(regions) -> int:
+    total = 0
+    for r in regions:
+        n = 1
+        for d in r.source.shape:
+            n *= int(d) if isinstance(d, (int, tirx.IntImm)) else 1
+        total += n
+    return total
 
 
 def _pack_weight(sch, func, main, plan: _Plan) -> None:
@@ -178,10 +195,13 @@ def _schedule_main(sch, main, plan: _Plan) -> None:
         else:
             outer_rest.append(loops[i])
     reduction = [loops[i] for i, it in enumerate(iters) if it.kind == "R"]
-    sch.reorder(vo, *outer_rest, *reduction, *inner)
+    # Weight-stationary (vo outermost: one weight panel serves every row) when the weights
+    # are the bigger operand; otherwise activation-stationary (a row block meets every panel).
+    order = [vo, *outer_rest] if plan.weights_outer else [*outer_rest, vo]
+    sch.reorder(*order, *reduction, *inner)
     # Accumulate the tile in a small local buffer (registers after unrolling).
     writeback = sch.cache_write(main.block_rv, 0, "local")
-    tile = sch.fuse(vo, *outer_rest)
+    tile = sch.fuse(*order)
     sch.reverse_compute_at(writeback, tile, preserve_unit_loops=True)
     for loop in inner[:-1]:
         sch.unroll(loop)
