@@ -25,10 +25,12 @@ sys.path.insert(0, str(HERE))
 from models import export_onnx  # noqa: E402
 
 
-def peak_gflops(preset) -> tuple[float, str]:
+def peak_gflops(preset, threads=None) -> tuple[float, str]:
     from mcc.schedule_rules import cpu_info
 
     info = cpu_info(preset.tvm_target())
+    if threads:
+        info = type(info)(info.vector_bits, info.vector_registers, threads)
     mhz = max(float(line.split(":")[1]) for line in open("/proc/cpuinfo")
               if line.startswith("cpu MHz"))
     lanes = info.lanes("float32")
@@ -72,16 +74,18 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--layout", default="auto")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by process CPU time (with TVM_NUM_THREADS=1: what one core "
+                             "spends, robust to other load on a shared machine)")
     args = parser.parse_args()
 
     preset = resolve_target("x86")
     target = preset.tvm_target()
     imported = import_model(export_onnx(args.model, HERE / "onnx"), {}, None)
     mod, _ = optimize(imported.mod, target, layout=args.layout)
+    mod, _ = schedule(mod, target, preset.family)
     flops = {gv.name_hint: kernel_flops(f) for gv, f in mod.functions_items()
              if isinstance(f, tvm.tirx.PrimFunc)}
-    mod, _ = schedule(mod, target, preset.family)
-    # the weight-packing fold renames kernels (x -> x_prepacked / x1): map back by prefix
     vm = relax.VirtualMachine(build(mod, target), tvm.cpu())
     rng = np.random.default_rng(0)
     feed = [tvm.runtime.tensor(rng.random([int(d) for d in t.shape]).astype(t.dtype)
@@ -90,32 +94,32 @@ def main() -> None:
             for t in imported.inputs]
     vm["main"](*feed)
     times, calls, started = collections.defaultdict(float), collections.Counter(), {}
+    clock = time.process_time if args.cpu_time else time.perf_counter
 
     def instrument(func, symbol, before, ret, *rest):
         if before:
-            started[symbol] = time.perf_counter()
+            started[symbol] = clock()
         else:
-            times[symbol] += time.perf_counter() - started[symbol]
+            times[symbol] += clock() - started[symbol]
             calls[symbol] += 1
         return 0
 
-    start = time.perf_counter()
+    start = clock()
     for _ in range(args.runs):
         vm["main"](*feed)
-    plain_ms = (time.perf_counter() - start) / args.runs * 1e3
+    plain_ms = (clock() - start) / args.runs * 1e3
     vm.set_instrument(instrument)
     for _ in range(args.runs):
         vm["main"](*feed)
     total = sum(times.values()) / args.runs
-    peak, peak_text = peak_gflops(preset)
+    peak, peak_text = peak_gflops(preset, threads=1 if args.cpu_time else None)
     print(f"{args.model}: {plain_ms:.1f} ms per run ({total * 1e3:.1f} ms in timed calls); "
           f"peak {peak:.0f} GFLOP/s = {peak_text}\n")
     print("| kernel | calls | ms per run | share | GFLOP per call | GFLOP/s | % of peak |")
     print("|---|---|---|---|---|---|---|")
     for symbol, t in sorted(times.items(), key=lambda kv: -kv[1])[:args.top]:
         per_call = t / calls[symbol]
-        base = symbol.removesuffix("_prepacked")
-        f = flops.get(base) or flops.get(base.rstrip("0123456789")) or 0
+        f = flops.get(symbol, 0)
         rate = f / per_call / 1e9 if f else 0.0
         print(f"| {symbol} | {calls[symbol] // args.runs} | {t / args.runs * 1e3:.2f} "
               f"| {100 * t / args.runs / total:.0f}% | {f / 1e9:.3f} | {rate:.0f} "

@@ -1,9 +1,9 @@
 """Elementwise, broadcast, padding and layout-transform kernels: parallel and vectorised.
 
-Every block of an all-spatial PrimFunc gets its loops fused into one, split
-into SIMD-width chunks (vectorised where the innermost axis divides evenly)
-and an outer part run across the cores. Without this such kernels run as
-serial scalar loops.
+Every block of an all-spatial PrimFunc gets its innermost axis vectorised in
+SIMD-width chunks (where it divides evenly) and all loops outside fused into
+one loop run across the cores. Without this such kernels run as serial scalar
+loops.
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ class Injective(ScheduleRule):
 
 
 def schedule_spatial(sch: s_tir.Schedule, block, info) -> None:
-    """Fuse the block's loops, vectorise a SIMD-wide tail, parallelise the outer part."""
+    """Vectorise the innermost axis in SIMD-wide chunks, run everything outside it in parallel.
+
+    Only the innermost axis is split (never the fused index), so each vector
+    lane's address is ``base + lane``: a plain vector load, not a gather with a
+    division per lane.
+    """
     loops = sch.get_loops(block)
     if not loops:
         return
@@ -45,18 +50,23 @@ def schedule_spatial(sch: s_tir.Schedule, block, info) -> None:
     if any(e is None for e in extents):  # symbolic shape: parallelise the outermost loop only
         sch.parallel(loops[0])
         return
-    inner = extents[-1]
-    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     total = 1
     for e in extents:
         total *= e
-    if inner % lanes == 0 and total >= 2 * lanes:
-        outer, vec = sch.split(fused, [None, lanes])
+    outer = loops[:-1]
+    if extents[-1] % lanes == 0 and total >= 2 * lanes:
+        if extents[-1] > lanes:
+            rest, vec = sch.split(loops[-1], [None, lanes])
+            outer = [*outer, rest]
+        else:
+            vec = loops[-1]
         sch.vectorize(vec)
-        if total // lanes >= 2:
-            sch.parallel(outer)
-    elif total >= 64:
-        sch.parallel(fused)
+    else:
+        outer = loops
+    if outer and total >= 64:
+        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        if _const_extent(sch, fused) >= 2:
+            sch.parallel(fused)
 
 
 def _const_extent(sch, loop) -> int | None:
