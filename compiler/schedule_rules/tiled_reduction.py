@@ -40,8 +40,9 @@ MAX_ROWS = 8  # rows per micro-kernel: more rows means more broadcasts per weigh
 class TiledReduction(ScheduleRule):
     """Register-blocked, vectorised, parallel schedule for conv / matmul / pooling kernels."""
 
-    def __init__(self, pack_weights: bool = True):
+    def __init__(self, pack_weights: bool = True, pad_in_tile: bool = True):
         self.pack_weights = pack_weights
+        self.pad_in_tile = pad_in_tile
 
     def is_target_available(self, target) -> bool:
         return target.kind.name == "llvm"
@@ -67,7 +68,9 @@ class TiledReduction(ScheduleRule):
         _schedule_main(sch, main, plan)
         info = cpu_info(target)
         for block in blocks[:index]:  # producers: copies inlined, padding etc. run apart
-            if not _try_inline_copy(sch, block.block_rv):
+            if _try_inline_copy(sch, block.block_rv):
+                continue
+            if not (plan.per_channel and self.pad_in_tile and _pad_in_tile(sch, block, plan)):
                 schedule_spatial(sch, block.block_rv, info)
         _fuse_epilogue(sch, plan, blocks[index + 1:], info)
         return sch
@@ -79,6 +82,7 @@ class _Plan:
         self.v, self.u, self.vec, self.nv, self.ru, self.cores = v, u, vec, nv, ru, cores
         self.weights = weights  # indices in block.reads of operands indexed [..., v]
         self.weights_outer = True
+        self.per_channel = False  # depthwise / pooling: the data is read per output channel
         self.writeback = None
         self.tile_loop = None
 
@@ -138,6 +142,7 @@ def _plan(sch, main, info) -> _Plan | None:
         reused = [r for r in contiguous if not _uses(_vars_in(r), u_var)]
         streamed = [r for r in operands if all(not r.same_as(x) for x in reused)]
         plan.weights_outer = _bytes(reused) >= _bytes(streamed)
+    plan.per_channel = all(_uses(_vars_in(r), v_var) for r in operands)
     return plan
 
 
@@ -232,6 +237,25 @@ def _fuse_epilogue(sch, plan: _Plan, consumers, info) -> None:
             sch.vectorize(last)
     for block in leftover:
         schedule_spatial(sch, block.block_rv, info)
+
+
+def _pad_in_tile(sch, block, plan: _Plan) -> bool:
+    """Pad only the window each output tile reads, inside the tile loop (depthwise, pooling).
+
+    These kernels read their input once, so a separately padded copy of the
+    whole tensor doubles their memory traffic and adds a parallel launch.
+    """
+    try:
+        sch.compute_at(block.block_rv, plan.tile_loop, preserve_unit_loops=True)
+    except Exception:
+        return False
+    loops = sch.get_loops(block.block_rv)
+    extent = _const(sch, loops[-1])
+    if extent and extent % plan.vec == 0:
+        if extent != plan.vec:
+            _, loops[-1] = sch.split(loops[-1], [None, plan.vec])
+        sch.vectorize(loops[-1])
+    return True
 
 
 def _try_inline_copy(sch, block) -> bool:

@@ -222,3 +222,13 @@ def _asm(executable) -> str:
             if text:
                 return text
     raise AssertionError("no assembly found in the built module")
+
+
+def test_depthwise_pads_each_tile_in_place():
+    """Depthwise reads its input once: no separately padded copy, one parallel loop nest."""
+    funcs = _kernels(depthwise_clip(), X86)
+    (fname,) = [n for n in funcs if "conv2d" in n]
+    text = _scheduled_text(TiledReduction(), funcs[fname], X86)
+    assert text.count("T.parallel") == 1
+    flat = _scheduled_text(TiledReduction(pad_in_tile=False), funcs[fname], X86)
+    assert flat.count("T.parallel") == 2
