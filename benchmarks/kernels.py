@@ -58,6 +58,14 @@ def kernel_flops(func) -> int:
     return total
 
 
+def kernel_shapes(func) -> str:
+    """``input -> output`` shapes of a kernel (first and last buffer parameters)."""
+    def text(buf):
+        return "x".join(str(int(d)) for d in buf.shape)
+
+    return f"{text(func.params[0])} -> {text(func.params[-1])}"
+
+
 def main() -> None:
     import numpy as np
     import tvm
@@ -86,6 +94,8 @@ def main() -> None:
     mod, _ = schedule(mod, target, preset.family)
     flops = {gv.name_hint: kernel_flops(f) for gv, f in mod.functions_items()
              if isinstance(f, tvm.tirx.PrimFunc)}
+    shapes = {gv.name_hint: kernel_shapes(f) for gv, f in mod.functions_items()
+              if isinstance(f, tvm.tirx.PrimFunc)}
     vm = relax.VirtualMachine(build(mod, target), tvm.cpu())
     rng = np.random.default_rng(0)
     feed = [tvm.runtime.tensor(rng.random([int(d) for d in t.shape]).astype(t.dtype)
@@ -115,13 +125,15 @@ def main() -> None:
     peak, peak_text = peak_gflops(preset, threads=1 if args.cpu_time else None)
     print(f"{args.model}: {plain_ms:.1f} ms per run ({total * 1e3:.1f} ms in timed calls); "
           f"peak {peak:.0f} GFLOP/s = {peak_text}\n")
-    print("| kernel | calls | ms per run | share | GFLOP per call | GFLOP/s | % of peak |")
-    print("|---|---|---|---|---|---|---|")
+    print("| kernel | shapes | calls | ms per run | share | GFLOP per call | GFLOP/s "
+          "| % of peak |")
+    print("|---|---|---|---|---|---|---|---|")
     for symbol, t in sorted(times.items(), key=lambda kv: -kv[1])[:args.top]:
         per_call = t / calls[symbol]
         f = flops.get(symbol, 0)
         rate = f / per_call / 1e9 if f else 0.0
-        print(f"| {symbol} | {calls[symbol] // args.runs} | {t / args.runs * 1e3:.2f} "
+        print(f"| {symbol} | {shapes.get(symbol, '')} | {calls[symbol] // args.runs} "
+              f"| {t / args.runs * 1e3:.2f} "
               f"| {100 * t / args.runs / total:.0f}% | {f / 1e9:.3f} | {rate:.0f} "
               f"| {100 * rate / peak:.0f}% |")
 
