@@ -116,18 +116,17 @@ def _plan(sch, main, info) -> _Plan | None:
     vec = lanes if extent_v % lanes == 0 else _largest_pow2_divisor(extent_v, lanes)
     if vec < 4:
         return None
-    candidates_u = [i for i in spatial if i != v and int(iters[i].dom) >= 4]
-    # SIMD registers along v: 2 when rows share them, more for a lone row (GEMV) or half
-    # vectors, always a divisor so no tile needs a bounds check.
-    nv_max = 2 if candidates_u else 4
-    if vec < lanes:
-        nv_max = max(nv_max, min(8, 2 * lanes // vec))
-    nv = max(d for d in range(1, nv_max + 1) if (extent_v // vec) % d == 0)
     # u: a spatial axis that some contiguous operand does not read, so its vectors are reused.
     used = [_vars_in(r) for r in contiguous]
     candidates = [i for i in spatial if i != v and int(iters[i].dom) > 1
                   and any(not _uses(vars_, iters[i].var) for vars_ in used)]
     u = candidates[-1] if candidates else None
+    # SIMD registers along v: 2 when rows share them, more for a lone row (GEMV) or half
+    # vectors, always a divisor so no tile needs a bounds check.
+    nv_max = 2 if u is not None and int(iters[u].dom) >= 4 else 4
+    if vec < lanes:
+        nv_max = max(nv_max, min(8, 2 * lanes // vec))
+    nv = max(d for d in range(1, nv_max + 1) if (extent_v // vec) % d == 0)
     ru = 1
     if u is not None:
         budget = max(1, min(MAX_ROWS, (info.vector_registers * 3 // 4) // nv))
