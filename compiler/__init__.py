@@ -11,6 +11,9 @@ Heavy dependencies (TVM, ONNX, torch) are imported only when a verb needs them.
 from __future__ import annotations
 
 from mcc.errors import MccError
+from mcc.threads import default_thread_count
+
+default_thread_count()  # before TVM's thread pool exists: all physical cores, not half of them
 
 __version__ = "0.1.0"
 __all__ = ["MccError", "__version__", "bench", "compile", "list_targets", "load"]
