@@ -11,6 +11,9 @@ Heavy dependencies (TVM, ONNX, torch) are imported only when a verb needs them.
 from __future__ import annotations
 
 from mcc.errors import MccError
+from mcc.threads import default_thread_count
+
+default_thread_count()  # before TVM's thread pool exists: all physical cores, not half of them
 
 __version__ = "0.1.0"
 __all__ = ["MccError", "__version__", "bench", "bundle", "compile", "list_targets", "load"]
@@ -18,7 +21,7 @@ __all__ = ["MccError", "__version__", "bench", "bundle", "compile", "list_target
 
 def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_logs=(),
             verify=True, rtol=None, atol=None, calibration=None, prune=None,
-            prune_criterion="l1", progress=None, cross_compiler=None):
+            prune_criterion="l1", layout="auto", progress=None, cross_compiler=None):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
@@ -28,8 +31,9 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     for the passes that need real data. ``progress`` is an optional callable receiving one
     line per stage. ``prune`` is ``"zero"`` (remove all-zero filters, lossless) or a ratio
     in (0, 1) (remove that share of each layer's lowest-norm filters by ``prune_criterion``,
-    "l1" or "l2"; no fine-tuning). ``cross_compiler`` overrides the C++ compiler that links
-    a module for another architecture (e.g. ``aarch64-linux-gnu-g++`` for ARM presets).
+    "l1" or "l2"; no fine-tuning). ``layout`` is the convolution data layout: "NCHW", "NHWC"
+    or "auto" (fastest for the target). ``cross_compiler`` overrides the C++ compiler that
+    links a module for another architecture (e.g. ``aarch64-linux-gnu-g++`` for ARM presets).
     """
     from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
     from mcc.driver import compile_model
@@ -46,6 +50,7 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
         calibration=None if calibration is None else str(calibration),
         prune=parse_prune(prune),
         prune_criterion=check_criterion(prune_criterion),
+        layout=layout,
     )
     return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 

@@ -80,8 +80,10 @@ def _target_help() -> str:
 @click.option("--cross-compiler", default=None, metavar="CXX",
               help="C++ compiler that links the .so for another architecture "
                    "(default for ARM targets: aarch64-linux-gnu-g++)")
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC", "auto"]), default="auto",
+              show_default=True, help="convolution data layout (auto: fastest for the target)")
 def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
-            prune, prune_criterion, cross_compiler):
+            prune, prune_criterion, cross_compiler, layout):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
     from mcc.tensors import parse_input_shapes
@@ -93,7 +95,7 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
                            tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
                            calibration=calibration, prune=prune,
                            prune_criterion=prune_criterion, progress=_stderr,
-                           cross_compiler=cross_compiler)
+                           cross_compiler=cross_compiler, layout=layout)
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 

@@ -3,7 +3,8 @@
 Order of preference per kernel (a "task"):
   1. a MetaSchedule record from a tuning log for this target family
      (``tuning_logs/<kind>-<arch>/`` and any ``--tuning-log`` directory);
-  2. dlight's CPU rules (GEMV, reductions) where they match; for CUDA targets
+  2. the default rules for the target kind (``mcc.schedule_rules``): on CPUs mcc's conv,
+     matmul, pooling and elementwise rules plus dlight's GEMV / reduction rules; on CUDA
      dlight's GPU rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback);
   3. otherwise the kernel keeps TVM's naive loop nest, and is counted as such.
 The counts are reported, so a user sees how much of a model is tuned.
@@ -67,21 +68,12 @@ def _database(dirs: list[Path]):
     return dbs[0] if len(dbs) == 1 else ms.database.UnionDatabase(*dbs)
 
 
-def _default_rules(target: tvm.target.Target) -> list:
-    """dlight's default rules for the target's kind; GPU kernels must all be scheduled
-    (thread-bound), so the GPU list ends with dlight's Fallback."""
-    from tvm.s_tir import dlight as dl
-
-    if target.kind.name == "cuda":
-        return [dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
-                dl.gpu.Fallback()]
-    return [dl.cpu.GEMV(), dl.cpu.Reduction()]
-
-
 def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
              extra_dirs=()) -> tuple[tvm.IRModule, ScheduleReport]:
     from tvm import relax
     from tvm.s_tir import dlight as dl
+
+    from mcc.schedule_rules import rules_for
 
     tasks = _prim_funcs(mod)
     dirs = record_dirs_for(family, extra_dirs)
@@ -90,8 +82,14 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
             with _database(dirs):
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         from_records = _scheduled_funcs(mod) & tasks
-        mod = dl.ApplyDefaultSchedule(*_default_rules(target))(mod)
-    scheduled = _scheduled_funcs(mod) & tasks
-    report = ScheduleReport(len(tasks), len(from_records), len(scheduled - from_records),
-                            len(tasks - scheduled), tuple(str(d) for d in dirs))
+        # Constant weights may be repacked by the rules: mark them (this renames the
+        # kernels, so from here on they are counted, not named), then fold the repacking.
+        mod = relax.transform.AttachAttrLayoutFreeBuffers()(mod)
+        mod = dl.ApplyDefaultSchedule(*rules_for(target))(mod)
+        scheduled = min(len(tasks), len(_scheduled_funcs(mod)))
+        mod = relax.transform.SplitLayoutRewritePreproc()(mod)
+        mod = relax.transform.FoldConstant()(mod)
+        mod = relax.transform.DeadCodeElimination()(mod)
+    report = ScheduleReport(len(tasks), len(from_records), scheduled - len(from_records),
+                            len(tasks) - scheduled, tuple(str(d) for d in dirs))
     return mod, report

@@ -1,0 +1,173 @@
+"""Convert convolutions (and what follows them) to a data layout, without stray transposes.
+
+    NCHW   leave the model as imported (ONNX and PyTorch use NCHW / OIHW)
+    NHWC   activations NHWC, conv weights HWIO: the channel axis is innermost,
+           so conv, depthwise conv, pooling and the bias / activation epilogues
+           all vectorise along channels (what mcc's CPU rules are built for)
+    auto   the fastest layout for the target, chosen by measurement (see
+           ``AUTO_LAYOUT`` and docs/BENCHMARKS.md)
+
+Steps:
+  1. raise elementwise ``call_tir`` kernels that frontends emit for ONNX Clip
+     (``topi.maximum`` / ``topi.minimum`` against a scalar) back to
+     ``relax.maximum`` / ``relax.minimum``, which ``ConvertLayout`` can move
+     across layouts (left as ``call_tir`` they pin NCHW and cost two transposes
+     each: 70 in MobileNetV2);
+  2. Relax's ``ConvertLayout`` for conv2d, which propagates through elementwise
+     ops, pooling and reductions;
+  3. cancel transposes that undo each other, merge chains of them, and share one
+     transpose among all readers of a tensor (a residual branch reads its input twice);
+  4. the weight transposes are computed now, at compile time (in numpy).
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax, tirx
+
+from mcc.errors import MccError
+from mcc.passes.fold_constant_shapes import fold_constant_shapes
+
+LAYOUTS = ("NCHW", "NHWC", "auto")
+
+# Measured with benchmarks/layout.py (docs/BENCHMARKS.md): NHWC beats NCHW with
+# mcc's rules on every benchmark model on x86; NHWC is also the ARM / CUDA choice.
+AUTO_LAYOUT = {"llvm": "NHWC", "cuda": "NHWC"}
+
+_DESIRED = {
+    "NHWC": {"relax.nn.conv2d": ["NHWC", "HWIO"]},
+}
+
+
+def resolve_layout(layout: str, target_kind: str) -> str:
+    """The concrete layout ``layout`` means for a target kind (``auto`` looked up)."""
+    if layout not in LAYOUTS:
+        raise MccError(f"unknown layout '{layout}'; valid layouts: {', '.join(LAYOUTS)}")
+    if layout == "auto":
+        return AUTO_LAYOUT.get(target_kind, "NCHW")
+    return layout
+
+
+def convert_layout(mod: tvm.IRModule, layout: str) -> tvm.IRModule:
+    """Return ``mod`` with its convolutions in ``layout`` (NCHW or NHWC), transposes cleaned."""
+    return ConvertLayout(layout)(mod)
+
+
+@tvm.transform.module_pass(opt_level=0, name="mcc.ConvertLayout")
+class ConvertLayout:
+    """Module pass form of :func:`convert_layout`, for the pipeline."""
+
+    def __init__(self, layout: str):
+        if layout not in _DESIRED and layout != "NCHW":
+            raise MccError(f"unknown layout '{layout}'; valid layouts: NCHW, NHWC")
+        self.layout = layout
+
+    def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
+        if self.layout == "NCHW":
+            return mod
+        T = relax.transform
+        mod = _raise_scalar_minmax(mod)
+        mod = T.ConvertLayout(_DESIRED[self.layout])(mod)
+        mod = _cancel_transposes(mod)
+        mod = T.EliminateCommonSubexpr()(mod)  # one transpose of a tensor several ops read
+        mod = fold_constant_shapes(mod)  # the HWIO weights, in numpy
+        mod = T.DeadCodeElimination()(mod)
+        return T.FoldConstant()(mod)
+
+
+# -- 1. call_tir(maximum/minimum against a scalar) -> relax.maximum / relax.minimum ---------
+
+_LOADS = ("BufferLoad", "TensorLoad")  # the class name differs between TIR versions
+
+
+def _scalar_minmax(func) -> tuple[str, float | None] | None:
+    """("maximum"|"minimum", baked constant or None) if ``func`` is max/min(A[i], scalar)."""
+    if not isinstance(func, tirx.PrimFunc):
+        return None
+    import tvm_ffi
+
+    stores = []
+    tvm_ffi.structural_walk(func.body, (tirx.BufferStore, stores.append), order="post")
+    if len(stores) != 1 or len(func.params) not in (2, 3):
+        return None
+    value = stores[0].value
+    kind = {tirx.Max: "maximum", tirx.Min: "minimum"}.get(type(value))
+    if kind is None:
+        return None
+    a, b = value.a, value.b
+    if type(a).__name__ not in _LOADS or len(a.indices) != len(stores[0].indices):
+        return None
+    if not all(x.same_as(y) for x, y in zip(a.indices, stores[0].indices)):
+        return None
+    if type(b).__name__ in _LOADS and len(b.indices) == 0 and len(func.params) == 3:
+        return kind, None
+    if isinstance(b, tirx.FloatImm) and len(func.params) == 2:
+        return kind, float(b.value)
+    return None
+
+
+@relax.expr_functor.mutator
+class _RaiseMinMax(relax.PyExprMutator):
+    def __init__(self, mod):
+        super().__init__(mod)
+        self.mod = mod
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.call_tir"):
+            return call
+        callee, args = call.args[0], call.args[1]
+        if not isinstance(callee, tvm.ir.GlobalVar) or not isinstance(args, relax.Tuple):
+            return call
+        found = _scalar_minmax(self.mod[callee])
+        if found is None or len(args.fields) != (1 if found[1] is not None else 2):
+            return call
+        kind, baked = found
+        data = args.fields[0]
+        dtype = data.ty.dtype
+        bound = relax.const(baked, dtype) if baked is not None else args.fields[1]
+        if not isinstance(bound, tvm.ir.expr.Constant):
+            return call
+        op = relax.op.maximum if kind == "maximum" else relax.op.minimum
+        return op(data, bound)
+
+
+def _raise_scalar_minmax(mod: tvm.IRModule) -> tvm.IRModule:
+    mutator = _RaiseMinMax(mod)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            mutator.builder_.update_func(gv, mutator.visit_expr(func))
+    return relax.transform.DeadCodeElimination()(mutator.builder_.get())
+
+
+# -- 3. permute_dims(permute_dims(x, p), q) -> x (inverse) or permute_dims(x, p∘q) ----------
+
+def _cancel_transposes(mod: tvm.IRModule) -> tvm.IRModule:
+    from tvm.relax.dpl import is_op, rewrite_call, wildcard
+
+    inner = is_op("relax.permute_dims")(wildcard())
+    outer = is_op("relax.permute_dims")(inner)
+
+    def rewrite(expr, matches):
+        first, second = matches[inner], matches[outer]
+        p, q = _axes(first), _axes(second)
+        if p is None or q is None:
+            return expr
+        composed = [p[i] for i in q]  # out[i] = x[p[q[i]]]
+        source = first.args[0]
+        if composed == list(range(len(composed))):
+            return source
+        return relax.op.permute_dims(source, composed)
+
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            mod[gv] = rewrite_call(outer, rewrite, func)
+    return mod
+
+
+def _axes(call) -> list[int] | None:
+    axes = call.attrs.axes
+    ndim = call.args[0].ty.ndim
+    if axes is None:
+        return list(reversed(range(ndim))) if ndim >= 0 else None
+    return [int(a) for a in axes]

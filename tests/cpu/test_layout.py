@@ -1,0 +1,114 @@
+"""mcc.passes.layout: NHWC conversion without stray transposes, and the same numerics."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tvm
+from onnx import helper
+from tvm import relax
+
+import mcc
+from conftest import make_model
+from mcc.errors import MccError
+from mcc.frontends import import_model
+from mcc.passes import FoldBatchNorm, convert_layout, count_ops
+from mcc.passes.layout import resolve_layout
+
+
+def inverted_residual(blocks=3, c=16):
+    """MobileNetV2-style blocks: 1x1 conv, ReLU6 (Clip), depthwise 3x3, ReLU6, 1x1 conv, add."""
+    rng = np.random.default_rng(3)
+    nodes, inits, x = [], [], "x"
+    for i in range(blocks):
+        e = 2 * c
+        nodes += [
+            helper.make_node("Conv", [x, f"w{i}a", f"b{i}a"], [f"a{i}"]),
+            helper.make_node("Clip", [f"a{i}", "lo", "hi"], [f"ra{i}"]),
+            helper.make_node("Conv", [f"ra{i}", f"w{i}d"], [f"d{i}"], group=e, pads=[1] * 4),
+            helper.make_node("Clip", [f"d{i}", "lo", "hi"], [f"rd{i}"]),
+            helper.make_node("Conv", [f"rd{i}", f"w{i}p"], [f"p{i}"]),
+            helper.make_node("Add", [f"p{i}", x], [f"y{i}"]),
+        ]
+        inits += [(f"w{i}a", rng.standard_normal((e, c, 1, 1)) * 0.3),
+                  (f"b{i}a", rng.standard_normal(e)),
+                  (f"w{i}d", rng.standard_normal((e, 1, 3, 3)) * 0.3),
+                  (f"w{i}p", rng.standard_normal((c, e, 1, 1)) * 0.3)]
+        x = f"y{i}"
+    nodes.append(helper.make_node("Relu", [x], ["y"]))
+    inits += [("lo", np.float32(0)), ("hi", np.float32(6))]
+    return make_model(nodes, [("x", [1, c, 8, 8])], [("y", [1, c, 8, 8])], inits, "mbv2_blocks")
+
+
+def _graph(model):
+    mod = import_model(model, {}, None).mod
+    return tvm.transform.Sequential([relax.transform.FoldConstant(), FoldBatchNorm()])(mod)
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_nhwc_leaves_only_the_boundary_transposes(blocks):
+    before = count_ops(_graph(inverted_residual(blocks)))
+    assert before["relax.call_tir"] == 4 * blocks  # Clip imported as max/min kernels
+    after = count_ops(convert_layout(_graph(inverted_residual(blocks)), "NHWC"))
+    # one transpose in (NCHW -> NHWC) and one out, however many layers are in between
+    assert after["relax.permute_dims"] == 2
+    assert after["relax.call_tir"] == 0
+    assert after["relax.maximum"] == after["relax.minimum"] == 2 * blocks
+    assert after["relax.nn.conv2d"] == 3 * blocks
+
+
+def test_weights_are_transformed_at_compile_time():
+    mod = convert_layout(_graph(inverted_residual(1)), "NHWC")
+    convs = []
+    relax.analysis.post_order_visit(
+        mod["main"], lambda e: convs.append(e) if isinstance(e, relax.Call)
+        and getattr(e.op, "name", "") == "relax.nn.conv2d" else None)
+    assert {c.attrs.data_layout for c in convs} == {"NHWC"}
+    assert all(isinstance(c.args[1], tvm.ir.expr.Constant) for c in convs)  # folded HWIO
+
+
+def test_inverse_transposes_cancel():
+    from mcc.passes.layout import _cancel_transposes
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape=(1, 2, 3, 4), dtype="float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            a = bb.emit(relax.op.permute_dims(x, [0, 2, 3, 1]))
+            b = bb.emit(relax.op.permute_dims(a, [0, 3, 1, 2]))  # undoes a
+            c = bb.emit(relax.op.permute_dims(b, [1, 0, 2, 3]))
+            d = bb.emit(relax.op.permute_dims(c, [0, 1, 3, 2]))  # merges with c
+            out = bb.emit_output(relax.op.add(d, d))
+        bb.emit_func_output(out)
+    mod = relax.transform.DeadCodeElimination()(_cancel_transposes(bb.get()))
+    assert count_ops(mod)["relax.permute_dims"] == 1
+    data = np.random.default_rng(0).standard_normal((1, 2, 3, 4)).astype(np.float32)
+    vm = relax.VirtualMachine(tvm.compile(relax.transform.LegalizeOps()(mod), target="llvm"),
+                              tvm.cpu())
+    expected = data.transpose(1, 0, 3, 2) * 2
+    np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(data)).numpy(), expected)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC", "auto"])
+def test_layouts_give_the_same_outputs(layout):
+    model = inverted_residual(2)
+    compiled = mcc.compile(model, layout=layout)  # also verified against ORT at 1e-4
+    assert any(p.startswith("mcc.ConvertLayout(") for p in compiled.metadata["passes"])
+    x = np.random.default_rng(5).standard_normal((1, 16, 8, 8)).astype(np.float32)
+    (expected,) = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    np.testing.assert_allclose(compiled.run({"x": x})["y"], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_layout_per_target_and_bad_layout():
+    assert resolve_layout("auto", "llvm") == "NHWC"
+    assert resolve_layout("NCHW", "llvm") == "NCHW"
+    with pytest.raises(MccError, match="valid layouts: NCHW, NHWC, auto"):
+        resolve_layout("NCHW16c", "llvm")
+
+
+def test_cli_layout_option(cli, tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(inverted_residual(1).SerializeToString())
+    result = cli("compile", path, "-o", tmp_path / "m.so", "--layout", "NCHW")
+    assert result.exit_code == 0, result.output
+    bad = cli("compile", path, "--layout", "NCWH")
+    assert bad.exit_code != 0 and "NCWH" in bad.output
