@@ -165,13 +165,17 @@ class MergeReport:
     inputs: tuple[str, ...]
     records_in: int
     records_out: int
-    workloads: int
     targets: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"output": self.output, "inputs": list(self.inputs),
+                "records_in": self.records_in, "records_out": self.records_out,
+                "targets": list(self.targets)}
 
     def lines(self) -> list[str]:
         return [f"merged {self.records_in} records from {len(self.inputs)} logs into "
-                f"{self.records_out} (best per workload and target: {self.workloads} "
-                f"workload/target pairs, targets: {'; '.join(self.targets) or 'none'})",
+                f"{self.records_out} (the best per workload and target; targets: "
+                f"{'; '.join(self.targets) or 'none'})",
                 f"wrote {self.output}"]
 
 
@@ -204,7 +208,7 @@ def merge_logs(inputs, output) -> MergeReport:
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".mcc-merge-", dir=output.parent))
     try:
-        kept, workloads, keys = 0, 0, set()
+        kept, keys = 0, set()
         for family, records in sorted(by_family.items()):
             best = best_per_workload(records)
             db = open_log(staging / family)
@@ -212,13 +216,12 @@ def merge_logs(inputs, output) -> MergeReport:
                 _commit(db, record)
                 keys.add(describe_key(target_key(record.target)))
             kept += len(best)
-            workloads += len(best)
         if output.exists():
             output.rmdir()
         staging.rename(output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return MergeReport(str(output), tuple(str(p) for p in inputs), total, kept, workloads,
+    return MergeReport(str(output), tuple(str(p) for p in inputs), total, kept,
                        tuple(sorted(keys)))
 
 
