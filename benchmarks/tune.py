@@ -31,9 +31,12 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def tune(name: str, path: Path, minutes: float, log: Path) -> dict:
+def tune(name: str, path: Path, minutes: float, log: Path, per_iter: int) -> dict:
+    from mcc.tuning import SearchOptions
+
     _say(f"== tune {name} for {minutes} min -> {log}")
-    report = mcc.tune(path, time_budget=minutes, tuning_log=log, progress=_say)
+    report = mcc.tune(path, time_budget=minutes, tuning_log=log, progress=_say,
+                      search=SearchOptions(trials_per_iter=per_iter))
     for line in report.lines():
         _say(line)
     return report.to_json()
@@ -60,6 +63,8 @@ def main() -> None:
     parser.add_argument("--models", default="mobilenet_v2,resnet50")
     parser.add_argument("--minutes", type=float, default=60.0, help="tuning budget per model")
     parser.add_argument("--log", type=Path, default=ROOT / "tuning_logs")
+    parser.add_argument("--trials-per-iter", type=int, default=64,
+                        help="candidates measured per batch (smaller: more tasks covered early)")
     parser.add_argument("--skip-tune", action="store_true", help="only compile and time")
     parser.add_argument("--skip-measure", action="store_true", help="only tune")
     parser.add_argument("--repeat", type=int, default=20)
@@ -73,7 +78,7 @@ def main() -> None:
         path = export_onnx(name, HERE / "onnx")
         row = {"model": name}
         if not args.skip_tune:
-            row["tune"] = tune(name, path, args.minutes, args.log)
+            row["tune"] = tune(name, path, args.minutes, args.log, args.trials_per_iter)
         if not args.skip_measure:
             row.update(measure(name, path, args.repeat))
         results.append(row)

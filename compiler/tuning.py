@@ -98,6 +98,11 @@ def tune_model(model, target, *, trials=None, time_budget=None, tuning_log="tuni
         raise MccError("--time-budget must be a positive number of minutes")
     if (rpc_tracker is None) != (rpc_key is None):
         raise MccError("--rpc-tracker and --rpc-key go together")
+    if rpc_tracker is not None:
+        parse_tracker(rpc_tracker)
+    elif not target.runs_on_host():
+        raise MccError(f"target {target.name} ({target.arch}) cannot run on this machine: "
+                       "measure on a device with --rpc-tracker HOST:PORT --rpc-key KEY")
     stages = Stages(progress)
     start = time.monotonic()
     deadline = start + time_budget * 60 if time_budget else None

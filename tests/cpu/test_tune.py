@@ -197,3 +197,9 @@ def test_rpc_tracker_loopback(tmp_path, save_onnx):
     assert report.trials == 4
     measured = [np.mean(rec[1][1]) for rec in record_lines(log)]
     assert len(measured) == 4 and min(measured) < 1e9  # measured remotely, not failed
+
+
+def test_tune_refuses_a_target_it_cannot_measure(cli, tmp_path, save_onnx):
+    result = cli("tune", save_onnx(conv_model()), "--target",
+                 '{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}', "--tuning-log", tmp_path)
+    assert_one_line_error(result, "cannot run on this machine", "--rpc-tracker")
