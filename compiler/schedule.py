@@ -62,10 +62,15 @@ def record_dirs_for(family: str, extra_dirs: list[str] | tuple[str, ...] = ()) -
 def _database(dirs: list[Path], target):
     """The best record per kernel among those measured on ``target`` (mcc.tuning_log),
     and the count of records refused for other targets."""
-    from mcc.tuning_log import best_per_workload, memory_database, records_for_target
+    from mcc.tuning_log import (
+        best_per_workload,
+        materialize,
+        memory_database,
+        records_for_target,
+    )
 
     found = records_for_target(dirs, target)
-    return memory_database(best_per_workload(found.records)), found.refused
+    return memory_database(materialize(best_per_workload(found.records))), found.refused
 
 
 def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,

@@ -23,6 +23,7 @@ from mcc.progress import Stages
 from mcc.tuning_log import (
     database_dirs,
     describe_key,
+    materialize,
     mean_secs,
     open_log,
     records_for_target,
@@ -122,23 +123,23 @@ def tune_model(model, target, *, trials=None, time_budget=None, tuning_log="tuni
 
     log_dir = Path(tuning_log) / target.family
     with stages.stage("resume") as st:
-        known = records_for_target(database_dirs(tuning_log, target.family)[:1], tvm_target,
-                                   include_failed=True)
-        st.detail = (f"{len(known.records)} records for this target in {log_dir}"
-                     + (f"; ignored {known.refused_text()}" if known.refused else ""))
+        found = records_for_target(database_dirs(tuning_log, target.family)[:1], tvm_target)
+        known = materialize(found.records)
+        st.detail = (f"{len(known)} records for this target in {log_dir}"
+                     + (f"; ignored {found.refused_text()}" if found.refused else ""))
 
     if trials is None:
         trials = (10**9 if deadline else DEFAULT_TRIALS_PER_TASK * len(tasks))
     with stages.stage("tune") as st:
-        result = _run_search(tasks, tvm_target, target.arch, known.records, log_dir, trials,
+        result = _run_search(tasks, tvm_target, target.arch, known, log_dir, trials,
                              deadline, search, rpc_tracker, rpc_key, stages)
         st.detail = f"{result['trials']} trials"
 
     return TuneReport(str(log_dir), describe_key(target_key(tvm_target)), len(tasks),
-                      result["trials"], len(known.records),
-                      len(records_for_target([log_dir], tvm_target, True).records)
-                      if result["trials"] else len(known.records),
-                      result["skipped"], known.refused, time.monotonic() - start,
+                      result["trials"], len(known),
+                      len(records_for_target([log_dir], tvm_target).records)
+                      if result["trials"] else len(known),
+                      result["skipped"], found.refused, time.monotonic() - start,
                       result["best_us"])
 
 

@@ -33,16 +33,20 @@ KEY_ATTRS = ("mtriple", "mcpu", "mattr", "arch")
 FAILED_SECS = 1e9  # MetaSchedule stores 1e10 s for candidates that failed to build or run
 
 
-def target_key(target) -> str:
-    """Canonical text naming what a record's target means for compatibility."""
-    attrs = target.attrs
-    key = {"kind": target.kind.name}
+def key_of(target_json: dict) -> str:
+    """Canonical text naming what a target means for compatibility, from its JSON form."""
+    key = {"kind": target_json["kind"]}
     for name in KEY_ATTRS:
-        value = attrs.get(name) if name in attrs else None
+        value = target_json.get(name)
         if value is None or value == "" or (name == "mattr" and len(value) == 0):
             continue
         key[name] = sorted(str(v) for v in value) if name == "mattr" else str(value)
     return json.dumps(key, sort_keys=True)
+
+
+def target_key(target) -> str:
+    """:func:`key_of` for a ``tvm.target.Target``."""
+    return key_of(dict(target.export()))
 
 
 def describe_key(key: str) -> str:
@@ -58,104 +62,155 @@ def mean_secs(record) -> float:
     return sum(secs) / len(secs) if secs else float("inf")
 
 
-def is_valid(record) -> bool:
-    return mean_secs(record) < FAILED_SECS
-
-
 def database_dirs(root: str | Path, family: str) -> list[Path]:
     """Databases under a log directory: ``root/family/`` and/or ``root`` itself."""
     root = Path(root)
     return [d for d in (root / family, root) if (d / RECORD_FILE).is_file()]
 
 
-def read_records(directory: Path) -> list:
-    """All tuning records of one database directory (workloads resolved)."""
-    from tvm.s_tir import meta_schedule as ms
+@dataclass
+class RawRecord:
+    """One record line, read as JSON only: filtering and ranking need no TVM objects
+    (turning a record into one replays its whole schedule trace)."""
 
+    workload: list  # the workload line: [structural hash, serialised module]
+    record: list  # [trace, run_secs, target, args_info]
+    source: str
+
+    @property
+    def secs(self) -> float:
+        run = self.record[1] or []
+        return sum(run) / len(run) if run else float("inf")
+
+    @property
+    def valid(self) -> bool:
+        return self.secs < FAILED_SECS
+
+    @property
+    def key(self) -> str:
+        return key_of(self.record[2])
+
+    @property
+    def workload_id(self) -> str:
+        return self.workload[0]
+
+    def rank(self) -> tuple:
+        return (self.secs, json.dumps(self.record[0], sort_keys=True))
+
+
+def _json_lines(path: Path) -> list:
+    out = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(path.read_text().splitlines()):
+                continue  # a last line cut short by a kill: the batch in flight, dropped
+            raise MccError(f"tuning log '{path}' line {number} is not valid JSON") from None
+    return out
+
+
+def read_raw(directory: Path) -> list[RawRecord]:
+    """All record lines of one database directory, with their workload lines."""
+    directory = Path(directory)
     if not (directory / WORKLOAD_FILE).is_file():
         raise MccError(f"tuning log '{directory}' has {RECORD_FILE} but no {WORKLOAD_FILE}")
-    try:
-        db = ms.database.JSONDatabase(path_workload=str(directory / WORKLOAD_FILE),
-                                      path_tuning_record=str(directory / RECORD_FILE),
-                                      allow_missing=False)
-        return list(db.get_all_tuning_records())
-    except Exception as err:  # a truncated / foreign file: name it, in one line
-        raise MccError(f"cannot read tuning log '{directory}': {first_line(err)}") from None
+    workloads = _json_lines(directory / WORKLOAD_FILE)
+    out = []
+    for line in _json_lines(directory / RECORD_FILE):
+        try:
+            index, record = line
+            out.append(RawRecord(workloads[index], record, str(directory)))
+        except (ValueError, TypeError, IndexError):
+            raise MccError(f"tuning log '{directory}' has a malformed record: "
+                           f"{str(line)[:80]}") from None
+    return out
+
+
+def materialize(raws: list[RawRecord]) -> list:
+    """MetaSchedule TuningRecords for ``raws`` (each distinct workload parsed once)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    workloads, out = {}, []
+    for raw in raws:
+        try:
+            if raw.workload_id not in workloads:
+                workloads[raw.workload_id] = ms.database.Workload.from_json(raw.workload)
+            out.append(ms.database.TuningRecord.from_json(raw.record,
+                                                          workloads[raw.workload_id]))
+        except Exception as err:  # a log from another TVM version: name it, in one line
+            raise MccError(f"cannot read a record of tuning log '{raw.source}': "
+                           f"{first_line(err)}") from None
+    return out
+
+
+def best_per_workload(raws: list[RawRecord]) -> list[RawRecord]:
+    """The fastest valid record per (workload, target key); ties broken by trace text, so
+    the choice, and hence the compiled module, do not depend on file order."""
+    best: dict[tuple[str, str], RawRecord] = {}
+    for raw in raws:
+        if not raw.valid:
+            continue
+        slot = (raw.workload_id, raw.key)
+        if slot not in best or raw.rank() < best[slot].rank():
+            best[slot] = raw
+    return [best[slot] for slot in sorted(best)]
 
 
 @dataclass
 class RecordSet:
     """Records of one target, with what was refused on the way."""
 
-    records: list = field(default_factory=list)
+    records: list = field(default_factory=list)  # RawRecord
     refused: dict[str, int] = field(default_factory=dict)  # target key -> count
-    sources: list[str] = field(default_factory=list)
 
     def refused_text(self) -> str:
         return ", ".join(f"{n} for {describe_key(k)}" for k, n in sorted(self.refused.items()))
 
 
-def records_for_target(dirs, target, include_failed=False) -> RecordSet:
-    """The records in ``dirs`` measured on ``target``'s key (failed ones only when
-    ``include_failed``: tuning must know them, compiling must not use them); records of
-    other targets are counted as refused."""
+def records_for_target(dirs, target) -> RecordSet:
+    """The records in ``dirs`` measured on ``target``'s key (failed ones included: tuning
+    must know them; :func:`best_per_workload` drops them for compiling). Records of other
+    targets are only counted, as refused."""
     want = target_key(target)
-    result = RecordSet(sources=[str(d) for d in dirs])
+    result = RecordSet()
     for directory in dirs:
-        for record in read_records(Path(directory)):
-            key = target_key(record.target)
-            if key != want:
-                result.refused[key] = result.refused.get(key, 0) + 1
-            elif include_failed or is_valid(record):
-                result.records.append(record)
+        for raw in read_raw(Path(directory)):
+            if raw.key == want:
+                result.records.append(raw)
+            else:
+                result.refused[raw.key] = result.refused.get(raw.key, 0) + 1
     return result
 
 
-def _workload_id(record) -> int:
-    from tvm_ffi import structural_hash
-
-    return structural_hash(record.workload.mod)
-
-
-def _trace_text(record) -> str:
-    return json.dumps(record.trace.as_json(), sort_keys=True, default=str)
-
-
-def best_per_workload(records) -> list:
-    """The fastest record per (workload, target key); ties broken by trace text, so the
-    choice and hence the compiled module do not depend on file order."""
-    best: dict[tuple[int, str], tuple] = {}
-    for record in records:
-        slot = (_workload_id(record), target_key(record.target))
-        rank = (mean_secs(record), _trace_text(record))
-        if slot not in best or rank < best[slot][0]:
-            best[slot] = (rank, record)
-    return [best[slot][1] for slot in sorted(best)]
-
-
 def memory_database(records):
-    """An in-memory MetaSchedule database holding exactly ``records``."""
+    """An in-memory MetaSchedule database holding exactly ``records`` (TuningRecords)."""
     from tvm.s_tir import meta_schedule as ms
 
     db = ms.database.MemoryDatabase(module_equality="structural")
     for record in records:
-        _commit(db, record)
+        workload = db.commit_workload(record.workload.mod)
+        db.commit_tuning_record(ms.database.TuningRecord(
+            record.trace, workload, record.run_secs, record.target, record.args_info))
     return db
 
 
-def _commit(db, record) -> None:
-    from tvm.s_tir import meta_schedule as ms
-
-    workload = db.commit_workload(record.workload.mod)
-    db.commit_tuning_record(ms.database.TuningRecord(
-        record.trace, workload, record.run_secs, record.target, record.args_info))
-
-
 def open_log(directory: Path):
-    """A JSONDatabase in ``directory`` (created if needed) that appends each commit to disk."""
+    """A JSONDatabase in ``directory`` (created if needed) that appends each commit to disk.
+
+    A last line cut short by a killed run is dropped first (MetaSchedule's loader would
+    refuse the whole file); it held the one record that was being written."""
     from tvm.s_tir import meta_schedule as ms
 
     directory.mkdir(parents=True, exist_ok=True)
+    for name in (WORKLOAD_FILE, RECORD_FILE):
+        path = directory / name
+        if path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                path.write_bytes(data[:data.rfind(b"\n") + 1])
     return ms.database.JSONDatabase(work_dir=str(directory), module_equality="structural")
 
 
@@ -183,11 +238,12 @@ def merge_logs(inputs, output) -> MergeReport:
     """Merge tuning logs from several machines, keeping the best record per workload and target.
 
     Each input is a database directory or a log root with ``<family>/`` subdirectories;
-    the output keeps that layout. The output is written to a temp dir and moved into
-    place, so a failure leaves no half-written log.
+    the output keeps that layout. Lines are copied as they are (no TVM round trip), and
+    the output is written to a temp dir and moved into place, so a failure leaves no
+    half-written log.
     """
     inputs = [Path(p) for p in inputs]
-    by_family: dict[str, list] = {}
+    by_family: dict[str, list[RawRecord]] = {}
     total = 0
     for root in inputs:
         if not root.is_dir():
@@ -198,23 +254,32 @@ def merge_logs(inputs, output) -> MergeReport:
         if not dirs:
             raise MccError(f"tuning log '{root}' holds no {RECORD_FILE} (in it or in <family>/)")
         for directory in dirs:
-            records = [r for r in read_records(directory) if is_valid(r)]
-            total += len(records)
-            family = directory.name if directory != root else _family_of(records, root)
-            by_family.setdefault(family, []).extend(records)
+            raws = read_raw(directory)
+            total += len(raws)
+            family = directory.name if directory != root else _family_of(raws, root)
+            by_family.setdefault(family, []).extend(raws)
     output = Path(output)
-    if output.exists() and any(output.iterdir()):
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise MccError(f"merge output '{output}' exists and is not empty; choose a new directory")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".mcc-merge-", dir=output.parent))
     try:
         kept, keys = 0, set()
-        for family, records in sorted(by_family.items()):
-            best = best_per_workload(records)
-            db = open_log(staging / family)
-            for record in best:
-                _commit(db, record)
-                keys.add(describe_key(target_key(record.target)))
+        for family, raws in sorted(by_family.items()):
+            best = best_per_workload(raws)
+            index: dict[str, int] = {}
+            workload_lines, record_lines = [], []
+            for raw in best:
+                if raw.workload_id not in index:
+                    index[raw.workload_id] = len(workload_lines)
+                    workload_lines.append(json.dumps(raw.workload))
+                record_lines.append(json.dumps([index[raw.workload_id], raw.record]))
+                keys.add(describe_key(raw.key))
+            (staging / family).mkdir()
+            (staging / family / WORKLOAD_FILE).write_text("".join(f"{ln}\n" for ln in
+                                                                  workload_lines))
+            (staging / family / RECORD_FILE).write_text("".join(f"{ln}\n" for ln in
+                                                                record_lines))
             kept += len(best)
         if output.exists():
             output.rmdir()
@@ -225,11 +290,10 @@ def merge_logs(inputs, output) -> MergeReport:
                        tuple(sorted(keys)))
 
 
-def _family_of(records, root: Path) -> str:
+def _family_of(raws: list[RawRecord], root: Path) -> str:
     """Family directory name for a flat database, from its records' targets."""
-    if not records:
+    if not raws:
         return root.name
-    target = records[0].target
-    triple = str(target.attrs.get("mtriple", "")) if "mtriple" in target.attrs else ""
-    arch = triple.split("-")[0] if triple else "x86_64"
-    return f"{target.kind.name}-{arch}"
+    target = raws[0].record[2]
+    arch = str(target.get("mtriple") or "x86_64").split("-")[0]
+    return f"{target['kind']}-{arch}"
