@@ -9,6 +9,10 @@
   the first new trial.
 * :class:`PersistRecords` appends every measured batch to the on-disk log.
 * :class:`ProgressCallback` reports trials, best latency and time left.
+* :class:`GradientScheduler` is MetaSchedule's gradient task scheduler, except that
+  each measured batch is joined (and so written to the log) at once. TVM's own
+  GradientBased measures every task once before joining any, so a kill during that
+  first round (tens of minutes on a real network here) lost all of it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
+from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
 
 from mcc.tuning_log import FAILED_SECS
 
@@ -127,8 +132,9 @@ class PersistRecords(PyMeasureCallback):
 class ProgressCallback(PyMeasureCallback):
     """One line per measured batch: trials, this task's best, the model estimate, time left."""
 
-    def __init__(self, emit, names, weights, budget_trials, deadline):
+    def __init__(self, emit, names, weights, budget_trials, deadline, history):
         self.emit = emit
+        self.history = history  # task id -> best latency after each batch, for the scheduler
         self.names = names
         self.weights = weights
         self.budget_trials = budget_trials
@@ -147,6 +153,7 @@ class ProgressCallback(PyMeasureCallback):
             secs = sum(float(s) for s in ran.run_secs) / len(ran.run_secs)
             if secs < self.best.get(task_id, float("inf")):
                 self.best[task_id] = secs
+        self.history.setdefault(task_id, []).append(self.best.get(task_id, 1e100))
         if self.emit is None:
             return
         total = sum(self.weights[i] * s for i, s in self.best.items())
@@ -161,3 +168,39 @@ class ProgressCallback(PyMeasureCallback):
                   f"tuned tasks sum {total * 1e6:.1f} us  errors {self.errors}{left}")
 
 
+
+
+@derived_object
+class GradientScheduler(PyTaskScheduler):
+    """Every task once, then the task whose weighted latency is falling fastest (the
+    gradient rule of MetaSchedule's GradientBased: alpha * recent slope + (1 - alpha) *
+    best / batches), joining finished batches before every choice."""
+
+    def __init__(self, weights, history, alpha=0.2, window=3):
+        super().__init__()
+        self.weights = weights
+        self.history = history  # filled by ProgressCallback as batches are joined
+        self.alpha = alpha
+        self.window = window
+        self.started = set()
+
+    def next_task_id(self) -> int:
+        outer = self._outer()
+        records = outer.tasks_
+        for i in range(len(records)):
+            outer.touch_task(i)  # joins finished batches: callbacks persist their records
+        alive = [i for i in range(len(records)) if not records[i].is_terminated]
+        if not alive:
+            return -1
+        unseen = [i for i in alive if i not in self.started]
+        choice = unseen[0] if unseen else max(alive, key=self._gradient)
+        if records[choice].runner_futures is not None:
+            outer.join_running_task(choice)
+        self.started.add(choice)
+        return choice
+
+    def _gradient(self, task_id: int) -> float:
+        hist = self.history.get(task_id) or [1e100]
+        best, n, w = hist[-1], len(hist), self.window
+        slope = (hist[-1 - w] - best) / w if n >= 1 + w else 0.0
+        return (self.alpha * slope + (1 - self.alpha) * best / n) * self.weights[task_id]

@@ -157,7 +157,13 @@ def _run_search(tasks, target, arch, known_records, log_dir, trials, deadline, s
                 rpc_tracker, rpc_key, stages) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
-    from mcc.tune_search import PersistRecords, ProgressCallback, SkipKnown, warm_start
+    from mcc.tune_search import (
+        GradientScheduler,
+        PersistRecords,
+        ProgressCallback,
+        SkipKnown,
+        warm_start,
+    )
     from mcc.tune_workers import make_builder
 
     num_cores = int(target.attrs.get("num-cores", 0) or 0) or ms.utils.cpu_count(logical=False)
@@ -188,12 +194,13 @@ def _run_search(tasks, target, arch, known_records, log_dir, trials, deadline, s
 
     builder = make_builder(arch, max_workers=num_cores, timeout_sec=search.build_timeout)
     runner = _runner(search, rpc_tracker, rpc_key)
+    history: dict[int, list[float]] = {}
     progress = ProgressCallback(stages.emit, [t.task_name for t in tasks], weights, trials,
-                                deadline)
+                                deadline, history)
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
                  PersistRecords(open_log(log_dir)), progress]
     try:
-        ms.task_scheduler.TaskScheduler.create("gradient").tune(
+        GradientScheduler(weights, history).tune(
             tasks=contexts, task_weights=weights, max_trials_global=trials,
             max_trials_per_task=trials, num_trials_per_iter=search.trials_per_iter,
             builder=builder, runner=runner, measure_callbacks=callbacks, database=database,
