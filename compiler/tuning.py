@@ -45,6 +45,7 @@ class SearchOptions:
     repeat: int = 1
     min_repeat_ms: int = 50
     seed: int | None = None
+    build_workers: int | None = None  # default: one per core of the target
 
 
 @dataclass
@@ -192,7 +193,8 @@ def _run_search(tasks, target, arch, known_records, log_dir, trials, deadline, s
     if warmed:
         stages.say(f"[mcc] cost model warm-started on {warmed} known records")
 
-    builder = make_builder(arch, max_workers=num_cores, timeout_sec=search.build_timeout)
+    builder = make_builder(arch, max_workers=search.build_workers or num_cores,
+                           timeout_sec=search.build_timeout)
     runner = _runner(search, rpc_tracker, rpc_key)
     history: dict[int, list[float]] = {}
     progress = ProgressCallback(stages.emit, [t.task_name for t in tasks], weights, trials,

@@ -24,7 +24,8 @@ from conftest import assert_one_line_error, conv_model
 from mcc.tuning import SearchOptions
 
 FAMILY = "llvm-x86_64"
-TINY = SearchOptions(trials_per_iter=4, population=16, genetic_iters=1, min_repeat_ms=1, seed=0)
+TINY = SearchOptions(trials_per_iter=4, population=16, genetic_iters=1, min_repeat_ms=1, seed=0,
+                     build_workers=1)
 
 
 def record_lines(log: Path) -> list:
@@ -60,7 +61,7 @@ def killed_log(tmp_path_factory):
         from mcc.tuning import SearchOptions
         mcc.tune({str(model)!r}, trials=400, tuning_log={str(log)!r},
                  search=SearchOptions(trials_per_iter=4, population=16, genetic_iters=1,
-                                      min_repeat_ms=1, seed=0))
+                                      min_repeat_ms=1, seed=0, build_workers=1))
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
