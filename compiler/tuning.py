@@ -124,7 +124,7 @@ def tune_model(model, target, *, trials=None, time_budget=None, tuning_log="tuni
 
     log_dir = Path(tuning_log) / target.family
     with stages.stage("resume") as st:
-        found = records_for_target(database_dirs(tuning_log, target.family)[:1], tvm_target)
+        found = records_for_target(database_dirs(log_dir, target.family)[-1:], tvm_target)
         known = materialize(found.records)
         st.detail = (f"{len(known)} records for this target in {log_dir}"
                      + (f"; ignored {found.refused_text()}" if found.refused else ""))
