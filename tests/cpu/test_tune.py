@@ -141,8 +141,10 @@ def test_foreign_target_records_are_refused(resumed, tmp_path, cli):
     compiled = mcc.compile(model, tuning_logs=[foreign], verify=False)
     sched = compiled.report["schedule"]
     assert sched["from_records"] == 0
-    assert sum(sched["refused_records"].values()) == len(record_lines(foreign))
-    assert "sapphirerapids" in next(iter(sched["refused_records"]))
+    # (on a machine other than the one that tuned the shipped tuning_logs/, those are
+    # refused too: count only the foreign copy's key)
+    refused = {k: n for k, n in sched["refused_records"].items() if "sapphirerapids" in k}
+    assert list(refused.values()) == [len(record_lines(foreign))]
     result = cli("compile", model, "--tuning-log", foreign, "-o", tmp_path / "m.so",
                  "--no-verify")
     assert result.exit_code == 0, result.stderr
