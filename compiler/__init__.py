@@ -16,7 +16,8 @@ from mcc.threads import default_thread_count
 default_thread_count()  # before TVM's thread pool exists: all physical cores, not half of them
 
 __version__ = "0.1.0"
-__all__ = ["MccError", "__version__", "bench", "bundle", "compile", "list_targets", "load"]
+__all__ = ["MccError", "__version__", "bench", "bundle", "compile", "list_targets", "load",
+           "merge_tuning_logs", "tune"]
 
 
 def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_logs=(),
@@ -83,3 +84,29 @@ def list_targets():
     from mcc.targets import describe_presets
 
     return describe_presets()
+
+
+def tune(model, target=None, trials=None, time_budget=None, tuning_log="tuning_logs",
+         input_shapes=None, example_inputs=None, rpc_tracker=None, rpc_key=None, search=None,
+         progress=None):
+    """Auto-tune ``model`` for ``target`` with MetaSchedule; records go to ``tuning_log``.
+
+    ``trials`` (new measurements) or ``time_budget`` (minutes) bound the run; running
+    again resumes from the log. ``rpc_tracker="HOST:PORT"`` with ``rpc_key`` measures on
+    devices registered with a TVM RPC tracker. Returns a ``TuneReport``.
+    """
+    from mcc.targets import resolve_target
+    from mcc.tuning import tune_model
+
+    return tune_model(model, resolve_target(target), trials=trials, time_budget=time_budget,
+                      tuning_log=tuning_log, input_shapes=input_shapes,
+                      example_inputs=example_inputs, rpc_tracker=rpc_tracker, rpc_key=rpc_key,
+                      search=search, progress=progress)
+
+
+def merge_tuning_logs(inputs, output):
+    """Merge tuning logs from several machines, keeping the best record per workload and
+    target. Returns a ``MergeReport``."""
+    from mcc.tuning_log import merge_logs
+
+    return merge_logs(inputs, output)

@@ -237,6 +237,49 @@ def package(module_path, out_dir, cross_compiler, force):
 
 
 @main.command()
+@click.argument("paths", nargs=-1, metavar="MODEL | --merge LOG_A LOG_B ...")
+@click.option("--target", default=None, help=_target_help())
+@click.option("--trials", type=int, default=None,
+              help="new measurements to make (default: 64 per task unless --time-budget)")
+@click.option("--time-budget", type=float, default=None, metavar="MINUTES",
+              help="stop tuning after this many minutes")
+@click.option("--tuning-log", default="tuning_logs", show_default=True, metavar="DIR",
+              help="log directory to resume from and append to")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...",
+              help="fix an input's shape (repeatable)")
+@click.option("--rpc-tracker", metavar="HOST:PORT", help="measure on devices of a TVM RPC tracker")
+@click.option("--rpc-key", metavar="KEY", help="device key registered with the RPC tracker")
+@click.option("--merge", is_flag=True, help="merge the given tuning logs instead of tuning")
+@click.option("-o", "--output", metavar="LOG", help="output directory of --merge")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+def tune(paths, target, trials, time_budget, tuning_log, input_shapes, rpc_tracker, rpc_key,
+         merge, output, as_json):
+    """Auto-tune MODEL with MetaSchedule (resumable; records go to --tuning-log), or merge
+    tuning logs from several machines with --merge LOG_A LOG_B -o LOG."""
+    import mcc
+    from mcc.tensors import parse_input_shapes
+
+    if merge:
+        if len(paths) < 2 or not output:
+            raise MccError("--merge needs at least two logs and -o LOG: "
+                           "mcc tune --merge LOG_A LOG_B -o LOG")
+        report = mcc.merge_tuning_logs(paths, output)
+    else:
+        if len(paths) != 1:
+            raise MccError("mcc tune takes one MODEL (or --merge LOG_A LOG_B -o LOG)")
+        if output:
+            raise MccError("-o is for --merge; tuning writes to --tuning-log DIR")
+        report = mcc.tune(paths[0], target=target, trials=trials, time_budget=time_budget,
+                          tuning_log=tuning_log, input_shapes=parse_input_shapes(input_shapes),
+                          rpc_tracker=rpc_tracker, rpc_key=rpc_key, progress=_stderr)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+
+
+@main.command()
 def targets():
     """List the target presets and what each means."""
     import mcc

@@ -98,6 +98,11 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         mod, coverage = schedule(mod, target, config.target.family, config.tuning_logs)
         st.detail = (f"{coverage.tasks} kernels: {coverage.from_records} from tuning records, "
                      f"{coverage.from_rules} from default rules, {coverage.naive} untuned")
+        if coverage.refused:
+            from mcc.tuning_log import describe_key
+
+            st.detail += "; ignored tuning records for other targets: " + ", ".join(
+                f"{n} for {describe_key(k)}" for k, n in sorted(coverage.refused.items()))
 
     # build: TVM lowering and LLVM code generation
     with stages.stage("build") as st:

@@ -12,7 +12,7 @@ The counts are reported, so a user sees how much of a model is tuned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tvm
@@ -28,11 +28,13 @@ class ScheduleReport:
     from_rules: int
     naive: int
     record_dirs: tuple[str, ...]
+    # records in those logs measured on other targets: refused, never applied
+    refused: dict[str, int] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
         return {"tasks": self.tasks, "from_records": self.from_records,
                 "from_default_rules": self.from_rules, "naive": self.naive,
-                "tuning_logs": list(self.record_dirs)}
+                "tuning_logs": list(self.record_dirs), "refused_records": dict(self.refused)}
 
 
 def _scheduled_funcs(mod) -> set[str]:
@@ -59,13 +61,18 @@ def record_dirs_for(family: str, extra_dirs: list[str] | tuple[str, ...] = ()) -
     return found
 
 
-def _database(dirs: list[Path]):
-    from tvm.s_tir import meta_schedule as ms
+def _database(dirs: list[Path], target):
+    """The best record per kernel among those measured on ``target`` (mcc.tuning_log),
+    and the count of records refused for other targets."""
+    from mcc.tuning_log import (
+        best_per_workload,
+        materialize,
+        memory_database,
+        records_for_target,
+    )
 
-    dbs = [ms.database.JSONDatabase(path_workload=str(d / "database_workload.json"),
-                                    path_tuning_record=str(d / "database_tuning_record.json"),
-                                    allow_missing=False) for d in dirs]
-    return dbs[0] if len(dbs) == 1 else ms.database.UnionDatabase(*dbs)
+    found = records_for_target(dirs, target)
+    return memory_database(materialize(best_per_workload(found.records))), found.refused
 
 
 def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
@@ -77,9 +84,11 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
 
     tasks = _prim_funcs(mod)
     dirs = record_dirs_for(family, extra_dirs)
+    refused = {}
     with target:
         if dirs:
-            with _database(dirs):
+            database, refused = _database(dirs, target)
+            with database:
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         from_records = _scheduled_funcs(mod) & tasks
         # Constant weights may be repacked by the rules: mark them (this renames the
@@ -91,5 +100,5 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.DeadCodeElimination()(mod)
     report = ScheduleReport(len(tasks), len(from_records), scheduled - len(from_records),
-                            len(tasks) - scheduled, tuple(str(d) for d in dirs))
+                            len(tasks) - scheduled, tuple(str(d) for d in dirs), refused)
     return mod, report

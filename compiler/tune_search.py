@@ -1,0 +1,206 @@
+"""The MetaSchedule pieces that make tuning resumable, bounded and visible.
+
+* :class:`SkipKnown` wraps the evolutionary search. MetaSchedule re-seeds its
+  population from the database but only remembers candidates measured in the
+  current process (upstream TODO in evolutionary_search.cc), so a resumed run
+  would measure the best old candidates again. SkipKnown answers those from the
+  log instead, and stops the search when the time budget is spent.
+* :func:`warm_start` trains the XGBoost cost model on the known records before
+  the first new trial.
+* :class:`PersistRecords` appends every measured batch to the on-disk log.
+* :class:`ProgressCallback` reports trials, best latency and time left.
+* :class:`GradientScheduler` is MetaSchedule's gradient task scheduler, except that
+  each measured batch is joined (and so written to the log) at once. TVM's own
+  GradientBased measures every task once before joining any, so a kill during that
+  first round (tens of minutes on a real network here) lost all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
+from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
+
+from mcc.tuning_log import FAILED_SECS
+
+
+def trace_key(trace) -> str:
+    """A candidate's identity: its schedule trace with every sampling decision."""
+    return json.dumps(trace.as_json(), sort_keys=True, default=str)
+
+
+def _workload_key(mod) -> int:
+    from tvm_ffi import structural_hash
+
+    return structural_hash(mod)
+
+
+@derived_object
+class SkipKnown(PySearchStrategy):
+    """An evolutionary search that never re-measures a candidate the log already holds."""
+
+    def __init__(self, inner, known_records, deadline, stats):
+        self.inner = inner
+        self.known_records = known_records
+        self.deadline = deadline
+        self.stats = stats  # shared across tasks: {"skipped": n}
+        self.known = {}
+        self.pending = None
+
+    def _initialize_with_tune_context(self, context) -> None:
+        self.inner._initialize_with_tune_context(context)
+        workload = _workload_key(context.mod)
+        self.known = {trace_key(r.trace): r.run_secs for r in self.known_records
+                      if _workload_key(r.workload.mod) == workload}
+
+    def pre_tuning(self, max_trials, num_trials_per_iter, design_spaces, database=None,
+                   cost_model=None) -> None:
+        self.inner.pre_tuning(max_trials, num_trials_per_iter, design_spaces, database,
+                              cost_model)
+
+    def post_tuning(self) -> None:
+        self.inner.post_tuning()
+
+    def generate_measure_candidates(self):
+        for _ in range(16):  # bounded: a search space smaller than the log ends here
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                return None
+            candidates = self.inner.generate_measure_candidates()
+            if candidates is None:
+                return None
+            known = [self.known.get(trace_key(c.sch.trace)) for c in candidates]
+            fresh = [c for c, secs in zip(candidates, known) if secs is None]
+            self.stats["skipped"] += len(candidates) - len(fresh)
+            if fresh:
+                self.pending = (list(candidates), known)
+                return fresh
+            self.inner.notify_runner_results(
+                list(candidates), [ms.runner.RunnerResult(secs, None) for secs in known])
+        return None
+
+    def notify_runner_results(self, measure_candidates, results) -> None:
+        candidates, known = self.pending
+        self.pending = None
+        fresh = iter(results)
+        merged = [next(fresh) if secs is None else ms.runner.RunnerResult(secs, None)
+                  for secs in known]
+        self.inner.notify_runner_results(candidates, merged)
+
+    def clone(self):
+        return SkipKnown(self.inner.clone(), self.known_records, self.deadline, self.stats)
+
+
+def warm_start(cost_model, contexts, database) -> int:
+    """Train ``cost_model`` on the records ``database`` holds for each task; return how many."""
+    used = 0
+    for ctx in contexts:
+        records = database.get_top_k(database.commit_workload(ctx.mod), 10**6)
+        if not records:
+            continue
+        candidates = [r.as_measure_candidate() for r in records]
+        results = [ms.runner.RunnerResult(r.run_secs, None) for r in records]
+        cost_model.update(ctx, candidates, results)
+        used += len(records)
+    return used
+
+
+@derived_object
+class PersistRecords(PyMeasureCallback):
+    """Append each measured batch to the on-disk JSON log (failures too, so that a
+    resumed run does not retry them)."""
+
+    def __init__(self, log_db):
+        self.log_db = log_db
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
+              runner_results) -> None:
+        ctx = task_scheduler.tasks_[task_id].ctx
+        workload = self.log_db.commit_workload(ctx.mod)
+        for cand, built, ran in zip(measure_candidates, builder_results, runner_results):
+            secs = ran.run_secs if built.error_msg is None and ran.error_msg is None else None
+            self.log_db.commit_tuning_record(ms.database.TuningRecord(
+                cand.sch.trace, workload, secs or [FAILED_SECS * 10], ctx.target,
+                cand.args_info))
+
+
+@derived_object
+class ProgressCallback(PyMeasureCallback):
+    """One line per measured batch: trials, this task's best, the model estimate, time left."""
+
+    def __init__(self, emit, names, weights, budget_trials, deadline, history):
+        self.emit = emit
+        self.history = history  # task id -> best latency after each batch, for the scheduler
+        self.names = names
+        self.weights = weights
+        self.budget_trials = budget_trials
+        self.deadline = deadline
+        self.best = {}
+        self.trials = 0
+        self.errors = 0
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
+              runner_results) -> None:
+        self.trials += len(measure_candidates)
+        for built, ran in zip(builder_results, runner_results):
+            if built.error_msg is not None or ran.error_msg is not None:
+                self.errors += 1
+                continue
+            secs = sum(float(s) for s in ran.run_secs) / len(ran.run_secs)
+            if secs < self.best.get(task_id, float("inf")):
+                self.best[task_id] = secs
+        self.history.setdefault(task_id, []).append(self.best.get(task_id, 1e100))
+        if self.emit is None:
+            return
+        total = sum(self.weights[i] * s for i, s in self.best.items())
+        budget = "" if self.budget_trials >= 10**9 else f"/{self.budget_trials}"
+        left = ""
+        if self.deadline is not None:
+            left = f"  {max(0.0, self.deadline - time.monotonic()) / 60:.1f} min left"
+        best = self.best.get(task_id)
+        best_text = f"{best * 1e6:.1f} us" if best is not None else "no valid candidate yet"
+        self.emit(f"[mcc] tune     trials {self.trials}{budget}  task {task_id + 1}/"
+                  f"{len(self.names)} {self.names[task_id]}: best {best_text}  "
+                  f"tuned tasks sum {total * 1e6:.1f} us  errors {self.errors}{left}")
+
+
+
+
+@derived_object
+class GradientScheduler(PyTaskScheduler):
+    """Every task once, then the task whose weighted latency is falling fastest (the
+    gradient rule of MetaSchedule's GradientBased: alpha * recent slope + (1 - alpha) *
+    best / batches), joining finished batches before every choice."""
+
+    def __init__(self, weights, history, alpha=0.2, window=3):
+        super().__init__()
+        self.weights = weights
+        self.history = history  # filled by ProgressCallback as batches are joined
+        self.alpha = alpha
+        self.window = window
+        self.started = set()
+
+    def next_task_id(self) -> int:
+        outer = self._outer()
+        records = outer.tasks_
+        for i in range(len(records)):
+            outer.touch_task(i)  # joins finished batches: callbacks persist their records
+        alive = [i for i in range(len(records)) if not records[i].is_terminated]
+        if not alive:
+            return -1
+        unseen = [i for i in alive if i not in self.started]
+        choice = unseen[0] if unseen else max(alive, key=self._gradient)
+        if records[choice].runner_futures is not None:
+            outer.join_running_task(choice)
+        self.started.add(choice)
+        return choice
+
+    def _gradient(self, task_id: int) -> float:
+        hist = self.history.get(task_id) or [1e100]
+        best, n, w = hist[-1], len(hist), self.window
+        slope = (hist[-1 - w] - best) / w if n >= 1 + w else 0.0
+        return (self.alpha * slope + (1 - self.alpha) * best / n) * self.weights[task_id]

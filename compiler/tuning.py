@@ -1,0 +1,253 @@
+"""``mcc tune``: MetaSchedule auto-tuning that resumes, respects targets and shows progress.
+
+    import   the model, through the same graph passes as ``mcc compile``
+    tasks    one MetaSchedule task per fused kernel (weighted by how often it runs)
+    resume   records already in the log for this target: the cost model is trained
+             on them and their candidates are never measured again
+    tune     MetaSchedule's gradient task scheduler + XGBoost cost model spends the
+             trials where they cut end-to-end latency most; each measured batch is
+             appended to ``<log>/<family>/`` at once (a kill loses at most one batch)
+
+Measurement runs locally, or on remote devices through TVM's RPC tracker
+(``rpc_tracker``/``rpc_key``: MetaSchedule's RPCRunner) while building locally.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcc.errors import MccError, first_line
+from mcc.progress import Stages
+from mcc.tuning_log import (
+    database_dirs,
+    describe_key,
+    materialize,
+    mean_secs,
+    open_log,
+    records_for_target,
+    target_key,
+)
+
+DEFAULT_TRIALS_PER_TASK = 64  # used when neither trials nor a time budget is given
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Evolutionary-search knobs. The defaults suit real models; tests shrink them."""
+
+    trials_per_iter: int = 64
+    population: int = 512
+    genetic_iters: int = 4
+    build_timeout: float = 60.0
+    run_timeout: float = 30.0
+    repeat: int = 1
+    min_repeat_ms: int = 50
+    seed: int | None = None
+    build_workers: int | None = None  # default: one per core of the target
+
+
+@dataclass
+class TuneReport:
+    log_dir: str
+    target: str
+    tasks: int
+    trials: int  # new measurements made by this run
+    records_before: int
+    records_after: int
+    skipped_known: int  # candidates proposed again by the search and not re-measured
+    refused: dict[str, int]
+    seconds: float
+    best_us: dict[str, float] = field(default_factory=dict)  # task name -> best latency
+
+    def lines(self) -> list[str]:
+        out = [f"tuned {self.tasks} tasks for {self.target}: {self.trials} new trials in "
+               f"{self.seconds:.0f} s ({self.skipped_known} known candidates not re-measured)",
+               f"log {self.log_dir}: {self.records_before} -> {self.records_after} records"]
+        if self.refused:
+            out.append("ignored records for other targets: " + ", ".join(
+                f"{n} for {describe_key(k)}" for k, n in sorted(self.refused.items())))
+        return out
+
+    def to_json(self) -> dict:
+        return {"log_dir": self.log_dir, "target": self.target, "tasks": self.tasks,
+                "trials": self.trials, "records_before": self.records_before,
+                "records_after": self.records_after, "skipped_known": self.skipped_known,
+                "refused": self.refused, "seconds": round(self.seconds, 1),
+                "best_us": self.best_us}
+
+
+def parse_tracker(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise MccError(f"--rpc-tracker '{text}' must be HOST:PORT, e.g. 127.0.0.1:9190")
+    return host, int(port)
+
+
+def tune_model(model, target, *, trials=None, time_budget=None, tuning_log="tuning_logs",
+               input_shapes=None, example_inputs=None, rpc_tracker=None, rpc_key=None,
+               search: SearchOptions | None = None, progress=None) -> TuneReport:
+    """Tune ``model`` for ``target`` (a resolved TargetPreset); see the module docstring."""
+    from mcc.frontends import import_model
+    from mcc.pipeline import optimize
+    from mcc.tune_workers import load_tensor_intrinsics
+
+    search = search or SearchOptions()
+    if trials is not None and trials < 1:
+        raise MccError("--trials must be at least 1")
+    if time_budget is not None and time_budget <= 0:
+        raise MccError("--time-budget must be a positive number of minutes")
+    if (rpc_tracker is None) != (rpc_key is None):
+        raise MccError("--rpc-tracker and --rpc-key go together")
+    if rpc_tracker is not None:
+        parse_tracker(rpc_tracker)
+    elif not target.runs_on_host():
+        raise MccError(f"target {target.name} ({target.arch}) cannot run on this machine: "
+                       "measure on a device with --rpc-tracker HOST:PORT --rpc-key KEY")
+    stages = Stages(progress)
+    start = time.monotonic()
+    deadline = start + time_budget * 60 if time_budget else None
+    tvm_target = target.tvm_target()
+    load_tensor_intrinsics(target.arch if target.tvm["kind"] == "llvm" else target.tvm["kind"])
+
+    with stages.stage("import") as st:
+        imported = import_model(model, input_shapes or {}, example_inputs)
+        mod, _ = optimize(imported.mod, tvm_target)
+        st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
+
+    with stages.stage("tasks") as st:
+        tasks = _extract_tasks(mod, tvm_target)
+        if not tasks:
+            raise MccError("the model has no kernels to tune")
+        st.detail = f"{len(tasks)} tasks"
+
+    log_dir = Path(tuning_log) / target.family
+    with stages.stage("resume") as st:
+        found = records_for_target(database_dirs(log_dir, target.family)[-1:], tvm_target)
+        known = materialize(found.records)
+        st.detail = (f"{len(known)} records for this target in {log_dir}"
+                     + (f"; ignored {found.refused_text()}" if found.refused else ""))
+
+    if trials is None:
+        trials = (10**9 if deadline else DEFAULT_TRIALS_PER_TASK * len(tasks))
+    with stages.stage("tune") as st:
+        result = _run_search(tasks, tvm_target, target.arch, known, log_dir, trials,
+                             deadline, search, rpc_tracker, rpc_key, stages)
+        st.detail = f"{result['trials']} trials"
+
+    return TuneReport(str(log_dir), describe_key(target_key(tvm_target)), len(tasks),
+                      result["trials"], len(known),
+                      len(records_for_target([log_dir], tvm_target).records)
+                      if result["trials"] else len(known),
+                      result["skipped"], found.refused, time.monotonic() - start,
+                      result["best_us"])
+
+
+def _extract_tasks(mod, target):
+    from tvm.s_tir import meta_schedule as ms
+
+    try:
+        tasks = ms.relax_integration.extract_tasks(mod, target)
+    except Exception as err:
+        raise MccError(f"task extraction failed: {first_line(err)}") from None
+    return [t for t in tasks if not t.mod.attrs or not t.mod.attrs.get("tirx.is_scheduled")]
+
+
+def _run_search(tasks, target, arch, known_records, log_dir, trials, deadline, search,
+                rpc_tracker, rpc_key, stages) -> dict:
+    from tvm.s_tir import meta_schedule as ms
+
+    from mcc.tune_search import (
+        GradientScheduler,
+        PersistRecords,
+        ProgressCallback,
+        SkipKnown,
+        warm_start,
+    )
+    from mcc.tune_workers import make_builder
+
+    num_cores = int(target.attrs.get("num-cores", 0) or 0) or ms.utils.cpu_count(logical=False)
+    inner = ms.search_strategy.EvolutionarySearch(
+        population_size=search.population, genetic_num_iters=search.genetic_iters,
+        init_min_unmeasured=min(50, search.population))
+    seeds = ms.utils.fork_seed(search.seed, n=len(tasks))
+    loggers = [_quiet_logger(f"mcc.tune.task{i}") for i in range(len(tasks))]
+    stats = {"skipped": 0}
+    contexts = []
+    for task, logger, seed in zip(tasks, loggers, seeds):
+        contexts.append(ms.TuneContext(
+            mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
+            search_strategy=SkipKnown(inner, known_records, deadline, stats),
+            task_name=task.task_name, logger=logger, rand_state=seed,
+            num_threads=num_cores).clone())
+    weights = [float(t.weight) for t in tasks]
+
+    database = ms.database.MemoryDatabase(module_equality="structural")
+    for record in known_records:
+        workload = database.commit_workload(record.workload.mod)
+        database.commit_tuning_record(ms.database.TuningRecord(
+            record.trace, workload, record.run_secs, record.target, record.args_info))
+    cost_model = ms.cost_model.XGBModel(num_tuning_cores=num_cores)
+    warmed = warm_start(cost_model, contexts, database)
+    if warmed:
+        stages.say(f"[mcc] cost model warm-started on {warmed} known records")
+
+    builder = make_builder(arch, max_workers=search.build_workers or num_cores,
+                           timeout_sec=search.build_timeout)
+    runner = _runner(search, rpc_tracker, rpc_key)
+    history: dict[int, list[float]] = {}
+    progress = ProgressCallback(stages.emit, [t.task_name for t in tasks], weights, trials,
+                                deadline, history)
+    callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
+                 PersistRecords(open_log(log_dir)), progress]
+    try:
+        GradientScheduler(weights, history).tune(
+            tasks=contexts, task_weights=weights, max_trials_global=trials,
+            max_trials_per_task=trials, num_trials_per_iter=search.trials_per_iter,
+            builder=builder, runner=runner, measure_callbacks=callbacks, database=database,
+            cost_model=cost_model)
+    except KeyboardInterrupt:
+        stages.say(f"[mcc] interrupted: {progress.trials} trials are saved in {log_dir}")
+        raise
+    finally:
+        builder.shutdown()
+    best = {}
+    for ctx in contexts:
+        top = database.get_top_k(database.commit_workload(ctx.mod), 1)
+        if top:
+            best[ctx.task_name] = round(mean_secs(top[0]) * 1e6, 2)
+    return {"trials": progress.trials, "skipped": stats["skipped"], "best_us": best}
+
+
+def _quiet_logger(name: str):
+    """MetaSchedule's per-task log (INFO/DEBUG chatter): kept out of the user's terminal;
+    mcc's own progress lines say what matters. MCC_DEBUG=1 shows it."""
+    import logging
+    import os
+
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    if not logger.handlers:
+        debug = bool(os.environ.get("MCC_DEBUG"))
+        logger.addHandler(logging.StreamHandler() if debug else logging.NullHandler())
+        logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    return logger
+
+
+def _runner(search: SearchOptions, rpc_tracker, rpc_key):
+    from tvm.s_tir import meta_schedule as ms
+
+    evaluator = ms.runner.EvaluatorConfig(number=1, repeat=search.repeat,
+                                          min_repeat_ms=search.min_repeat_ms,
+                                          enable_cpu_cache_flush=False)
+    if rpc_tracker is None:
+        return ms.runner.LocalRunner(timeout_sec=search.run_timeout, evaluator_config=evaluator)
+    host, port = parse_tracker(rpc_tracker)
+    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=rpc_key,
+                                 session_timeout_sec=int(search.run_timeout))
+    try:
+        return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator)
+    except Exception as err:
+        raise MccError(f"cannot reach RPC tracker {host}:{port} with key '{rpc_key}': "
+                       f"{first_line(err)}") from None

@@ -1,0 +1,88 @@
+"""SkipKnown: candidates already in the log are answered from it, never measured again;
+and tuning-log target keys (no tuning, no build)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mcc.tune_search import SkipKnown
+
+
+class Trace:
+    def __init__(self, name):
+        self.name = name
+
+    def as_json(self):
+        return [["Sample", self.name]]
+
+
+class Candidate:
+    def __init__(self, name):
+        self.sch = type("Sch", (), {"trace": Trace(name)})()
+        self.name = name
+
+
+class FakeSearch:
+    """Yields the given batches; records what it is told about results."""
+
+    def __init__(self, batches):
+        self.batches = list(batches)
+        self.told = []
+
+    def generate_measure_candidates(self):
+        return [Candidate(n) for n in self.batches.pop(0)] if self.batches else None
+
+    def notify_runner_results(self, candidates, results):
+        self.told.append([(c.name, r.run_secs) for c, r in zip(candidates, results)])
+
+
+def test_skip_known_answers_known_candidates_from_the_log():
+    from tvm.s_tir.meta_schedule.runner import RunnerResult
+
+    from mcc.tune_search import trace_key
+
+    inner = FakeSearch([["a", "b", "c"], ["b", "d"], ["e"]])
+    stats = {"skipped": 0}
+    strategy = SkipKnown._cls(inner, [], None, stats)  # the Python object behind the FFI one
+    strategy.known = {trace_key(Trace("b")): [2.0], trace_key(Trace("d")): [3.0]}
+
+    fresh = strategy.generate_measure_candidates()
+    assert [c.name for c in fresh] == ["a", "c"]  # b is known: not sent to the runner
+    strategy.notify_runner_results(fresh, [RunnerResult([1.0], None), RunnerResult([4.0], None)])
+    told = inner.told[0]
+    assert [n for n, _ in told] == ["a", "b", "c"]  # the search sees all, in order
+    assert [float(s[0]) for _, s in told] == [1.0, 2.0, 4.0]  # b with its logged latency
+
+    # a batch of only known candidates is answered at once; the search moves on
+    fresh = strategy.generate_measure_candidates()
+    assert [c.name for c in fresh] == ["e"]
+    assert [n for n, _ in inner.told[1]] == ["b", "d"]
+    assert stats["skipped"] == 3
+    strategy.notify_runner_results(fresh, [RunnerResult([5.0], None)])
+    assert strategy.generate_measure_candidates() is None  # the search has finished
+
+
+def test_skip_known_stops_at_the_deadline():
+    strategy = SkipKnown._cls(FakeSearch([["a"]]), [], 0.0, {"skipped": 0})
+    assert strategy.generate_measure_candidates() is None
+
+
+@pytest.mark.parametrize("spec, same", [
+    ({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4", "num-cores": 8}, True),
+    ({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "skylake", "num-cores": 2}, False),
+    ({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "znver4", "num-cores": 2}, False),
+    ({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4",
+      "mattr": ["+avx512f"], "num-cores": 2}, False),
+])
+def test_target_key_ignores_only_core_count(spec, same):
+    import tvm
+
+    from mcc.tuning_log import describe_key, target_key
+
+    base = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4",
+                              "num-cores": 2})
+    assert (target_key(tvm.target.Target(spec)) == target_key(base)) is same
+    assert describe_key(target_key(base)) == "llvm x86_64-linux-gnu znver4"
+    assert json.loads(target_key(base))["kind"] == "llvm"
