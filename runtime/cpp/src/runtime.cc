@@ -3,6 +3,7 @@
 #include "mcc/runtime.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
@@ -197,6 +198,20 @@ void LoadCudaRuntime(const std::string& path) {
   }
 }
 
+// TVM sizes its thread pool as half the logical CPUs on x86, assuming SMT siblings; on a
+// machine without SMT that leaves half the cores idle. Like `import mcc` in Python, use
+// every physical core this process may run on, unless the user set TVM_NUM_THREADS. The
+// pool reads the variable when it is created, on the first kernel run.
+void DefaultThreadCount() {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+  int cores = CPU_COUNT(&allowed);
+  std::ifstream smt("/sys/devices/system/cpu/smt/active");
+  int smt_active = 0;
+  if (smt >> smt_active && smt_active == 1) cores /= 2;
+  setenv("TVM_NUM_THREADS", std::to_string(std::max(1, cores)).c_str(), /*overwrite=*/0);
+}
+
 }  // namespace
 
 int64_t HostTensor::size() const {
@@ -268,6 +283,7 @@ struct Module::Impl {
 };
 
 Module Module::Load(const std::string& path) {
+  DefaultThreadCount();
   auto impl = std::make_shared<Impl>();
   impl->path = path;
   int machine = 0;
