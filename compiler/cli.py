@@ -71,8 +71,21 @@ def _target_help() -> str:
 @click.option("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
 @click.option("--atol", type=float, default=None, help="absolute tolerance (default 1e-4)")
 @click.option("--calibration", metavar="DATA",
-              help="sample inputs: .npz keyed by input name (first axis = samples) or a directory")
-def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration):
+              help="sample inputs: .npz keyed by input name (first axis = samples) or a directory"
+                   " ('random': noise, for int8 speed tests only)")
+@click.option("--quantize", type=click.Choice(["int8", "fp16"]), default=None,
+              help="int8: calibrated post-training quantization; fp16: mixed precision (GPUs)")
+@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]),
+              default="minmax", show_default=True, help="how int8 activation ranges are chosen")
+@click.option("--per-tensor", is_flag=True,
+              help="one int8 weight scale per tensor (default: per output channel)")
+@click.option("--exclude", "exclude", multiple=True, metavar="OP_OR_NODE",
+              help="keep an op kind (conv2d, matmul) or node (conv2d_3) in fp32 (repeatable)")
+@click.option("--accuracy-budget", type=click.FloatRange(min=0.0), default=None, metavar="X",
+              help="keep the most sensitive ops in fp32 until the loss vs fp32 (worst of "
+                   "1 - cosine, 1 - top-1 agreement) is <= X")
+def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
+            quantize, calibration_method, per_tensor, exclude, accuracy_budget):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
     from mcc.tensors import parse_input_shapes
@@ -82,7 +95,9 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
         raise MccError(f"output '{out}' must end in .so")
     compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                            tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
-                           calibration=calibration, progress=_stderr)
+                           calibration=calibration, quantize=quantize,
+                           calibration_method=calibration_method, per_tensor=per_tensor,
+                           exclude=exclude, accuracy_budget=accuracy_budget, progress=_stderr)
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 

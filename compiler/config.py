@@ -21,3 +21,9 @@ class CompileConfig:
     seed: int = 0  # seed of the verification inputs
     # sample inputs (.npz / directory, see mcc.sample_data) for calibration and accuracy reports
     calibration: str | None = None
+    # quantization (mcc.quantization): "int8" / "fp16" / None, and how to calibrate int8
+    quantize: str | None = None
+    calibration_method: str = "minmax"  # minmax | percentile | entropy
+    per_tensor: bool = False  # one weight scale per tensor instead of per output channel
+    exclude: tuple[str, ...] = ()  # op kinds or node names kept in fp32
+    accuracy_budget: float | None = None  # max accepted loss, see mcc.quantization
