@@ -3,7 +3,8 @@
 Order of preference per kernel (a "task"):
   1. a MetaSchedule record from a tuning log for this target family
      (``tuning_logs/<kind>-<arch>/`` and any ``--tuning-log`` directory);
-  2. dlight's CPU rules (GEMV, reductions) where they match;
+  2. mcc's int8 rule (mcc.int8_schedule) for quantized kernels, then
+     dlight's CPU rules (GEMV, reductions) where they match;
   3. otherwise the kernel keeps TVM's naive loop nest, and is counted as such.
 The counts are reported, so a user sees how much of a model is tuned.
 """
@@ -71,6 +72,8 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
     from tvm import relax
     from tvm.s_tir import dlight as dl
 
+    from mcc.int8_schedule import schedule_int8
+
     tasks = _prim_funcs(mod)
     dirs = record_dirs_for(family, extra_dirs)
     with target:
@@ -78,6 +81,7 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
             with _database(dirs):
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         from_records = _scheduled_funcs(mod) & tasks
+        mod = schedule_int8(mod, target)  # mcc's int8 kernels (VNNI where available)
         mod = dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())(mod)
     scheduled = _scheduled_funcs(mod) & tasks
     report = ScheduleReport(len(tasks), len(from_records), len(scheduled - from_records),

@@ -1,0 +1,181 @@
+"""int8 quantization: a CNN trained here on scikit-learn's digits, pass structure and
+numerics, the int8 kernel against an exact integer reference, and every bad input."""
+
+import numpy as np
+import pytest
+import tvm
+
+import mcc
+from conftest import TINY_MODELS, assert_one_line_error
+from mcc.config import CompileConfig
+from mcc.errors import MccError
+from mcc.frontends import import_model
+from mcc.targets import resolve_target
+
+torch = pytest.importorskip("torch")
+datasets = pytest.importorskip("sklearn.datasets")
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """(onnx path, calibration .npz, test images, test labels, fp32 test accuracy)."""
+    data = datasets.load_digits()
+    images = (data.images / 16.0).astype(np.float32)[:, None]  # [1797, 1, 8, 8] in [0, 1]
+    labels = data.target
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(labels))
+    train, test = order[:1400], order[1400:]
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(32 * 4 * 4, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    x_train, y_train = torch.tensor(images[train]), torch.tensor(labels[train])
+    for _ in range(15):
+        for batch in torch.randperm(len(train)).split(64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x_train[batch]), y_train[batch]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        fp32_acc = float((net(torch.tensor(images[test])).argmax(1).numpy()
+                          == labels[test]).mean())
+    out = tmp_path_factory.mktemp("digits")
+    path = out / "digits.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 1, 8, 8),), str(path), input_names=["image"],
+                      output_names=["logits"], dynamo=False)
+    calibration = out / "calibration.npz"
+    np.savez(calibration, image=images[train[:64]])  # 64 batch-1 samples of training data
+    return path, calibration, images[test], labels[test], fp32_acc
+
+
+def test_digits_cnn_int8_within_one_point_of_fp32(digits, tmp_path):
+    path, calibration, images, labels, fp32_acc = digits
+    assert fp32_acc > 0.95
+    lines = []
+    compiled = mcc.compile(path, quantize="int8", calibration=calibration, progress=lines.append)
+    quant = compiled.metadata["quantization"]
+    assert quant["int8_ops"] == ["conv2d_0", "conv2d_1", "matmul_0"] and quant["fp32_ops"] == {}
+    report = quant["accuracy"]["outputs"]["logits"]
+    assert report["cosine"] > 0.99 and report["top1_agreement"] >= 0.95
+    assert any("accuracy vs fp32 on 64 calibration sample(s)" in line for line in lines)
+    module = mcc.load(compiled.export(tmp_path / "digits_int8.so"))
+    assert module.metadata["quantization"] == quant
+    predictions = np.array([module.run({"image": img[None]})["logits"].argmax()
+                            for img in images])
+    int8_acc = float((predictions == labels).mean())
+    assert int8_acc >= fp32_acc - 0.01, (int8_acc, fp32_acc)
+
+
+def _quantized_relax(model, calibration="random", **options):
+    from mcc.quantization import Quantizer
+
+    config = CompileConfig(target=resolve_target(None), quantize="int8",
+                           calibration=str(calibration), **options)
+    imported = import_model(model, {})
+    target = config.target.tvm_target()
+    quantizer = Quantizer(imported, config, target, say=lambda m: None)
+    return quantizer.run(), quantizer
+
+
+def _int8_calls(mod):
+    """(int8 kernel calls, the dtypes of their data and weight arguments)."""
+    from tvm import relax
+
+    calls = []
+
+    def visit(expr):
+        if (isinstance(expr, relax.Call) and expr.op.same_as(tvm.ir.Op.get("relax.call_tir"))
+                and expr.args[0].name_hint.startswith("mcc_qconv2d")):
+            args = expr.args[1].fields
+            calls.append((args[0].ty.dtype, args[1].ty.dtype))
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return calls
+
+
+def test_quantize_pass_structure_and_exclude(digits):
+    from mcc.passes import count_ops
+
+    path = digits[0]
+    mod, quantizer = _quantized_relax(path, digits[1])
+    assert _int8_calls(mod) == [("uint8", "int8")] * 3
+    ops = count_ops(mod)
+    assert ops["relax.nn.conv2d"] == 0 and ops["relax.matmul"] == 0
+    mod, quantizer = _quantized_relax(path, digits[1], exclude=("matmul", "conv2d_0"))
+    assert len(_int8_calls(mod)) == 1
+    assert count_ops(mod)["relax.matmul"] == 1 and count_ops(mod)["relax.nn.conv2d"] == 1
+    assert quantizer.to_json()["fp32_ops"] == {"conv2d_0": "excluded", "matmul_0": "excluded"}
+
+
+def test_int8_kernel_matches_exact_integer_reference():
+    """The scheduled (VNNI on this CPU) kernel vs int64 numpy arithmetic, with padding by the
+    zero point, stride 2, channels that are not multiples of 4 / 16."""
+    from mcc.int8_kernels import QConvShape, pack_weight, qconv2d_func
+    from mcc.int8_schedule import has_vnni, schedule_kernel
+
+    target = resolve_target(None).tvm_target()
+    rng = np.random.default_rng(1)
+    for shape in (QConvShape(1, 9, 9, 6, 32, 3, 3, (2, 2), (1, 1, 1, 1), 37),
+                  QConvShape(1, 1, 12, 40, 10, 1, 1, (1, 1), (0, 0, 0, 0), 128)):
+        func = schedule_kernel(qconv2d_func(shape), has_vnni(target))
+        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                          target=target)
+        s = shape
+        x = rng.integers(0, 256, (s.n, s.h, s.w, s.ic)).astype(np.uint8)
+        w = rng.integers(-127, 128, (s.oc, s.kh, s.kw, s.ic)).astype(np.int8)
+        bias = rng.integers(-5000, 5000, s.oc).astype(np.int32)
+        scale = np.full(s.oc, 0.5, np.float32)
+        oh, ow = s.out_hw
+        out = tvm.runtime.tensor(np.zeros((s.n, oh, ow, s.oc), np.float32))
+        lib["main"](*[tvm.runtime.tensor(a) for a in (x, pack_weight(w), bias, scale)], out)
+        pt, pl, pb, pr = s.padding
+        xp = np.pad(x.astype(np.int64), ((0, 0), (pt, pb), (pl, pr), (0, 0)),
+                    constant_values=s.zero_point)
+        acc = np.zeros((s.n, oh, ow, s.oc), np.int64)
+        for i in range(s.kh):
+            for j in range(s.kw):
+                patch = xp[:, i:i + oh * s.stride[0]:s.stride[0], j:j + ow * s.stride[1]:
+                           s.stride[1]]
+                acc += patch @ w[:, i, j, :].astype(np.int64).T
+        np.testing.assert_array_equal(out.numpy(), ((acc + bias) * 0.5).astype(np.float32))
+
+
+def test_quantized_conv_numerics_and_random_calibration_warning(cli, save_onnx, tmp_path):
+    path = save_onnx(TINY_MODELS["conv_bn"]())
+    out = tmp_path / "q.so"
+    result = cli("compile", path, "-o", out, "--quantize", "int8", "--calibration", "random",
+                 "--calibration-method", "percentile", "--per-tensor")
+    assert result.exit_code == 0, result.output
+    assert "WARNING: calibrating on seeded RANDOM inputs" in result.stderr
+    meta = mcc.load(out).metadata["quantization"]
+    assert meta["int8_ops"] == ["conv2d_0"] and meta["weights"] == "int8 symmetric, per tensor"
+    assert meta["calibration"]["method"] == "percentile"
+    assert meta["accuracy"]["outputs"]["y"]["cosine"] > 0.99
+
+
+def test_accuracy_budget_reports_what_stays_fp32(digits):
+    path, calibration = digits[0], digits[1]
+    compiled = mcc.compile(path, quantize="int8", calibration=calibration, accuracy_budget=0.5)
+    assert len(compiled.metadata["quantization"]["int8_ops"]) == 3
+    with pytest.raises(MccError, match="accuracy-budget 1e-12 cannot be met"):
+        mcc.compile(path, quantize="int8", calibration=calibration, accuracy_budget=1e-12)
+
+
+def test_bad_quantization_inputs(cli, save_onnx, tmp_path):
+    conv = save_onnx(TINY_MODELS["conv"](), "conv.onnx")
+    out = tmp_path / "never.so"
+    result = cli("compile", conv, "-o", out, "--quantize", "int8")
+    assert_one_line_error(result, "--quantize int8 needs calibration data", "--calibration")
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, image=np.zeros((2, 1, 3, 16, 16), np.float32))
+    result = cli("compile", conv, "-o", out, "--quantize", "int8", "--calibration", wrong)
+    assert_one_line_error(result, "'image' that is not a model input", "x")
+    result = cli("compile", conv, "-o", out, "--quantize", "int8", "--calibration", "random",
+                 "--exclude", "conv9")
+    assert_one_line_error(result, "--exclude 'conv9' matches no op or node", "conv2d_0")
+    none = save_onnx(TINY_MODELS["two_outputs"](), "none.onnx")
+    result = cli("compile", none, "-o", out, "--quantize", "int8", "--calibration", "random")
+    assert_one_line_error(result, "nothing to quantize")
+    assert not out.exists() and not list(tmp_path.glob(".never.so*"))
