@@ -77,11 +77,12 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         imported = import_model(model, config.input_shapes, example_inputs)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
 
-    # quantize: calibrate on sample data, then conv2d/matmul become int8 kernels
-    mod, quantizer = imported.mod, None
-    if config.quantize:
-        from mcc.quantization import Quantizer
+    # quantize: calibrate on sample data (or read an already-quantized model's scales),
+    # then conv2d/matmul become int8 kernels
+    from mcc.quantization import Quantizer, wants_quantization
 
+    mod, quantizer = imported.mod, None
+    if wants_quantization(config, imported.mod):
         quantizer = Quantizer(imported, config, target, say=stages.say)
         with stages.stage("quantize") as st:
             mod = quantizer.run()
@@ -118,7 +119,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
 
     # accuracy: the quantized module against fp32 on the calibration samples
     if quantizer is not None:
-        if config.quantize == "int8" and config.target.runs_on_host():
+        if quantizer.calibration is not None and config.target.runs_on_host():
             with stages.stage("accuracy") as st:
                 st.detail = quantizer.measure(executable).summary()
             for line in quantizer.accuracy.lines():
@@ -154,7 +155,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
             if quantizer is not None:  # reduced precision: the accuracy report is the check
                 worst = max((o.max_abs for o in result.outputs), default=0.0)
                 st.detail = (f"vs {imported.reference_name}: max abs err {worst:.3g} "
-                             f"({config.quantize}: tolerances not enforced, see accuracy)")
+                             f"({quantizer.mode}: tolerances not enforced)")
         report["verify"] = result.to_json()
         report["stages"] = stages.to_json()
         if not result.ok and quantizer is None:

@@ -22,6 +22,7 @@ import numpy as np
 from mcc.errors import MccError
 
 MODES = ("int8", "fp16")
+QDQ = "qdq"  # an already-quantized ONNX model: its own scales, no calibration
 RANDOM = "random"  # --calibration random: speed tests only
 RANDOM_SAMPLES = 4
 
@@ -91,6 +92,13 @@ def measure_accuracy(fp32: list[dict], quantized: list[dict]) -> AccuracyReport:
     return AccuracyReport(len(fp32), outputs)
 
 
+def wants_quantization(config, mod) -> bool:
+    """--quantize was given, or the model is already quantized (QDQ / QLinear ops)."""
+    from mcc.passes.quantize import has_qdq
+
+    return bool(config.quantize) or has_qdq(mod)
+
+
 @dataclass
 class Quantizer:
     """State of one quantized compile, from calibration to the accuracy report."""
@@ -107,11 +115,17 @@ class Quantizer:
     accuracy: AccuracyReport | None = None
     budget_trials: list = field(default_factory=list)
 
+    @property
+    def mode(self) -> str:
+        return self.config.quantize or QDQ
+
     def run(self):
         """The quantized Relax module (dataflow form, ready for the graph passes)."""
         from tvm import relax
 
-        mode = self.config.quantize
+        mode = self.mode
+        if mode == QDQ:
+            return self._run_qdq()
         if mode not in MODES:
             raise MccError(f"unknown --quantize mode '{mode}'; choose one of {', '.join(MODES)}")
         if mode == "fp16":
@@ -133,10 +147,22 @@ class Quantizer:
             self.config.calibration_method,
             lambda m: vm_runner(compile_relax(m, self.config, self.target), inputs), names)
         ranges = {s.name: r for s, r in zip(self.calibration.stats, self.calibration.ranges)}
+        ranges.update({s.name: s.qdq_range for s in chosen if s.qdq_range is not None})
         mod = self._quantize(prepared, ranges)
         if self.config.accuracy_budget is not None:
             mod = self._fit_budget(prepared, ranges, mod, chosen)
         return mod
+
+    def _run_qdq(self):
+        """An already-quantized model: every conv/matmul fed by a DequantizeLinear runs in
+        int8 with the model's own activation scale; nothing is calibrated."""
+        from mcc.passes.quantize import find_sites
+
+        prepared = prepare(self.imported.mod, self.target)
+        self.sites = find_sites(prepared)
+        chosen = [s for s in self.sites if not s.skip and s.qdq_range is not None
+                  and s.name not in self.config.exclude and s.op not in self.config.exclude]
+        return self._quantize(prepared, {s.name: s.qdq_range for s in chosen})
 
     def _quantize(self, prepared, ranges):
         from tvm import relax
@@ -238,19 +264,25 @@ class Quantizer:
         return self.accuracy
 
     def summary(self) -> str:
-        if self.config.quantize == "fp16":
+        if self.mode == "fp16":
             return "fp16 mixed precision"
         n = len(self.report.quantized)
         total = len(self.sites)
+        if self.mode == QDQ:
+            return (f"already-quantized model: {n} of {total} conv2d/matmul ops in int8 with "
+                    "the model's own scales")
         return (f"{n} of {total} conv2d/matmul ops in int8 "
                 f"({self.config.calibration_method} calibration on "
                 f"{len(self.calibration.outputs)} sample(s))")
 
     def to_json(self) -> dict:
-        if self.config.quantize == "fp16":
+        if self.mode == "fp16":
             return {"mode": "fp16"}
         fp32 = dict(self.report.skipped)
         fp32.update(self.fp32_sites)
+        if self.mode == QDQ:
+            return {"mode": QDQ, "activations": "the model's QuantizeLinear scales",
+                    "int8_ops": self.report.quantized, "fp32_ops": fp32}
         return {
             "mode": "int8",
             "activations": "uint8 asymmetric, per tensor",

@@ -43,6 +43,7 @@ class Site:
     call: relax.Call
     skip: str = ""  # why it stays fp32 ("" = quantizable)
     macs: int = 0
+    qdq_range: tuple[float, float] | None = None  # from the model's own DequantizeLinear
 
 
 @dataclass
@@ -100,15 +101,43 @@ def _site_for(name_counts: dict, var, call) -> Site | None:
     return site
 
 
+_LOOK_THROUGH = ("relax.permute_dims", "relax.reshape")  # ops that keep every value
+
+
+def qdq_range(data, bound: dict) -> tuple[float, float] | None:
+    """The fp32 range an already-quantized model gives ``data``: where it is (a layout change
+    of) ``dequantize(q, scale, zero_point)`` with one scale, the range q can express."""
+    expr = bound.get(data, data)
+    while isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) \
+            and expr.op.name in _LOOK_THROUGH:
+        expr = bound.get(expr.args[0], expr.args[0])
+    if not (isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op)
+            and expr.op.name == "relax.dequantize"):
+        return None
+    q, scale, zero_point = expr.args[:3]
+    if not (isinstance(scale, tvm.ir.GenericConst) and isinstance(zero_point, tvm.ir.GenericConst)):
+        return None
+    scale, zero_point = scale.value.numpy().reshape(-1), zero_point.value.numpy().reshape(-1)
+    dtype = q.ty.dtype
+    if scale.size != 1 or zero_point.size != 1 or dtype not in ("uint8", "int8"):
+        return None
+    qmin, qmax = (0, 255) if dtype == "uint8" else (-128, 127)
+    s, z = float(scale[0]), int(zero_point[0])
+    return (qmin - z) * s, (qmax - z) * s
+
+
 def find_sites(mod: tvm.IRModule) -> list[Site]:
     """Every conv2d / matmul binding of ``main``, in graph order (the annotate step)."""
     sites: list[Site] = []
     counts: dict[str, int] = {}
+    bound: dict = {}
     for block in mod["main"].body.blocks:
         for binding in block.bindings:
             if isinstance(binding, relax.VarBinding):
+                bound[binding.var] = binding.value
                 site = _site_for(counts, binding.var, binding.value)
                 if site is not None:
+                    site.qdq_range = qdq_range(site.data, bound)
                     sites.append(site)
     return sites
 
@@ -207,6 +236,19 @@ class _Realize(relax.PyExprMutator):
         y = self.builder_.emit(self._kernel(self._quantize_input(flat, sx, zx), weight_ohwi,
                                             shape, sx))
         return relax.op.reshape(y, dims[:-1] + [n_out])
+
+
+def has_qdq(mod: tvm.IRModule) -> bool:
+    """Whether ``mod`` came from an already-quantized (QDQ / QLinear) model."""
+    found = False
+
+    def visit(expr):
+        nonlocal found
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            found = found or expr.op.name == "relax.dequantize"
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return found
 
 
 def nothing_to_quantize(sites: list[Site]) -> str:

@@ -179,3 +179,52 @@ def test_bad_quantization_inputs(cli, save_onnx, tmp_path):
     result = cli("compile", none, "-o", out, "--quantize", "int8", "--calibration", "random")
     assert_one_line_error(result, "nothing to quantize")
     assert not out.exists() and not list(tmp_path.glob(".never.so*"))
+
+
+def _ort_qdq(model, path, feeds):
+    """ONNX Runtime's own static QDQ quantization of ``model`` (u8 activations, s8 weights
+    per channel), calibrated on ``feeds``."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    fp32 = path.with_suffix(".fp32.onnx")
+    onnx.save(model, str(fp32))
+    quantize_static(str(fp32), str(path), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8)
+    return onnx.load(str(path))
+
+
+def test_qdq_model_compiles_to_int8_kernels_matching_onnxruntime(tmp_path):
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.standard_normal((1, 3, 12, 12)).astype(np.float32)} for _ in range(8)]
+    path = tmp_path / "conv_bn_qdq.onnx"
+    qdq = _ort_qdq(TINY_MODELS["conv_bn"](), path, feeds)
+    assert any(n.op_type == "DequantizeLinear" for n in qdq.graph.node)
+    compiled = mcc.compile(path)  # no --quantize: the model's own scales are used
+    quant = compiled.metadata["quantization"]
+    assert quant["mode"] == "qdq" and quant["int8_ops"] == ["conv2d_0"]
+    inits = {i.name: numpy_helper.to_array(i) for i in qdq.graph.initializer}
+    last_dq = [n for n in qdq.graph.node if n.op_type == "DequantizeLinear"][-1]
+    out_step = float(inits[last_dq.input[1]])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((1, 3, 12, 12)).astype(np.float32)
+        got = compiled.run({"x": x})["y"]
+        ref = session.run(None, {"x": x})[0]
+        assert np.abs(got - ref).max() <= out_step * 1.001  # at most one output quantum
