@@ -169,7 +169,8 @@ class Quantizer:
 
         from mcc.passes.quantize import quantize
 
-        mod, self.report = quantize(prepared, ranges, per_tensor=self.config.per_tensor)
+        mod, self.report = quantize(prepared, ranges, per_tensor=self.config.per_tensor,
+                                    weights_on_grid=self.mode == QDQ)
         return relax.transform.ConvertToDataflow(min_size=1)(mod)
 
     def _input_names(self) -> list[str]:

@@ -149,23 +149,47 @@ def activation_params(low: float, high: float) -> tuple[float, int]:
     return scale, zero_point
 
 
-def weight_params(weight: np.ndarray, per_tensor: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 weights and their scales, along axis 0 (output channels)."""
+def weight_params(weight: np.ndarray, per_tensor: bool,
+                  on_grid: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 weights and their scales, along axis 0 (output channels).
+
+    ``on_grid``: the weights came from an int8 model (W = s * q), so find, per channel, the
+    step s that makes every W / s an integer, rather than max|W| / 127.
+    """
     flat = np.abs(weight.reshape(weight.shape[0], -1)).astype(np.float64)
     amax = np.full(weight.shape[0], flat.max()) if per_tensor else flat.max(axis=1)
     scale = np.where(amax > 0, amax / 127.0, 1.0)
+    if on_grid:
+        scale = _grid_steps(flat, amax, scale)
     shaped = scale.reshape((-1,) + (1,) * (weight.ndim - 1))
     wq = np.clip(np.round(weight / shaped), -127, 127).astype(np.int8)
     return wq, scale
 
 
+def _grid_steps(flat: np.ndarray, amax: np.ndarray, default: np.ndarray) -> np.ndarray:
+    """Per row, the largest k <= 127 with every value / (amax / k) an integer."""
+    steps = default.copy()
+    found = amax <= 0
+    for k in range(127, 0, -1):
+        if found.all():
+            break
+        ratio = flat[~found] * (k / amax[~found, None])
+        ok = (np.abs(ratio - np.round(ratio)) < 1e-3).all(axis=1)
+        rows = np.flatnonzero(~found)[ok]
+        steps[rows] = amax[rows] / k
+        found[rows] = True
+    return steps
+
+
 def quantize(mod: tvm.IRModule, ranges: dict[str, tuple[float, float]],
-             per_tensor: bool = False) -> tuple[tvm.IRModule, QuantizeReport]:
+             per_tensor: bool = False, weights_on_grid: bool = False
+             ) -> tuple[tvm.IRModule, QuantizeReport]:
     """Realise every site named in ``ranges`` (site name -> calibrated activation range) as
-    an int8 kernel; the other sites stay fp32."""
+    an int8 kernel; the other sites stay fp32. ``weights_on_grid``: the model is already
+    quantized, keep its weight steps (see ``weight_params``)."""
     sites = find_sites(mod)
     chosen = {s.var: s for s in sites if s.name in ranges and not s.skip}
-    rewriter = _Realize(mod, chosen, ranges, per_tensor)
+    rewriter = _Realize(mod, chosen, ranges, per_tensor, weights_on_grid)
     func = rewriter.visit_expr(mod["main"])
     out = rewriter.builder_.get()
     out["main"] = func
@@ -176,9 +200,10 @@ def quantize(mod: tvm.IRModule, ranges: dict[str, tuple[float, float]],
 
 @relax.expr_functor.mutator
 class _Realize(relax.PyExprMutator):
-    def __init__(self, mod, chosen, ranges, per_tensor):
+    def __init__(self, mod, chosen, ranges, per_tensor, on_grid):
         super().__init__(mod)
         self.chosen, self.ranges, self.per_tensor = chosen, ranges, per_tensor
+        self.on_grid = on_grid
         self.kernels: dict[QConvShape, relax.GlobalVar] = {}
 
     def visit_var_binding_(self, binding):
@@ -201,7 +226,7 @@ class _Realize(relax.PyExprMutator):
         return self.builder_.emit(op.astype(clipped, "uint8"), "xq")
 
     def _kernel(self, data_q, weight_ohwi: np.ndarray, shape: QConvShape, sx: float):
-        wq, sw = weight_params(weight_ohwi, self.per_tensor)
+        wq, sw = weight_params(weight_ohwi, self.per_tensor, self.on_grid)
         out_scale = (sx * sw).astype(np.float32)
         correction = shape.zero_point * wq.reshape(wq.shape[0], -1).astype(np.int64).sum(axis=1)
         bias32 = (-correction).astype(np.int32)

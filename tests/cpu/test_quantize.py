@@ -228,3 +228,54 @@ def test_qdq_model_compiles_to_int8_kernels_matching_onnxruntime(tmp_path):
         got = compiled.run({"x": x})["y"]
         ref = session.run(None, {"x": x})[0]
         assert np.abs(got - ref).max() <= out_step * 1.001  # at most one output quantum
+
+
+def _qlinear_model():
+    """QLinearConv (per-channel weights, int32 bias) -> Reshape -> QLinearMatMul, uint8 in/out;
+    and ConvInteger, int32 out."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    rng = np.random.default_rng(0)
+    consts = {
+        "xs": np.array(0.05, np.float32), "xz": np.array(120, np.uint8),
+        "w": rng.integers(-127, 128, (16, 8, 3, 3)).astype(np.int8),
+        "ws": (rng.random(16) * 0.01 + 0.001).astype(np.float32), "wz": np.zeros(16, np.int8),
+        "ys": np.array(0.1, np.float32), "yz": np.array(10, np.uint8),
+        "b": rng.integers(-500, 500, 16).astype(np.int32), "shape": np.array([1, 400]),
+        "w2": rng.integers(-127, 128, (400, 10)).astype(np.int8),
+        "w2s": np.array(0.02, np.float32), "w2z": np.array(0, np.int8),
+        "zs": np.array(0.5, np.float32), "zz": np.array(128, np.uint8),
+        "wi": rng.integers(-127, 128, (16, 8, 3, 3)).astype(np.int8)}
+    nodes = [
+        helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                         ["y"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Reshape", ["y", "shape"], ["yf"]),
+        helper.make_node("QLinearMatMul", ["yf", "ys", "yz", "w2", "w2s", "w2z", "zs", "zz"],
+                         ["z"]),
+        helper.make_node("ConvInteger", ["x", "wi", "xz"], ["c"], pads=[0, 0, 0, 0])]
+    graph = helper.make_graph(
+        nodes, "qlinear", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 8, 10, 10])],
+        [helper.make_tensor_value_info("z", TensorProto.UINT8, [1, 10]),
+         helper.make_tensor_value_info("c", TensorProto.INT32, [1, 16, 8, 8])],
+        initializer=[nh.from_array(v, k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_qlinear_and_conv_integer_import_match_onnxruntime_exactly():
+    import onnxruntime as ort
+
+    model = _qlinear_model()
+    compiled = mcc.compile(model)
+    assert sorted(compiled.metadata["quantization"]["int8_ops"]) == ["conv2d_0", "conv2d_1",
+                                                                    "matmul_0"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for seed in range(3):
+        x = np.random.default_rng(seed).integers(0, 256, (1, 8, 10, 10)).astype(np.uint8)
+        got = compiled.run({"x": x})
+        z, c = session.run(["z", "c"], {"x": x})
+        assert got["z"].dtype == np.uint8 and got["c"].dtype == np.int32
+        np.testing.assert_array_equal(got["z"], z)
+        np.testing.assert_array_equal(got["c"], c)
