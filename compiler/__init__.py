@@ -38,6 +38,11 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     from mcc.driver import compile_model
     from mcc.targets import resolve_target
 
+    if quantize != "int8" and (exclude or per_tensor or accuracy_budget is not None
+                               or calibration_method != "minmax"):
+        raise MccError("--calibration-method, --per-tensor, --exclude and --accuracy-budget "
+                       "apply to --quantize int8 only")
+
     config = CompileConfig(
         target=resolve_target(target),
         input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()},

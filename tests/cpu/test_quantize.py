@@ -279,3 +279,16 @@ def test_qlinear_and_conv_integer_import_match_onnxruntime_exactly():
         assert got["z"].dtype == np.uint8 and got["c"].dtype == np.int32
         np.testing.assert_array_equal(got["z"], z)
         np.testing.assert_array_equal(got["c"], c)
+
+
+def test_fp16_mixed_precision_is_close_to_fp32():
+    compiled = mcc.compile(TINY_MODELS["conv_bn"](), quantize="fp16")
+    assert compiled.metadata["quantization"] == {"mode": "fp16"}
+    errors = compiled.report["verify"]["outputs"]["y"]
+    assert 0 < errors["max_abs"] < 0.1  # fp16 rounding: not bit-exact, but close
+
+
+def test_int8_options_without_quantize_are_refused(cli, save_onnx, tmp_path):
+    path = save_onnx(TINY_MODELS["conv"]())
+    result = cli("compile", path, "-o", tmp_path / "x.so", "--exclude", "conv2d")
+    assert_one_line_error(result, "apply to --quantize int8 only")
