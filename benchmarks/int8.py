@@ -11,7 +11,8 @@ Per network (benchmarks/models.py, seeded random weights, exported to ONNX):
   * ONNX Runtime fp32, and ONNX Runtime int8: ``onnxruntime.quantization.quantize_static``
     (QDQ format, per-channel s8 weights, u8 activations, MinMax) calibrated on the same
     samples, run by the same CPU provider.
-All four run in this one process on the same input, timed alternately; outputs of the
+All four run in this one process on the same input (the three fast ones interleaved
+round by round, so background load hits them alike); outputs of the
 int8 modules are compared with fp32 by cosine similarity. Prints a Markdown table.
 """
 
@@ -89,11 +90,20 @@ def bench_model(name: str, n_samples: int, repeat: int, workdir: Path) -> dict:
         runners[key] = (lambda s=sess: s.run(None, feed))
     outputs = {k: (list(r().values())[0] if k.startswith("mcc") else r()[0])
                for k, r in runners.items()}
-    times = {}
-    for key, fn in runners.items():
-        reps = max(2, repeat // 3) if key == "mcc_fp32" else repeat
-        times[key] = time_calls(key, fn, reps, warmup=1, max_seconds=60).to_json()["median_ms"]
-        log(f"{key}: {times[key]:.2f} ms")
+    times = {"mcc_fp32": time_calls("mcc_fp32", runners.pop("mcc_fp32"), max(2, repeat // 3),
+                                    warmup=1, max_seconds=60).median_ms}
+    log(f"mcc_fp32: {times['mcc_fp32']:.2f} ms")
+    for fn in runners.values():  # warm-up
+        fn()
+    samples = {key: [] for key in runners}
+    for _ in range(repeat):  # interleaved, so background load hits all three alike
+        for key, fn in runners.items():
+            start = time.perf_counter()
+            fn()
+            samples[key].append((time.perf_counter() - start) * 1e3)
+    for key, values in samples.items():
+        times[key] = float(np.median(values))
+        log(f"{key}: {times[key]:.2f} ms (median of {len(values)})")
     accuracy = int8.metadata["quantization"]["accuracy"]
     return {
         "model": name, "fp32_compile_s": round(fp32_compile, 1),
@@ -110,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet50,bert_base")
     parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     workdir = HERE / "onnx"
