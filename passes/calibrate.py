@@ -142,17 +142,16 @@ def _entropy_threshold(values: np.ndarray, levels: int, bins: int = 2048) -> flo
     best, best_kl = top, np.inf
     for stop in range(levels, bins + 1, 16):
         p = hist[:stop].copy()
-        p[-1] += hist[stop:].sum()
+        p[-1] += hist[stop:].sum()  # what clipping at edges[stop] folds into the last bin
+        nonzero = p > 0
         q = np.zeros(stop)
         for chunk in np.array_split(np.arange(stop), levels):
-            nonzero = hist[chunk] > 0
-            if nonzero.any():
-                q[chunk[nonzero]] = hist[chunk].sum() / nonzero.sum()
-        mask = p > 0
-        if not (q[mask] > 0).all():
-            continue
+            keep = chunk[nonzero[chunk]]
+            if keep.size:
+                q[keep] = hist[chunk].sum() / keep.size
+        q[nonzero & (q == 0)] = 1e-4  # smoothing (as ONNX Runtime's): bins the clip emptied
         p_n, q_n = p / p.sum(), q / q.sum()
-        kl = float(np.sum(p_n[mask] * np.log(p_n[mask] / q_n[mask])))
+        kl = float(np.sum(p_n[nonzero] * np.log(p_n[nonzero] / q_n[nonzero])))
         if kl < best_kl:
             best, best_kl = float(edges[stop]), kl
     return best
