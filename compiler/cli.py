@@ -177,6 +177,14 @@ def info(module_path, as_json):
                f"{sched.get('from_default_rules')} from default rules, "
                f"{sched.get('naive')} untuned)")
     click.echo(f"passes:   {', '.join(meta.get('passes', []))}")
+    quant = meta.get("quantization")
+    if quant:
+        ops = (f", {len(quant.get('int8_ops', []))} ops int8, "
+               f"{len(quant.get('fp32_ops', {}))} fp32" if "int8_ops" in quant else "")
+        accuracy = (quant.get("accuracy") or {}).get("outputs", {})
+        cosines = ", ".join(f"{k} cosine {v['cosine']:.5f}" for k, v in accuracy.items())
+        versus = f" (vs fp32: {cosines})" if cosines else ""
+        click.echo(f"quantize: {quant['mode']}{ops}{versus}")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")
     click.echo(f"versions: mcc {meta['mcc_version']}, TVM {meta['tvm_version']}")

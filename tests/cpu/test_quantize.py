@@ -150,6 +150,8 @@ def test_quantized_conv_numerics_and_random_calibration_warning(cli, save_onnx, 
     assert result.exit_code == 0, result.output
     assert "WARNING: calibrating on seeded RANDOM inputs" in result.stderr
     meta = mcc.load(out).metadata["quantization"]
+    info = cli("info", out)
+    assert "quantize: int8, 1 ops int8, 0 fp32 (vs fp32: y cosine 0.9" in info.output
     assert meta["int8_ops"] == ["conv2d_0"] and meta["weights"] == "int8 symmetric, per tensor"
     assert meta["calibration"]["method"] == "percentile"
     assert meta["accuracy"]["outputs"]["y"]["cosine"] > 0.99
