@@ -132,6 +132,7 @@ class Quantizer:
             return relax.transform.ToMixedPrecision(out_dtype="float32")(self.imported.mod)
         from mcc.passes.calibrate import calibrate
         from mcc.passes.quantize import find_sites, nothing_to_quantize
+        from mcc.targets import resolve_target
 
         prepared = prepare(self.imported.mod, self.target)
         self.sites = find_sites(prepared)
@@ -142,10 +143,12 @@ class Quantizer:
         self.samples = self._samples()
         names = [t.name for t in self.imported.outputs]
         inputs = self._input_names()
+        host = resolve_target(None)  # calibration runs the fp32 model here, whatever the target
         self.calibration = calibrate(
             prepared, [s.data for s in chosen], [s.name for s in chosen], self.samples,
             self.config.calibration_method,
-            lambda m: vm_runner(compile_relax(m, self.config, self.target), inputs), names)
+            lambda m: vm_runner(compile_relax(m, host, host.tvm_target(), self.config.tuning_logs),
+                                inputs), names)
         ranges = {s.name: r for s, r in zip(self.calibration.stats, self.calibration.ranges)}
         ranges.update({s.name: s.qdq_range for s in chosen if s.qdq_range is not None})
         mod = self._quantize(prepared, ranges)
@@ -254,7 +257,8 @@ class Quantizer:
         if not self.config.target.runs_on_host():
             raise MccError(f"--accuracy-budget needs to run the model, and a "
                            f"{self.config.target.name} module cannot run on this machine")
-        return self.measure(compile_relax(mod, self.config, self.target))
+        return self.measure(compile_relax(mod, self.config.target, self.target,
+                                          self.config.tuning_logs))
 
     def measure(self, executable) -> AccuracyReport:
         """Run ``executable`` on the calibration samples; compare with the fp32 outputs."""
@@ -315,7 +319,7 @@ def prepare(mod, target):
         return tvm.transform.Sequential(steps)(mod)
 
 
-def compile_relax(mod, config, target):
+def compile_relax(mod, preset, target, tuning_logs=()):
     """Graph passes, schedules and build: what the driver does, for calibration runs and
     budget trials."""
     from tvm import relax
@@ -326,7 +330,7 @@ def compile_relax(mod, config, target):
 
     mod = relax.transform.ConvertToDataflow(min_size=1)(mod)
     mod, _ = optimize(mod, target)
-    mod, _ = schedule(mod, target, config.target.family, config.tuning_logs)
+    mod, _ = schedule(mod, target, preset.family, tuning_logs)
     return build(mod, target)
 
 

@@ -294,3 +294,13 @@ def test_int8_options_without_quantize_are_refused(cli, save_onnx, tmp_path):
     path = save_onnx(TINY_MODELS["conv"]())
     result = cli("compile", path, "-o", tmp_path / "x.so", "--exclude", "conv2d")
     assert_one_line_error(result, "apply to --quantize int8 only")
+
+
+def test_int8_without_vnni_uses_the_generic_schedule():
+    from mcc.int8_schedule import has_vnni
+
+    target = resolve_target("x86-avx2")
+    assert not has_vnni(target.tvm_target())
+    compiled = mcc.compile(TINY_MODELS["conv_bn"](), target="x86-avx2", quantize="int8",
+                           calibration="random")
+    assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.99
