@@ -118,6 +118,8 @@ def schedule_kernel(func: tirx.PrimFunc, vnni: bool) -> tirx.PrimFunc:
     """The scheduled form of one fused int8 kernel (see the module docstring)."""
     from tvm import s_tir
 
+    if vnni:
+        _register_vnni()
     sch = s_tir.Schedule(func)
     conv = _find_block(sch, CONV_BLOCK)
     pad = _find_block(sch, PAD_BLOCK)

@@ -120,6 +120,8 @@ def test_int8_kernel_matches_exact_integer_reference():
     for shape in (QConvShape(1, 9, 9, 6, 32, 3, 3, (2, 2), (1, 1, 1, 1), 37),
                   QConvShape(1, 1, 12, 40, 10, 1, 1, (1, 1), (0, 0, 0, 0), 128)):
         func = schedule_kernel(qconv2d_func(shape), has_vnni(target))
+        # this CPU has AVX-512 VNNI: the 16-channel kernel must really use vpdpbusd
+        assert ("vpdpbusd" in func.script()) == (has_vnni(target) and shape.oc % 16 == 0)
         lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                           target=target)
         s = shape
