@@ -1,7 +1,7 @@
 """int8 speed and accuracy: mcc int8 vs mcc fp32 vs ONNX Runtime fp32 and its own QDQ int8.
 
     .venv/bin/python benchmarks/int8.py [--models resnet50,bert_base] [--samples 4]
-                                        [--repeat 5] [--json int8.json]
+                                        [--repeat 20] [--json int8.json] [--reuse]
 
 Per network (benchmarks/models.py, seeded random weights, exported to ONNX):
   * mcc fp32: ``mcc.compile(model)``;
@@ -65,27 +65,36 @@ def ort_qdq(path: Path, samples: list[dict], out: Path) -> Path:
     return out
 
 
-def bench_model(name: str, n_samples: int, repeat: int, workdir: Path) -> dict:
+def bench_model(name: str, n_samples: int, repeat: int, workdir: Path, reuse: bool) -> dict:
     import onnxruntime as ort
 
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     path = export_onnx(name, HERE / "onnx")
     log(f"== {name}")
-    start = time.perf_counter()
-    fp32 = mcc.compile(path, verify=False, progress=log)
-    fp32_compile = time.perf_counter() - start
-    samples = [random_inputs(fp32.inputs, seed=100 + i) for i in range(n_samples)]
-    data = workdir / f"{name}_calibration.npz"
-    np.savez(data, **{k: np.stack([s[k] for s in samples]) for k in samples[0]})
-    start = time.perf_counter()
-    int8 = mcc.compile(path, quantize="int8", calibration=data, verify=False, progress=log)
-    int8_compile = time.perf_counter() - start
-    qdq = ort_qdq(path, [{k: v[None][0] for k, v in s.items()} for s in samples],
-                  workdir / f"{name}_qdq.onnx")
+    fp32_so, int8_so = workdir / f"{name}_fp32.so", workdir / f"{name}_int8.so"
+    qdq = workdir / f"{name}_qdq.onnx"
+    fp32_compile = int8_compile = None
+    if reuse and fp32_so.exists() and int8_so.exists() and qdq.exists():
+        log("reusing the modules of the last run (--reuse)")
+        fp32, int8 = mcc.load(fp32_so), mcc.load(int8_so)
+    else:
+        start = time.perf_counter()
+        fp32 = mcc.compile(path, verify=False, progress=log)
+        fp32_compile = round(time.perf_counter() - start, 1)
+        samples = [random_inputs(fp32.inputs, seed=100 + i) for i in range(n_samples)]
+        data = workdir / f"{name}_calibration.npz"
+        np.savez(data, **{k: np.stack([s[k] for s in samples]) for k in samples[0]})
+        start = time.perf_counter()
+        int8 = mcc.compile(path, quantize="int8", calibration=data, verify=False, progress=log)
+        int8_compile = round(time.perf_counter() - start, 1)
+        ort_qdq(path, samples, qdq)
+        fp32.export(fp32_so)
+        int8.export(int8_so)
     sessions = {"ort_fp32": ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]),
                 "ort_qdq": ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])}
     feed = random_inputs(fp32.inputs, seed=7)
-    runners = {"mcc_fp32": fp32.module.runner(feed), "mcc_int8": int8.module.runner(feed)}
+    module = (lambda c: c.module if hasattr(c, "module") else c)  # noqa: E731
+    runners = {"mcc_fp32": module(fp32).runner(feed), "mcc_int8": module(int8).runner(feed)}
     for key, sess in sessions.items():
         runners[key] = (lambda s=sess: s.run(None, feed))
     outputs = {k: (list(r().values())[0] if k.startswith("mcc") else r()[0])
@@ -106,8 +115,8 @@ def bench_model(name: str, n_samples: int, repeat: int, workdir: Path) -> dict:
         log(f"{key}: {times[key]:.2f} ms (median of {len(values)})")
     accuracy = int8.metadata["quantization"]["accuracy"]
     return {
-        "model": name, "fp32_compile_s": round(fp32_compile, 1),
-        "int8_compile_s": round(int8_compile, 1), "median_ms": times,
+        "model": name, "fp32_compile_s": fp32_compile,
+        "int8_compile_s": int8_compile, "median_ms": times,
         "int8_ops": len(int8.metadata["quantization"]["int8_ops"]),
         "fp32_ops": len(int8.metadata["quantization"]["fp32_ops"]),
         "cosine_mcc_int8_vs_fp32": cosine(outputs["mcc_int8"], outputs["mcc_fp32"]),
@@ -122,10 +131,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--reuse", action="store_true",
+                        help="time the modules the last run left in benchmarks/onnx/")
     args = parser.parse_args()
     workdir = HERE / "onnx"
     workdir.mkdir(exist_ok=True)
-    rows = [bench_model(name, args.samples, args.repeat, workdir)
+    rows = [bench_model(name, args.samples, args.repeat, workdir, args.reuse)
             for name in args.models.split(",")]
     print("| model | int8 ops (fp32) | mcc fp32 ms | mcc int8 ms | ORT fp32 ms | ORT QDQ int8 ms "
           "| int8 speed-up vs mcc fp32 | mcc int8 / ORT QDQ | cosine int8 vs fp32 (mcc, ORT) |")
