@@ -22,24 +22,37 @@ __all__ = ["MccError", "__version__", "bench", "bundle", "compile", "list_target
 
 def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_logs=(),
             verify=True, rtol=None, atol=None, calibration=None, prune=None,
-            prune_criterion="l1", layout="auto", progress=None, cross_compiler=None):
+            prune_criterion="l1", layout="auto", quantize=None, calibration_method="minmax",
+            per_tensor=False, exclude=(), accuracy_budget=None, progress=None,
+            cross_compiler=None):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
 
     Returns a ``Compiled`` with ``.export(path)``, ``.run(feed)`` and ``.report``.
     ``calibration`` names sample inputs (an .npz keyed by input name, or a directory of them)
-    for the passes that need real data. ``progress`` is an optional callable receiving one
-    line per stage. ``prune`` is ``"zero"`` (remove all-zero filters, lossless) or a ratio
-    in (0, 1) (remove that share of each layer's lowest-norm filters by ``prune_criterion``,
-    "l1" or "l2"; no fine-tuning). ``layout`` is the convolution data layout: "NCHW", "NHWC"
-    or "auto" (fastest for the target). ``cross_compiler`` overrides the C++ compiler that
-    links a module for another architecture (e.g. ``aarch64-linux-gnu-g++`` for ARM presets).
+    for the passes that need real data. ``prune`` is ``"zero"`` (remove all-zero filters,
+    lossless) or a ratio in (0, 1) (remove that share of each layer's lowest-norm filters by
+    ``prune_criterion``, "l1" or "l2"; no fine-tuning). ``layout`` is the convolution data
+    layout: "NCHW", "NHWC" or "auto" (fastest for the target). ``quantize="int8"`` calibrates
+    on the samples (``calibration_method``: minmax, percentile or entropy;
+    ``calibration="random"`` only for speed tests) and compiles conv2d / matmul into int8
+    kernels, except the ops or node names in ``exclude``; ``accuracy_budget`` keeps the most
+    sensitive ops in fp32 until the loss (worst of 1 - cosine and 1 - top-1 agreement vs fp32)
+    is at most that. ``quantize="fp16"`` is mixed precision for GPUs. ``cross_compiler``
+    overrides the C++ compiler that links a module for another architecture (e.g.
+    ``aarch64-linux-gnu-g++`` for ARM presets). ``progress`` is an optional callable
+    receiving one line per stage.
     """
     from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
     from mcc.driver import compile_model
     from mcc.pruning import check_criterion, parse_prune
     from mcc.targets import resolve_target
+
+    if quantize != "int8" and (exclude or per_tensor or accuracy_budget is not None
+                               or calibration_method != "minmax"):
+        raise MccError("--calibration-method, --per-tensor, --exclude and --accuracy-budget "
+                       "apply to --quantize int8 only")
 
     config = CompileConfig(
         target=resolve_target(target).with_cross_compiler(cross_compiler),
@@ -52,6 +65,11 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
         prune=parse_prune(prune),
         prune_criterion=check_criterion(prune_criterion),
         layout=layout,
+        quantize=quantize,
+        calibration_method=calibration_method,
+        per_tensor=per_tensor,
+        exclude=tuple(exclude),
+        accuracy_budget=accuracy_budget,
     )
     return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 

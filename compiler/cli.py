@@ -71,7 +71,19 @@ def _target_help() -> str:
 @click.option("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
 @click.option("--atol", type=float, default=None, help="absolute tolerance (default 1e-4)")
 @click.option("--calibration", metavar="DATA",
-              help="sample inputs: .npz keyed by input name (first axis = samples) or a directory")
+              help="sample inputs: .npz keyed by input name (first axis = samples) or a directory"
+                   " ('random': noise, for int8 speed tests only)")
+@click.option("--quantize", type=click.Choice(["int8", "fp16"]), default=None,
+              help="int8: calibrated post-training quantization; fp16: mixed precision (GPUs)")
+@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]),
+              default="minmax", show_default=True, help="how int8 activation ranges are chosen")
+@click.option("--per-tensor", is_flag=True,
+              help="one int8 weight scale per tensor (default: per output channel)")
+@click.option("--exclude", "exclude", multiple=True, metavar="OP_OR_NODE",
+              help="keep an op kind (conv2d, matmul) or node (conv2d_3) in fp32 (repeatable)")
+@click.option("--accuracy-budget", type=click.FloatRange(min=0.0), default=None, metavar="X",
+              help="keep the most sensitive ops in fp32 until the loss vs fp32 (worst of "
+                   "1 - cosine, 1 - top-1 agreement) is <= X")
 @click.option("--prune", metavar="zero|RATIO",
               help="remove channels: 'zero' = all-zero filters (lossless); RATIO in (0,1) = that "
                    "share of each layer's lowest-norm filters (no fine-tuning)")
@@ -83,7 +95,8 @@ def _target_help() -> str:
 @click.option("--layout", type=click.Choice(["NCHW", "NHWC", "auto"]), default="auto",
               show_default=True, help="convolution data layout (auto: fastest for the target)")
 def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
-            prune, prune_criterion, cross_compiler, layout):
+            prune, prune_criterion, cross_compiler, layout, quantize, calibration_method,
+            per_tensor, exclude, accuracy_budget):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
     from mcc.tensors import parse_input_shapes
@@ -94,8 +107,10 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
     compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                            tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
                            calibration=calibration, prune=prune,
-                           prune_criterion=prune_criterion, progress=_stderr,
-                           cross_compiler=cross_compiler, layout=layout)
+                           prune_criterion=prune_criterion, layout=layout, quantize=quantize,
+                           calibration_method=calibration_method, per_tensor=per_tensor,
+                           exclude=exclude, accuracy_budget=accuracy_budget, progress=_stderr,
+                           cross_compiler=cross_compiler)
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
@@ -192,6 +207,14 @@ def info(module_path, as_json):
 
         for line in layer_lines(prune):
             click.echo(f"          {line}")
+    quant = meta.get("quantization")
+    if quant:
+        ops = (f", {len(quant.get('int8_ops', []))} ops int8, "
+               f"{len(quant.get('fp32_ops', {}))} fp32" if "int8_ops" in quant else "")
+        accuracy = (quant.get("accuracy") or {}).get("outputs", {})
+        cosines = ", ".join(f"{k} cosine {v['cosine']:.5f}" for k, v in accuracy.items())
+        versus = f" (vs fp32: {cosines})" if cosines else ""
+        click.echo(f"quantize: {quant['mode']}{ops}{versus}")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")
     click.echo(f"versions: mcc {meta['mcc_version']}, TVM {meta['tvm_version']}")

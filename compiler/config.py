@@ -25,3 +25,9 @@ class CompileConfig:
     prune: str | float | None = None
     prune_criterion: str = "l1"  # filter norm ranking a ratio prune: "l1" or "l2"
     layout: str = "auto"  # conv data layout: NCHW, NHWC or auto (per target, mcc.passes.layout)
+    # quantization (mcc.quantization): "int8" / "fp16" / None, and how to calibrate int8
+    quantize: str | None = None
+    calibration_method: str = "minmax"  # minmax | percentile | entropy
+    per_tensor: bool = False  # one weight scale per tensor instead of per output channel
+    exclude: tuple[str, ...] = ()  # op kinds or node names kept in fp32
+    accuracy_budget: float | None = None  # max accepted loss, see mcc.quantization

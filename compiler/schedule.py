@@ -3,9 +3,10 @@
 Order of preference per kernel (a "task"):
   1. a MetaSchedule record from a tuning log for this target family
      (``tuning_logs/<kind>-<arch>/`` and any ``--tuning-log`` directory);
-  2. the default rules for the target kind (``mcc.schedule_rules``): on CPUs mcc's conv,
-     matmul, pooling and elementwise rules plus dlight's GEMV / reduction rules; on CUDA
-     dlight's GPU rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback);
+  2. mcc's int8 kernels (``mcc.int8_schedule``, VNNI where the CPU has it) for quantized
+     kernels, then the default rules for the target kind (``mcc.schedule_rules``): on CPUs
+     mcc's conv, matmul, pooling and elementwise rules plus dlight's GEMV / reduction rules;
+     on CUDA dlight's GPU rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback);
   3. otherwise the kernel keeps TVM's naive loop nest, and is counted as such.
 The counts are reported, so a user sees how much of a model is tuned.
 """
@@ -80,6 +81,7 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
     from tvm import relax
     from tvm.s_tir import dlight as dl
 
+    from mcc.int8_schedule import schedule_int8
     from mcc.schedule_rules import rules_for
 
     tasks = _prim_funcs(mod)
@@ -91,6 +93,7 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
             with database:
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         from_records = _scheduled_funcs(mod) & tasks
+        mod = schedule_int8(mod, target)  # mcc's int8 kernels (VNNI where available)
         # Constant weights may be repacked by the rules: mark them (this renames the
         # kernels, so from here on they are counted, not named), then fold the repacking.
         mod = relax.transform.AttachAttrLayoutFreeBuffers()(mod)

@@ -5,12 +5,15 @@ driver runs the ones a compile asks for, in the order documented in
 ``mcc.pipeline``.
 """
 
+from mcc.passes.calibrate import calibrate
 from mcc.passes.fold_batch_norm import FoldBatchNorm, fold_batch_norm
 from mcc.passes.fold_constant_shapes import FoldConstantShapes, fold_constant_shapes
 from mcc.passes.layout import ConvertLayout, convert_layout
 from mcc.passes.model_cost import model_cost
 from mcc.passes.op_count import count_ops
 from mcc.passes.prune_channels import prune_channels
+from mcc.passes.quantize import quantize
 
-__all__ = ["ConvertLayout", "FoldBatchNorm", "FoldConstantShapes", "convert_layout", "count_ops",
-           "fold_batch_norm", "fold_constant_shapes", "model_cost", "prune_channels"]
+__all__ = ["ConvertLayout", "FoldBatchNorm", "FoldConstantShapes", "calibrate", "convert_layout",
+           "count_ops", "fold_batch_norm", "fold_constant_shapes", "model_cost", "prune_channels",
+           "quantize"]

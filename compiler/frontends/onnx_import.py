@@ -28,6 +28,9 @@ _BUILTIN_OPS = {"If", "Constant"}
 
 
 def import_onnx(model, input_shapes: dict[str, tuple[int, ...]]) -> ImportedModel:
+    from mcc.frontends.onnx_quantized import install as install_quantized_ops
+
+    install_quantized_ops()  # QLinearConv, QLinearMatMul, ConvInteger
     proto, label, raw = _load(model)
     graph_inputs = _graph_inputs(proto)
     _check_input_shape_names(graph_inputs, input_shapes, label)

@@ -1,0 +1,102 @@
+"""ONNX's quantized operators, which TVM's importer lacks: QLinearConv, QLinearMatMul,
+ConvInteger.
+
+Each becomes the explicit QDQ form (``dequantize -> fp32 op -> quantize``); mcc's quantize
+step then recognises every conv / matmul fed by a single-scale ``dequantize`` and runs it
+as an int8 kernel with the model's own scales (mcc.passes.quantize, "qdq" mode), so the
+arithmetic is int8 x int8 -> int32 as the model intends, not dequantised fp32.
+
+``install()`` adds the converters to TVM's ONNX converter table (idempotent).
+"""
+
+from __future__ import annotations
+
+
+def _conv_attrs(attr: dict, kernel_rank: int, op: str) -> dict:
+    auto_pad = attr.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad not in ("NOTSET", "VALID"):
+        raise ValueError(f"{op} with auto_pad={auto_pad} is not supported; give explicit pads")
+    if kernel_rank != 2:
+        raise ValueError(f"{op}: only 2-D convolutions are supported (kernel rank {kernel_rank})")
+    pads = list(attr.get("pads", [0, 0, 0, 0])) if auto_pad == "NOTSET" else [0, 0, 0, 0]
+    return {"strides": list(attr.get("strides", [1, 1])), "padding": pads,
+            "dilation": list(attr.get("dilations", [1, 1])), "groups": int(attr.get("group", 1))}
+
+
+def _dequantize(bb, x, scale, zero_point, axis=-1):
+    from tvm import relax
+
+    if zero_point is None:
+        zero_point = relax.const(0, str(x.ty.dtype))
+    return bb.emit(relax.op.dequantize(x, scale, zero_point, axis=axis, out_dtype="float32"))
+
+
+def _converters():
+    from tvm import relax
+    from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
+
+    class QLinearConv(OnnxOpConverter):
+        """y = quantize(conv(dequantize(x), dequantize(w, per output channel)) + B*xs*ws)."""
+
+        @classmethod
+        def _impl_v10(cls, bb, inputs, attr, params):
+            x, xs, xz, w, ws, wz, ys, yz = inputs[:8]
+            bias = inputs[8] if len(inputs) > 8 else None
+            x_real, w_real = _dequantize(bb, x, xs, xz), _dequantize(bb, w, ws, wz, axis=0)
+            conv = bb.emit(relax.op.nn.conv2d(x_real, w_real, **_conv_attrs(
+                attr, w.ty.ndim - 2, "QLinearConv")))
+            if bias is not None:  # int32 bias in units of xs * ws[o]
+                scale = bb.emit(relax.op.multiply(xs, ws))
+                real = bb.emit(relax.op.multiply(relax.op.astype(bias, "float32"), scale))
+                conv = bb.emit(relax.op.add(conv, relax.op.reshape(real, [1, -1, 1, 1])))
+            return relax.op.quantize(conv, ys, yz, axis=1, out_dtype=str(yz.ty.dtype))
+
+    class QLinearMatMul(OnnxOpConverter):
+        """y = quantize(dequantize(a) @ dequantize(b, per column))."""
+
+        @classmethod
+        def _impl_v10(cls, bb, inputs, attr, params):
+            a, a_s, a_z, b, b_s, b_z, ys, yz = inputs[:8]
+            product = bb.emit(relax.op.matmul(_dequantize(bb, a, a_s, a_z),
+                                     _dequantize(bb, b, b_s, b_z, axis=-1)))
+            return relax.op.quantize(product, ys, yz, axis=-1, out_dtype=str(yz.ty.dtype))
+
+    class ConvInteger(OnnxOpConverter):
+        """int32 y = conv(x - x_zero_point, w - w_zero_point): a QDQ conv with unit scales."""
+
+        @classmethod
+        def _impl_v10(cls, bb, inputs, attr, params):
+            x, w = inputs[0], inputs[1]
+            xz = inputs[2] if len(inputs) > 2 else None
+            wz = inputs[3] if len(inputs) > 3 else None
+            one = relax.const(1.0, "float32")
+            if wz is not None and wz.ty.ndim == 1:
+                ones = bb.emit(relax.op.full_like(relax.op.astype(wz, "float32"), one))
+                w_real = _dequantize(bb, w, ones, wz, axis=0)
+            else:
+                w_real = _dequantize(bb, w, one, wz)
+            conv = relax.op.nn.conv2d(_dequantize(bb, x, one, xz), w_real,
+                                      **_conv_attrs(attr, w.ty.ndim - 2, "ConvInteger"))
+            return relax.op.astype(relax.op.round(conv), "int32")
+
+    return {"QLinearConv": QLinearConv, "QLinearMatMul": QLinearMatMul,
+            "ConvInteger": ConvInteger}
+
+
+def install() -> None:
+    """Make TVM's ONNX importer (and mcc's supported-op check) know the quantized ops."""
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    if getattr(onnx_frontend._get_convert_map, "mcc_quantized", False):
+        return
+    original = onnx_frontend._get_convert_map
+    extra = _converters()
+
+    def convert_map():
+        table = original()
+        table.update(extra)
+        return table
+
+    convert_map.mcc_quantized = True
+    onnx_frontend._get_convert_map = convert_map

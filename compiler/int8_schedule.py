@@ -1,0 +1,182 @@
+"""Default schedule rule for mcc's int8 kernels (mcc.int8_kernels), with VNNI on x86.
+
+Per fused kernel holding a ``mcc_qconv`` block (the convolution plus whatever FuseOps
+fused after it: dequantize, bias, ReLU, residual add, the next layer's quantize):
+
+    loops      n, h, w/wi, oc/16, kh, kw, ic/4 | wi, 16, 4
+    parallel   over n * h * (w / wi)
+    tensorize  the innermost 16 x 4 (16 output channels, 4 input channels): one
+               ``vpdpbusd`` (u8 x s8, 64 multiply-adds) per step, where the target has
+               AVX-512 VNNI and the channel counts allow (OC % 16 == 0)
+    epilogue   the elementwise tail is inlined into one block computed per 16 channels
+               of wi pixels, while the int32 accumulators are still in cache
+
+Without VNNI the same loop nest runs with the multiply-add vectorised by LLVM.
+
+TVM's own VNNI intrinsic (``dot_16x4_vnni``) calls ``llvm.x86.avx512.vpdpbusd.512``
+with ``<16 x i32>`` operands, which the LLVM in the TVM 0.27 wheel rejects (it wants
+``<64 x i8>``); mcc registers the same description with byte-typed operands.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import tirx
+
+from mcc.int8_kernels import CONV_BLOCK, OC_BLOCK, PAD_BLOCK
+
+VNNI_INTRIN = "mcc_dot_16x4_u8i8i32_vnni"
+_registered = False
+
+
+def _register_vnni() -> None:
+    global _registered
+    if _registered:
+        return
+    # not via tvm.s_tir.tensor_intrin: importing that package parses every intrinsic TVM
+    # has (CUDA, Hexagon, ...), minutes of work on a busy machine
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def dot_product_16x4_u8i8i32_desc(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((16, 4), "int8", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def vnni_impl(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((16, 4), "int8", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            a_i32 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+            a_bytes = T.reinterpret(T.broadcast(a_i32, 16), dtype="int8x64")
+            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                C.vload([0], dtype="int32x16"), a_bytes, B.vload([0, 0], dtype="int8x64"),
+                dtype="int32x16")
+
+    TensorIntrin.register(VNNI_INTRIN, dot_product_16x4_u8i8i32_desc, vnni_impl)
+    _registered = True
+
+
+def has_vnni(target: tvm.target.Target) -> bool:
+    if target.kind.name != "llvm":
+        return False
+    from tvm.target.codegen import target_has_features
+
+    try:
+        return bool(target_has_features("avx512vnni", target))
+    except Exception:  # a target LLVM does not know: no VNNI assumed
+        return False
+
+
+def _int8_funcs(mod):
+    for gv, func in mod.functions_items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        if func.attrs is not None and bool(func.attrs.get("tirx.is_scheduled", False)):
+            continue
+        if CONV_BLOCK in func.script():
+            yield gv, func
+
+
+def _find_block(sch, prefix):
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(block).name_hint.startswith(prefix):
+            return block
+    return None
+
+
+def _width_factor(extent: int) -> int:
+    return max(d for d in range(1, 9) if extent % d == 0)
+
+
+def _vectorize_below(sch, block, anchor) -> None:
+    """Vectorise ``block``'s innermost loop if it lies below the loop ``anchor``."""
+    loops = sch.get_loops(block)
+    anchor_stmt = sch.get(anchor)
+    depth = next((i for i, loop in enumerate(loops) if sch.get(loop).same_as(anchor_stmt)), None)
+    if depth is not None and len(loops) > depth + 1:
+        sch.vectorize(loops[-1])
+
+
+def schedule_kernel(func: tirx.PrimFunc, vnni: bool) -> tirx.PrimFunc:
+    """The scheduled form of one fused int8 kernel (see the module docstring)."""
+    from tvm import s_tir
+
+    if vnni:
+        _register_vnni()
+    sch = s_tir.Schedule(func)
+    conv = _find_block(sch, CONV_BLOCK)
+    pad = _find_block(sch, PAD_BLOCK)
+    # the elementwise tail: inline all but the output blocks into their consumers
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        name = sch.get(block).name_hint
+        if name.startswith((CONV_BLOCK, PAD_BLOCK)):
+            continue
+        try:
+            sch.compute_inline(block)
+        except Exception:  # noqa: S110  an output block (or not inlinable): stays
+            pass
+    n, h, w, o, kh, kw, ic = sch.get_loops(conv)
+    oc = int(sch.get(o).extent)
+    ow = int(sch.get(w).extent)
+    wo, wi = sch.split(w, [None, _width_factor(ow)])
+    tensorize = vnni and oc % OC_BLOCK == 0
+    if tensorize:
+        oo, oi = sch.split(o, [None, OC_BLOCK])
+        ico, ici = sch.split(ic, [None, 4])
+        sch.reorder(n, h, wo, oo, kh, kw, ico, wi, oi, ici)
+    else:
+        oo, oi = o, None
+        sch.reorder(n, h, wo, oo, kh, kw, ic, wi)
+    outer = sch.fuse(n, h, wo)
+    sch.parallel(outer)
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        name = sch.get(block).name_hint
+        if name.startswith((CONV_BLOCK, PAD_BLOCK)):
+            continue
+        try:
+            sch.reverse_compute_at(block, oo)
+            _vectorize_below(sch, block, oo)
+        except Exception:  # noqa: S110  not computable there: runs after the conv
+            pass
+    init = sch.decompose_reduction(conv, kh)
+    _vectorize_below(sch, init, oo)
+    if tensorize:
+        sch.tensorize(oi, VNNI_INTRIN)
+    if pad is not None:
+        loops = sch.get_loops(pad)
+        sch.parallel(sch.fuse(loops[0], loops[1]))
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def schedule_int8(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """Schedule every int8 kernel in ``mod``; other PrimFuncs are left alone."""
+    vnni = has_vnni(target)
+    if vnni:
+        _register_vnni()
+    for gv, func in list(_int8_funcs(mod)):
+        try:
+            scheduled = schedule_kernel(func, vnni)
+        except Exception:  # noqa: S110  a fused shape the rule cannot handle stays naive
+            try:
+                scheduled = schedule_kernel(func, False)
+            except Exception:
+                continue
+        mod[gv] = scheduled
+    return mod
