@@ -32,7 +32,11 @@ _REGISTRY: dict[str, type] = {}
 _LOCK = threading.RLock()
 
 # Modules whose import registers converters (loaded once, on first use).
-_CONVERTER_MODULES: tuple[str, ...] = ()
+_CONVERTER_MODULES: tuple[str, ...] = (
+    "mcc.frontends.onnx_ops.normalization",
+    "mcc.frontends.onnx_ops.losses",
+    "mcc.frontends.onnx_ops.attention",
+)
 _loaded = False
 
 
