@@ -36,6 +36,7 @@ _CONVERTER_MODULES: tuple[str, ...] = (
     "mcc.frontends.onnx_ops.normalization",
     "mcc.frontends.onnx_ops.losses",
     "mcc.frontends.onnx_ops.attention",
+    "mcc.frontends.onnx_ops.rnn",
 )
 _loaded = False
 
