@@ -7,7 +7,7 @@ from tvm import relax
 from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
 
 from mcc.frontends.onnx_ops import register
-from mcc.frontends.onnx_ops._relax import const, dtype_of, shape_of
+from mcc.frontends.onnx_ops._relax import const, dtype_of
 
 _STASH = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
 
@@ -18,7 +18,7 @@ class LayerNormalization(OnnxOpConverter):
     def _impl_v17(cls, bb, inputs, attr, params):
         x, scale = inputs[0], inputs[1]
         bias = inputs[2] if len(inputs) > 2 else None
-        rank = len(shape_of(x))
+        rank = int(x.ty.ndim)  # symbolic dims (batch, sequence) are fine
         axis = attr.get("axis", -1)
         axis = axis + rank if axis < 0 else axis
         axes = list(range(axis, rank))
@@ -26,6 +26,10 @@ class LayerNormalization(OnnxOpConverter):
         stash = _STASH.get(attr.get("stash_type", 1), "float32")
         eps = attr.get("epsilon", 1e-5)
         op = relax.op
+        if attr["tvm_custom"]["num_outputs"] == 1 and stash == dtype:  # Y only: one fused op
+            if bias is None:
+                bias = op.zeros_like(scale)
+            return op.nn.layer_norm(x, scale, bias, axes, eps)
         xs = op.astype(x, stash) if stash != dtype else x
         mean = op.mean(xs, axes, keepdims=True)
         centered = op.subtract(xs, mean)
