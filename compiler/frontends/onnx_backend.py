@@ -38,6 +38,7 @@ SHAPE_OPERANDS: dict[str, set[int]] = {
     "Dropout": {1, 2},
     "Col2Im": {1, 2},
     "DFT": {2},
+    **{op: {0} for op in ("HannWindow", "HammingWindow", "BlackmanWindow")},
 }
 
 

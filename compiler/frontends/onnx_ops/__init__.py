@@ -37,6 +37,7 @@ _CONVERTER_MODULES: tuple[str, ...] = (
     "mcc.frontends.onnx_ops.losses",
     "mcc.frontends.onnx_ops.attention",
     "mcc.frontends.onnx_ops.rnn",
+    "mcc.frontends.onnx_ops.elementwise",
 )
 _loaded = False
 

@@ -1,0 +1,161 @@
+"""Small ONNX ops TVM's importer lacks or gets wrong, each a few Relax ops.
+
+Swish, Celu, LpNormalization, CumProd, the STFT windows (Hann, Hamming,
+Blackman: constants once their size is known), Pow across dtypes (ONNX allows
+float ** int and int ** int; Relax's power wants one float dtype), IsInf's
+detect_positive / detect_negative, and Dropout's boolean mask at inference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
+
+from mcc.frontends.onnx_ops import register
+from mcc.frontends.onnx_ops._relax import const, dtype_of
+
+op = relax.op
+
+_ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 6: "int32",
+                7: "int64", 3: "int8", 2: "uint8"}
+
+
+def constant_value(expr, what: str) -> np.ndarray:
+    """The numpy value of a constant operand (shape-like operands must be constants)."""
+    import tvm
+
+    if isinstance(expr, tvm.ir.GenericConst):
+        return expr.value.numpy()
+    raise ValueError(f"{what} must be a constant")
+
+
+@register("Swish")
+class Swish(OnnxOpConverter):
+    @classmethod
+    def _impl_v24(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        alpha = const(attr.get("alpha", 1.0), dtype_of(x))
+        return op.multiply(x, op.sigmoid(op.multiply(alpha, x)))
+
+
+@register("Celu")
+class Celu(OnnxOpConverter):
+    @classmethod
+    def _impl_v12(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        dtype = dtype_of(x)
+        alpha = const(attr.get("alpha", 1.0), dtype)
+        zero = const(0.0, dtype)
+        negative = op.multiply(alpha, op.subtract(op.exp(op.divide(x, alpha)),
+                                                  const(1.0, dtype)))
+        return op.add(op.maximum(zero, x), op.minimum(zero, negative))
+
+
+@register("LpNormalization")
+class LpNormalization(OnnxOpConverter):
+    @classmethod
+    def _impl_v1(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        axis, p = attr.get("axis", -1), attr.get("p", 2)
+        if p == 1:
+            norm = op.sum(op.abs(x), axis=[axis], keepdims=True)
+        elif p == 2:
+            norm = op.sqrt(op.sum(op.multiply(x, x), axis=[axis], keepdims=True))
+        else:
+            raise ValueError(f"LpNormalization supports p=1 or p=2, got {p}")
+        return op.divide(x, norm)
+
+
+@register("CumProd")
+class CumProd(OnnxOpConverter):
+    @classmethod
+    def _impl_v26(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        axis = int(constant_value(inputs[1], "CumProd axis"))
+        reverse = bool(attr.get("reverse", 0))
+        if reverse:
+            x = op.flip(x, axis)
+        y = op.cumprod(x, axis=axis, exclusive=bool(attr.get("exclusive", 0)))
+        return op.flip(y, axis) if reverse else y
+
+
+class _Window(OnnxOpConverter):
+    """A window of ``size`` samples: periodic (default) or symmetric."""
+
+    @classmethod
+    def _impl_v17(cls, bb, inputs, attr, params):
+        size = int(constant_value(inputs[0], f"{cls.__name__} size"))
+        dtype = _ONNX_DTYPES.get(attr.get("output_datatype", 1), "float32")
+        periodic = bool(attr.get("periodic", 1))
+        n = np.arange(size, dtype=np.float64)
+        denom = size if periodic else size - 1
+        angle = 2 * np.pi * n / max(denom, 1)
+        return const(cls.window(angle), dtype)
+
+
+@register("HannWindow")
+class HannWindow(_Window):
+    @staticmethod
+    def window(angle):
+        return 0.5 - 0.5 * np.cos(angle)
+
+
+@register("HammingWindow")
+class HammingWindow(_Window):
+    @staticmethod
+    def window(angle):
+        a0 = 25 / 46
+        return a0 - (1 - a0) * np.cos(angle)
+
+
+@register("BlackmanWindow")
+class BlackmanWindow(_Window):
+    @staticmethod
+    def window(angle):
+        return 0.42 - 0.5 * np.cos(angle) + 0.08 * np.cos(2 * angle)
+
+
+@register("Pow")
+class Pow(OnnxOpConverter):
+    @classmethod
+    def _impl_v7(cls, bb, inputs, attr, params):
+        x, y = inputs
+        out = dtype_of(x)
+        if out == dtype_of(y) and out.startswith(("float", "bfloat")):
+            return op.power(x, y)
+        work = out if out.startswith(("float", "bfloat")) else "float64"
+        result = op.power(op.astype(x, work), op.astype(y, work))
+        return op.astype(result, out) if work != out else result
+
+
+@register("IsInf")
+class IsInf(OnnxOpConverter):
+    @classmethod
+    def _impl_v10(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        inf = op.isinf(x)
+        zero = const(0.0, dtype_of(x))
+        if not attr.get("detect_positive", 1):
+            inf = op.logical_and(inf, op.less(x, zero))
+        if not attr.get("detect_negative", 1):
+            inf = op.logical_and(inf, op.greater(x, zero))
+        return inf
+
+
+@register("Dropout")
+class Dropout(OnnxOpConverter):
+    """Inference (or ratio 0): Y = X and an all-true mask. Training mode with a ratio > 0
+    is random: not compiled."""
+
+    @classmethod
+    def _impl_v12(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        ratio = inputs[1] if len(inputs) > 1 else None
+        training = inputs[2] if len(inputs) > 2 else None
+        if training is not None and bool(constant_value(training, "Dropout training_mode")):
+            if ratio is None or float(constant_value(ratio, "Dropout ratio")) != 0.0:
+                raise ValueError("Dropout in training mode (random) is not supported")
+        if attr["tvm_custom"]["num_outputs"] > 1:
+            return relax.Tuple([x, op.ones_like(x, "bool")])
+        return x
