@@ -122,10 +122,10 @@ def _randomized(model):
 
 
 CASES = {
-    "resnet": (TinyResNet, (1, 3, 32, 32)),
-    "mobilenet_v2": (TinyMobileNet, (1, 3, 32, 32)),
+    "resnet": (TinyResNet, (1, 3, 16, 16)),
+    "mobilenet_v2": (TinyMobileNet, (1, 3, 16, 16)),
     "transformer_encoder": (EncoderBlock, (2, 10, 32)),
-    "lstm": (LSTMTagger, (2, 7, 12)),
+    "lstm": (LSTMTagger, (2, 5, 12)),
 }
 
 
