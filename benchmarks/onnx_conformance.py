@@ -7,7 +7,8 @@ Each test runs in one of ``--jobs`` worker processes; a test that exceeds
 ``--timeout`` seconds or crashes its worker is recorded as a failure with that
 reason and the worker is restarted. The table and every failure's one-line
 reason go to ``--output`` (only for a full run unless ``--output`` is given);
-the raw results go to ``--json``.
+the raw results go to ``--json``. ``--update -k PATTERN`` re-runs some tests
+(after a fix) and merges them into the last full run's results and report.
 """
 
 from __future__ import annotations
@@ -184,7 +185,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--output", type=Path, default=None,
                         help="markdown report (default docs/ONNX_SUPPORT.md on a full run)")
-    parser.add_argument("--json", type=Path, default=ROOT / "build" / "onnx_conformance.json")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="raw results (default build/onnx_conformance.json for a full run, "
+                             "build/onnx_conformance_subset.json for a -k subset)")
+    parser.add_argument("--update", action="store_true",
+                        help="re-run the selected tests, merge them into the --json results "
+                             "of an earlier full run and rewrite the full report")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -200,14 +206,27 @@ def main() -> None:
     start = time.perf_counter()
     results = run_all(names, ops, args.jobs, args.timeout)
     seconds = time.perf_counter() - start
+    command = "python " + " ".join(["benchmarks/onnx_conformance.py"] + sys.argv[1:])
+    full_run = not args.patterns
+    if args.json is None:
+        name = "onnx_conformance.json" if full_run or args.update else \
+            "onnx_conformance_subset.json"
+        args.json = ROOT / "build" / name
+    if args.update:  # merge into the earlier full run's results
+        earlier = json.loads(args.json.read_text())
+        rerun = {r["name"]: r for r in results}
+        results = [rerun.get(r["name"], r) for r in earlier["results"]]
+        command = f"{earlier['command']}`, then `{command}"
+        seconds += earlier["seconds"]
+        full_run = True
     counts = Counter(r["status"] for r in results)
     print(f"[conformance] pass {counts['pass']}, fail {counts['fail']}, skip {counts['skip']} "
           f"of {len(results)} in {seconds:.0f} s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1))
-    output = args.output or (ROOT / "docs" / "ONNX_SUPPORT.md" if not args.patterns else None)
+    args.json.write_text(json.dumps({"command": command, "seconds": seconds,
+                                     "results": results}, indent=1))
+    output = args.output or (ROOT / "docs" / "ONNX_SUPPORT.md" if full_run else None)
     if output is not None:
-        command = "python " + " ".join(["benchmarks/onnx_conformance.py"] + sys.argv[1:])
         write_markdown(results, output, command, seconds)
         print(f"[conformance] wrote {output}")
 

@@ -94,7 +94,7 @@ class Attention(OnnxOpConverter):
             window = const(_window_bias(q_len, kv_len, past_len, left, right, causal), dtype)
             bias = window if bias is None else op.add(bias, window)
         if nonpad is not None:
-            keys = relax.const(np.arange(kv_len, dtype=np.int64).reshape(1, kv_len))
+            keys = relax.const(np.arange(kv_len, dtype=np.int64).reshape(1, kv_len), "int64")
             lengths = op.reshape(op.astype(nonpad, "int64"), (batch, 1))
             padding = op.where(op.less(keys, lengths), zero, neg_inf)
             padding = op.reshape(padding, (batch, 1, 1, kv_len))
@@ -139,8 +139,8 @@ class Attention(OnnxOpConverter):
                           dtype):
         """Causal / window bias whose offset is ``nonpad_kv_seqlen[b] - q_len`` per batch."""
         op = relax.op
-        i = relax.const(np.arange(q_len, dtype=np.int64).reshape(1, q_len, 1))
-        j = relax.const(np.arange(kv_len, dtype=np.int64).reshape(1, 1, kv_len))
+        i = relax.const(np.arange(q_len, dtype=np.int64).reshape(1, q_len, 1), "int64")
+        j = relax.const(np.arange(kv_len, dtype=np.int64).reshape(1, 1, kv_len), "int64")
         offset = op.reshape(op.subtract(op.astype(nonpad, "int64"),
                                         relax.const(q_len, "int64")), (batch, 1, 1))
         pos = op.add(i, offset)  # absolute query position, (B, q, 1)
