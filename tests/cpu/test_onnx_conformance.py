@@ -23,7 +23,7 @@ REPRESENTATIVE = [
     "test_attention_4d_gqa_attn_mask", "test_attention_3d_causal",
     "test_layer_normalization_4d_axis1", "test_sce_mean_weight_ii",
     "test_nllloss_NCd1d2_with_weight_reduction_mean", "test_swish", "test_cumprod_2d_axis_1",
-    "test_hannwindow_symmetric", "test_pow_types_float32_int64",
+    "test_hannwindow_symmetric", "test_pow_types_float32_int64", "test_scan9_multi_state",
     # shape operands fed as inputs, bound at compile time
     "test_reduce_sum_keepdims_random", "test_top_k",
 ]

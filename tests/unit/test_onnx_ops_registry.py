@@ -23,7 +23,7 @@ def test_mcc_converters_are_on_top_of_tvms():
     from tvm.relax.frontend.onnx import onnx_frontend
 
     ours = onnx_ops.registered_ops()
-    assert {"LSTM", "GRU", "RNN", "Attention", "LayerNormalization",
+    assert {"LSTM", "GRU", "RNN", "Scan", "Attention", "LayerNormalization",
             "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"} <= set(ours)
     merged = onnx_ops.convert_map()
     assert merged["LSTM"] is ours["LSTM"] and "Conv" in merged

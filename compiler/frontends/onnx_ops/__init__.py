@@ -38,6 +38,7 @@ _CONVERTER_MODULES: tuple[str, ...] = (
     "mcc.frontends.onnx_ops.attention",
     "mcc.frontends.onnx_ops.rnn",
     "mcc.frontends.onnx_ops.elementwise",
+    "mcc.frontends.onnx_ops.control_flow",
 )
 _loaded = False
 
