@@ -3,7 +3,8 @@
 Swish, Celu, LpNormalization, CumProd, the STFT windows (Hann, Hamming,
 Blackman: constants once their size is known), Pow across dtypes (ONNX allows
 float ** int and int ** int; Relax's power wants one float dtype), IsInf's
-detect_positive / detect_negative, and Dropout's boolean mask at inference.
+detect_positive / detect_negative, Dropout's boolean mask at inference, and
+CenterCropPad.
 """
 
 from __future__ import annotations
@@ -158,4 +159,31 @@ class Dropout(OnnxOpConverter):
                 raise ValueError("Dropout in training mode (random) is not supported")
         if attr["tvm_custom"]["num_outputs"] > 1:
             return relax.Tuple([x, op.ones_like(x, "bool")])
+        return x
+
+
+@register("CenterCropPad")
+class CenterCropPad(OnnxOpConverter):
+    """Crop (centered, extra element at the end) or zero-pad each listed axis to ``shape``."""
+
+    @classmethod
+    def _impl_v18(cls, bb, inputs, attr, params):
+        from mcc.frontends.onnx_ops._relax import shape_of
+
+        x = inputs[0]
+        target = [int(v) for v in constant_value(inputs[1], "CenterCropPad shape")]
+        dims = shape_of(x)
+        axes = list(attr.get("axes", range(len(dims))))
+        axes = [a + len(dims) if a < 0 else a for a in axes]
+        pads = [0] * (2 * len(dims))
+        for axis, size in zip(axes, target):
+            dim = dims[axis]
+            if size < dim:
+                start = (dim - size) // 2
+                x = op.strided_slice(x, [axis], [start], [start + size])
+            elif size > dim:
+                before = (size - dim) // 2
+                pads[2 * axis], pads[2 * axis + 1] = before, size - dim - before
+        if any(pads):
+            x = op.nn.pad(x, pads)
         return x
