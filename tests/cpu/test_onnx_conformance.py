@@ -24,6 +24,7 @@ REPRESENTATIVE = [
     "test_layer_normalization_4d_axis1", "test_sce_mean_weight_ii",
     "test_nllloss_NCd1d2_with_weight_reduction_mean", "test_swish", "test_cumprod_2d_axis_1",
     "test_hannwindow_symmetric", "test_pow_types_float32_int64", "test_scan9_multi_state",
+    "test_reversesequence_batch", "test_onehot_with_negative_axis",
     # shape operands fed as inputs, bound at compile time
     "test_reduce_sum_keepdims_random", "test_top_k",
 ]

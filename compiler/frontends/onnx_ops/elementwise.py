@@ -3,8 +3,8 @@
 Swish, Celu, LpNormalization, CumProd, the STFT windows (Hann, Hamming,
 Blackman: constants once their size is known), Pow across dtypes (ONNX allows
 float ** int and int ** int; Relax's power wants one float dtype), IsInf's
-detect_positive / detect_negative, Dropout's boolean mask at inference, and
-CenterCropPad.
+detect_positive / detect_negative, Dropout's boolean mask at inference,
+CenterCropPad, SwiGLU, ReverseSequence and OneHot.
 """
 
 from __future__ import annotations
@@ -187,3 +187,63 @@ class CenterCropPad(OnnxOpConverter):
         if any(pads):
             x = op.nn.pad(x, pads)
         return x
+
+
+@register("SwiGLU")
+class SwiGLU(OnnxOpConverter):
+    """Swish_alpha(A) * B (A, B of one shape)."""
+
+    @classmethod
+    def _impl_v28(cls, bb, inputs, attr, params):
+        a, b = inputs[0], inputs[1]
+        alpha = const(attr.get("alpha", 1.0), dtype_of(a))
+        return op.multiply(op.multiply(a, op.sigmoid(op.multiply(alpha, a))), b)
+
+
+@register("ReverseSequence")
+class ReverseSequence(OnnxOpConverter):
+    """Reverse the first ``sequence_lens[b]`` steps along ``time_axis`` of each batch row:
+    a gather whose index is ``len - 1 - t`` inside the prefix and ``t`` after it."""
+
+    @classmethod
+    def _impl_v10(cls, bb, inputs, attr, params):
+        from mcc.frontends.onnx_ops._relax import shape_of
+
+        x, lengths = inputs[0], inputs[1]
+        dims = shape_of(x)
+        time_axis, batch_axis = attr.get("time_axis", 0), attr.get("batch_axis", 1)
+        steps = dims[time_axis]
+        shape = [1] * len(dims)
+        shape[time_axis] = steps
+        t = relax.const(np.arange(steps, dtype=np.int64).reshape(shape), "int64")
+        bshape = [1] * len(dims)
+        bshape[batch_axis] = dims[batch_axis]
+        length = op.reshape(op.astype(lengths, "int64"), bshape)
+        flipped = op.subtract(op.subtract(length, relax.const(1, "int64")), t)
+        index = op.where(op.less(t, length), flipped, t)
+        index = op.broadcast_to(index, dims)
+        return op.gather_elements(x, index, axis=time_axis)
+
+
+@register("OneHot")
+class OneHot(OnnxOpConverter):
+    """One-hot along ``axis``; negative indices count from ``depth``, out-of-range ones give
+    an all-off row (TVM's converter rejects non-constant ``values``)."""
+
+    @classmethod
+    def _impl_v9(cls, bb, inputs, attr, params):
+        indices, values = inputs[0], inputs[2]
+        depth = int(np.asarray(constant_value(inputs[1], "OneHot depth")).reshape(-1)[0])
+        rank = int(indices.ty.ndim) + 1
+        axis = attr.get("axis", -1)
+        axis = axis + rank if axis < 0 else axis
+        index = op.astype(indices, "int64")
+        index = op.where(op.less(index, relax.const(0, "int64")),
+                         op.add(index, relax.const(depth, "int64")), index)
+        shape = [1] * rank
+        shape[axis] = depth
+        classes = relax.const(np.arange(depth, dtype=np.int64).reshape(shape), "int64")
+        hot = op.equal(op.expand_dims(index, axis), classes)
+        off = op.strided_slice(values, [0], [0], [1])
+        on = op.strided_slice(values, [0], [1], [2])
+        return op.where(hot, op.reshape(on, []), op.reshape(off, []))
