@@ -45,7 +45,13 @@ def tensor_specs_from_type(names: list[str], ty) -> list[TensorSpec]:
     fields = list(ty.fields) if hasattr(ty, "fields") else [ty]
     if len(fields) != len(names):
         names = [f"output_{i}" for i in range(len(fields))]
-    return [TensorSpec(name, _shape(t), str(t.dtype)) for name, t in zip(names, fields)]
+    return [_spec(name, t) for name, t in zip(names, fields)]
+
+
+def _spec(name: str, ty) -> TensorSpec:
+    if not hasattr(ty, "dtype"):  # a shape value (ONNX Shape output): int64[ndim] at run time
+        return TensorSpec(name, (max(int(getattr(ty, "ndim", -1)), 0),), "int64")
+    return TensorSpec(name, _shape(ty), str(ty.dtype))
 
 
 def _shape(ty) -> tuple:

@@ -27,11 +27,14 @@ from mcc.frontends.common import (
 _BUILTIN_OPS = {"If", "Constant"}
 
 
-def import_onnx(model, input_shapes: dict[str, tuple[int, ...]]) -> ImportedModel:
-    from mcc.frontends.onnx_quantized import install as install_quantized_ops
-
-    install_quantized_ops()  # QLinearConv, QLinearMatMul, ConvInteger
+def import_onnx(model, input_shapes: dict[str, tuple[int, ...]],
+                constant_inputs: dict[str, np.ndarray] | None = None) -> ImportedModel:
+    """``constant_inputs`` binds graph inputs to fixed values (they become weights): for
+    inputs that are really compile-time operands (reduce axes, TopK's k, Resize sizes)."""
     proto, label, raw = _load(model)
+    if constant_inputs:
+        proto = _bind_constant_inputs(proto, constant_inputs, label)
+        raw = proto.SerializeToString()
     graph_inputs = _graph_inputs(proto)
     _check_input_shape_names(graph_inputs, input_shapes, label)
     _check_supported_ops(proto, label)
@@ -74,6 +77,26 @@ def _load(model):
     return proto, label, proto.SerializeToString()
 
 
+def _bind_constant_inputs(proto, values: dict, label: str):
+    """A copy of the model where the named inputs are initializers holding ``values``."""
+    import onnx
+    from onnx import numpy_helper
+
+    names = {vi.name for vi in _graph_inputs(proto)}
+    for name in values:
+        if name not in names:
+            raise MccError(f"constant input '{name}' is not an input of '{label}' "
+                           f"(inputs: {', '.join(sorted(names))})")
+    bound = onnx.ModelProto()
+    bound.CopyFrom(proto)
+    kept = [vi for vi in bound.graph.input if vi.name not in values]
+    del bound.graph.input[:]
+    bound.graph.input.extend(kept)
+    for name, value in values.items():
+        bound.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+    return bound
+
+
 def _graph_inputs(proto):
     initializers = {init.name for init in proto.graph.initializer}
     return [vi for vi in proto.graph.input if vi.name not in initializers]
@@ -109,16 +132,28 @@ def _default_opset(proto) -> int:
 
 def _check_supported_ops(proto, label):
     """Name the first unsupported op, its node and the opset, before TVM tries."""
-    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+    from mcc.frontends.onnx_ops import convert_map
 
-    known = set(_get_convert_map()) | _BUILTIN_OPS
+    known = set(convert_map()) | _BUILTIN_OPS
     opsets = {e.domain or "ai.onnx": e.version for e in proto.opset_import}
-    for index, node in enumerate(proto.graph.node):
+    for index, node, where in _all_nodes(proto.graph):
         domain = node.domain or "ai.onnx"
         if domain != "ai.onnx" or node.op_type not in known:
             node_name = node.name or f"#{index}"
             raise MccError(f"unsupported ONNX op '{node.op_type}' (domain {domain}, opset "
-                           f"{opsets.get(domain, '?')}) at node '{node_name}' in '{label}'")
+                           f"{opsets.get(domain, '?')}) at node '{node_name}'{where} "
+                           f"in '{label}'")
+
+
+def _all_nodes(graph, where=""):
+    """(index, node, location) of every node, including those in If/Loop/Scan bodies."""
+    for index, node in enumerate(graph.node):
+        yield index, node, where
+        for attr in node.attribute:
+            subgraphs = [attr.g] if attr.HasField("g") else list(attr.graphs)
+            for sub in subgraphs:
+                inner = f" (in {attr.name} of {node.op_type} '{node.name or f'#{index}'}')"
+                yield from _all_nodes(sub, inner)
 
 
 def _fix_input_shapes(proto, input_shapes):
@@ -158,7 +193,10 @@ def _fold_shape_subgraphs(proto):
 def _convert(proto, graph_inputs, input_shapes, label):
     from tvm.relax.frontend.onnx import from_onnx
 
-    mod, failure = call_quietly(from_onnx, proto, keep_params_in_input=False)
+    from mcc.frontends.onnx_ops import extended_convert_map
+
+    with extended_convert_map():  # mcc's own converters (LSTM, GRU, ...) on top of TVM's
+        mod, failure = call_quietly(from_onnx, proto, keep_params_in_input=False)
     if mod is not None:
         return mod
     symbolic = [vi for vi in graph_inputs if vi.name not in input_shapes

@@ -6,7 +6,8 @@ step then recognises every conv / matmul fed by a single-scale ``dequantize`` an
 as an int8 kernel with the model's own scales (mcc.passes.quantize, "qdq" mode), so the
 arithmetic is int8 x int8 -> int32 as the model intends, not dequantised fp32.
 
-``install()`` adds the converters to TVM's ONNX converter table (idempotent).
+Importing this module registers the converters with mcc's converter registry
+(mcc.frontends.onnx_ops), which lays them over TVM's table while mcc imports a model.
 """
 
 from __future__ import annotations
@@ -84,19 +85,11 @@ def _converters():
             "ConvInteger": ConvInteger}
 
 
-def install() -> None:
-    """Make TVM's ONNX importer (and mcc's supported-op check) know the quantized ops."""
-    from tvm.relax.frontend.onnx import onnx_frontend
+def _register_all() -> None:
+    from mcc.frontends.onnx_ops import register
 
-    if getattr(onnx_frontend._get_convert_map, "mcc_quantized", False):
-        return
-    original = onnx_frontend._get_convert_map
-    extra = _converters()
+    for op_type, converter in _converters().items():
+        register(op_type, converter)
 
-    def convert_map():
-        table = original()
-        table.update(extra)
-        return table
 
-    convert_map.mcc_quantized = True
-    onnx_frontend._get_convert_map = convert_map
+_register_all()

@@ -1,0 +1,88 @@
+"""ONNX Scan (opset 9+), unrolled over its static scan length.
+
+The body graph is converted once per step with the same converters as the main
+graph (mcc's on top of TVM's), states threaded from step to step and the
+per-step outputs stacked. Outer-scope values the body reads are visible.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from tvm import relax
+from tvm.relax.frontend.onnx.onnx_frontend import ONNXGraphImporter, OnnxOpConverter
+
+from mcc.frontends.onnx_ops import convert_map, register
+from mcc.frontends.onnx_ops._relax import shape_of
+
+op = relax.op
+
+
+def convert_body(bb, graph, bindings: dict, outer: dict, opset: int) -> list:
+    """Emit ``graph``'s nodes with its inputs bound to ``bindings``; its output values."""
+    parser = ONNXGraphImporter({}, {})
+    values = dict(outer)
+    values.update(bindings)
+    for init in graph.initializer:
+        values[init.name] = relax.const(parser._parse_array(init))
+    converters = convert_map()
+    for node in graph.node:
+        if node.op_type not in converters:
+            raise ValueError(f"{node.op_type} inside a Scan body is not supported")
+        attr = parser._parse_attr(node.attribute)
+        attr["tvm_custom"] = {"name": node.name, "num_outputs": len(node.output)}
+        inputs = [values[name] if name else None for name in node.input]
+        result = converters[node.op_type].get_converter(opset)(bb, inputs, attr,
+                                                                [values, {}])
+        result = bb.normalize(result) if isinstance(result, relax.Expr) else result
+        if len(node.output) == 1:
+            values[node.output[0]] = result
+        else:
+            for i, name in enumerate(node.output):
+                values[name] = bb.normalize(relax.TupleGetItem(result, i))
+    return [values[o.name] for o in graph.output]
+
+
+@register("Scan")
+class Scan(OnnxOpConverter):
+    @classmethod
+    def get_converter(cls, opset):
+        if opset < 9:
+            raise ValueError("Scan before opset 9 (with a batch axis) is not supported")
+        return functools.partial(cls._convert, opset=opset)
+
+    @classmethod
+    def _convert(cls, bb, inputs, attr, params, opset):
+        body = attr["body"]
+        scans = attr["num_scan_inputs"]
+        states = list(inputs[: len(inputs) - scans])
+        xs = list(inputs[len(inputs) - scans:])
+        in_axes = list(attr.get("scan_input_axes", [0] * scans))
+        in_dirs = list(attr.get("scan_input_directions", [0] * scans))
+        n_out = len(body.output) - len(states)
+        out_axes = list(attr.get("scan_output_axes", [0] * n_out))
+        out_dirs = list(attr.get("scan_output_directions", [0] * n_out))
+        ranks = [len(shape_of(x)) for x in xs]
+        in_axes = [a + r if a < 0 else a for a, r in zip(in_axes, ranks)]
+        length = shape_of(xs[0])[in_axes[0]]
+        names = [i.name for i in body.input]
+        steps = [[] for _ in range(n_out)]
+        for t in range(length):
+            slices = []
+            for x, axis, direction in zip(xs, in_axes, in_dirs):
+                k = length - 1 - t if direction else t
+                slices.append(bb.normalize(op.squeeze(
+                    op.strided_slice(x, [axis], [k], [k + 1]), [axis])))
+            outs = convert_body(bb, body, dict(zip(names, states + slices)), params[0], opset)
+            states = outs[: len(states)]
+            for i, value in enumerate(outs[len(states):]):
+                steps[i].append(value)
+        stacked = []
+        for values, axis, direction in zip(steps, out_axes, out_dirs):
+            if direction:
+                values = values[::-1]
+            rank = len(shape_of(values[0])) + 1
+            stacked.append(bb.normalize(op.stack(values, axis=axis + rank if axis < 0
+                                                 else axis)))
+        results = states + stacked
+        return results[0] if len(results) == 1 else relax.Tuple(results)
