@@ -63,8 +63,8 @@ class ConvertLayout:
         self.layout = layout
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
-        if self.layout == "NCHW":
-            return mod
+        if self.layout == "NCHW" or not _has_conv2d(mod):
+            return mod  # nothing to convert: leave transposes of other models alone
         T = relax.transform
         mod = _raise_scalar_minmax(mod)
         mod = T.ConvertLayout(_DESIRED[self.layout])(mod)
@@ -73,6 +73,19 @@ class ConvertLayout:
         mod = fold_constant_shapes(mod)  # the HWIO weights, in numpy
         mod = T.DeadCodeElimination()(mod)
         return T.FoldConstant()(mod)
+
+
+def _has_conv2d(mod: tvm.IRModule) -> bool:
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.nn.conv2d":
+            found.append(expr)
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function) and not found:
+            relax.analysis.post_order_visit(func, visit)
+    return bool(found)
 
 
 # -- 1. call_tir(maximum/minimum against a scalar) -> relax.maximum / relax.minimum ---------
@@ -170,4 +183,6 @@ def _axes(call) -> list[int] | None:
     ndim = call.args[0].ty.ndim
     if axes is None:
         return list(reversed(range(ndim))) if ndim >= 0 else None
-    return [int(a) for a in axes]
+    if ndim < 0:
+        return None
+    return [int(a) % ndim for a in axes]  # ONNX perms may count from the end

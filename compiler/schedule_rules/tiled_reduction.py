@@ -102,13 +102,16 @@ def _plan(sch, main, info) -> _Plan | None:
     if not spatial or not any(it.kind == "R" for it in iters):
         return None
     out_region = block.writes[0].region
+    if len(out_region) == 0:
+        return None  # a scalar result (a full reduction): nothing to vectorise along
     last = out_region[-1].min
     v = next((i for i in spatial if last.same_as(iters[i].var)), None)
     if v is None:
         return None
     v_var = iters[v].var
     operands = [r for r in block.reads if not r.source.same_as(block.writes[0].source)]
-    contiguous = [r for r in operands if _unit_stride(r.region[-1].min, v_var)]
+    contiguous = [r for r in operands
+                  if len(r.region) and _unit_stride(r.region[-1].min, v_var)]
     if not contiguous:
         return None
     lanes = info.lanes(out_dtype)
