@@ -9,24 +9,20 @@ loops.
 from __future__ import annotations
 
 from tvm import s_tir, tirx
-from tvm.s_tir.dlight.analysis import normalize_prim_func
-from tvm.s_tir.dlight.base import ScheduleRule
 
+from mcc.schedule_rules.base import CpuRule
 from mcc.schedule_rules.cpu_info import cpu_info
 
 
-class Injective(ScheduleRule):
+class Injective(CpuRule):
     """All blocks spatial (no reduction): fuse, vectorise the tail, parallelise the rest."""
 
-    def is_target_available(self, target) -> bool:
-        return target.kind.name == "llvm"
-
     def apply(self, func: tirx.PrimFunc, target, tunable: bool):
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+        started = self._start(func, target)
+        if started is None:
             return None
-        sch = s_tir.Schedule(func)
-        blocks = normalize_prim_func(sch)
-        if not blocks or any(b.is_reduction() or not b.is_injective() for b in blocks):
+        sch, blocks = started
+        if any(b.is_reduction() or not b.is_injective() for b in blocks):
             return None
         info = cpu_info(target)
         for block in blocks:
@@ -74,7 +70,7 @@ def _const_extent(sch, loop) -> int | None:
     return int(extent) if isinstance(extent, tirx.IntImm) else None
 
 
-class ParallelFallback(ScheduleRule):
+class ParallelFallback(CpuRule):
     """Last resort for any kernel no other rule took: run its outer spatial loops on all cores.
 
     Covers strided pooling in NCHW and other reductions whose innermost axis is
@@ -83,16 +79,11 @@ class ParallelFallback(ScheduleRule):
     vectorised), so nothing is left as a serial naive loop nest.
     """
 
-    def is_target_available(self, target) -> bool:
-        return target.kind.name == "llvm"
-
     def apply(self, func: tirx.PrimFunc, target, tunable: bool):
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+        started = self._start(func, target)
+        if started is None:
             return None
-        sch = s_tir.Schedule(func)
-        blocks = normalize_prim_func(sch)
-        if not blocks:
-            return None
+        sch, blocks = started
         info = cpu_info(target)
         for block in blocks:
             if block.is_injective():

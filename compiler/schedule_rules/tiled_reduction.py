@@ -25,35 +25,29 @@ write-back of the accumulators, so they cost no extra pass over memory.
 
 from __future__ import annotations
 
-from tvm import s_tir, tirx
-from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm import tirx
 from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_expr
-from tvm.s_tir.dlight.base import ScheduleRule
 from tvm.sym.pattern import detect_linear_equation
 
+from mcc.schedule_rules.base import CpuRule
 from mcc.schedule_rules.cpu_info import cpu_info
 from mcc.schedule_rules.injective import schedule_spatial
 
 MAX_ROWS = 8  # rows per micro-kernel: more rows means more broadcasts per weight load
 
 
-class TiledReduction(ScheduleRule):
+class TiledReduction(CpuRule):
     """Register-blocked, vectorised, parallel schedule for conv / matmul / pooling kernels."""
 
     def __init__(self, pack_weights: bool = True, pad_in_tile: bool = True):
         self.pack_weights = pack_weights
         self.pad_in_tile = pad_in_tile
 
-    def is_target_available(self, target) -> bool:
-        return target.kind.name == "llvm"
-
     def apply(self, func: tirx.PrimFunc, target, tunable: bool):
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+        started = self._start(func, target)
+        if started is None:
             return None
-        sch = s_tir.Schedule(func)
-        blocks = normalize_prim_func(sch)
-        if not blocks:
-            return None
+        sch, blocks = started
         reductions = [b for b in blocks if b.is_reduction()]
         if len(reductions) != 1 or any(not (b.is_reduction() or b.is_injective())
                                        for b in blocks):
