@@ -5,8 +5,8 @@ mcc's default rules (``mcc.schedule_rules``), and records take precedence at
 compile time. So ``mcc tune`` first schedules every task with the default rules,
 measures that schedule with the search's own builder and runner, and commits it
 to the log as an ordinary TuningRecord, tagged by a root-block annotation
-(:data:`BASELINE_TAG`) in its trace. The search database holds it too, so the
-evolutionary search can seed its population from it.
+(:data:`BASELINE_TAG`) in its trace. (It is kept out of the search's database:
+the evolutionary search would replay the trace, tag and all, into new candidates.)
 
 At compile time :func:`prefer_rules` keeps a tuned record only where it is at
 least as fast as the baseline of its workload; baseline records themselves are

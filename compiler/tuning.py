@@ -158,7 +158,7 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, deadli
                 rpc_tracker, rpc_key, stages) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
-    from mcc.tune_baseline import measure_baselines
+    from mcc.tune_baseline import is_baseline_trace_json, measure_baselines
     from mcc.tune_search import (
         GradientScheduler,
         PersistRecords,
@@ -195,8 +195,12 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, deadli
             num_threads=num_cores).clone())
     weights = [float(t.weight) for t in tasks]
 
+    # The baselines stay out of the search's database: the evolutionary search would
+    # replay their traces, tag included, and a mutated candidate would pass for one.
     database = ms.database.MemoryDatabase(module_equality="structural")
     for record in known_records:
+        if is_baseline_trace_json(record.trace.as_json()):
+            continue
         workload = database.commit_workload(record.workload.mod)
         database.commit_tuning_record(ms.database.TuningRecord(
             record.trace, workload, record.run_secs, record.target, record.args_info))
