@@ -6,8 +6,8 @@
         --model mobilenet_v2 --log /tmp/mnv2log
 
 Both modules are compiled (and verified against ONNX Runtime at the default 1e-4
-tolerances) in one process, then timed alternately, rounds of mcc-untuned, mcc-tuned and
-ONNX Runtime on the same inputs, so background load hits all three alike. With the
+tolerances) in one process, then timed on the same inputs in blocks of ``--rounds`` runs:
+mcc-untuned, mcc-tuned, ONNX Runtime, then again in reverse order. With the
 default-rule baselines of ``mcc tune`` (mcc.tune_baseline), the tuned module should never
 be slower than the untuned one beyond noise.
 """
@@ -47,14 +47,18 @@ def main() -> None:
     runs = {"untuned": untuned.module.runner(feed), "tuned": tuned.module.runner(feed),
             "onnxruntime": lambda: tuned.reference(feed)}
     times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(3):
-        for fn in runs.values():
-            fn()
-    for _ in range(args.rounds):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
+    # Blocks, not interleaved calls: ONNX Runtime's threads keep spinning after a run
+    # and would slow the next module 10x on 2 cores. Two passes, the second in reverse
+    # order, so drift in the background load hits every module alike.
+    for names in (list(runs), list(reversed(runs))):
+        for name in names:
+            fn = runs[name]
+            for _ in range(3):
+                fn()
+            for _ in range(args.rounds):
+                start = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - start) * 1e3)
     med = {k: statistics.median(v) for k, v in times.items()}
     sched = tuned.report["schedule"]
     result = {"model": args.model, "log": str(args.log), "schedule_tuned": sched,
