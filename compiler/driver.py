@@ -112,6 +112,9 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         mod, coverage = schedule(mod, target, config.target.family, config.tuning_logs)
         st.detail = (f"{coverage.tasks} kernels: {coverage.from_records} from tuning records, "
                      f"{coverage.from_rules} from default rules, {coverage.naive} untuned")
+        if coverage.rules_beat_records:
+            st.detail += (f" ({coverage.rules_beat_records} where the default rules beat "
+                          "the tuned records)")
         if coverage.refused:
             from mcc.tuning_log import describe_key
 

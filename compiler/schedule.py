@@ -31,11 +31,15 @@ class ScheduleReport:
     record_dirs: tuple[str, ...]
     # records in those logs measured on other targets: refused, never applied
     refused: dict[str, int] = field(default_factory=dict, compare=False)
+    # kernels whose tuned records were all slower than the default rules' measured
+    # baseline (mcc.tune_baseline): scheduled by the rules, counted in from_rules
+    rules_beat_records: int = 0
 
     def to_json(self) -> dict:
         return {"tasks": self.tasks, "from_records": self.from_records,
                 "from_default_rules": self.from_rules, "naive": self.naive,
-                "tuning_logs": list(self.record_dirs), "refused_records": dict(self.refused)}
+                "tuning_logs": list(self.record_dirs), "refused_records": dict(self.refused),
+                "rules_beat_records": self.rules_beat_records}
 
 
 def _scheduled_funcs(mod) -> set[str]:
@@ -63,8 +67,10 @@ def record_dirs_for(family: str, extra_dirs: list[str] | tuple[str, ...] = ()) -
 
 
 def _database(dirs: list[Path], target):
-    """The best record per kernel among those measured on ``target`` (mcc.tuning_log),
-    and the count of records refused for other targets."""
+    """The best record per kernel among those measured on ``target`` (mcc.tuning_log) and
+    at least as fast as the default rules' baseline for it (mcc.tune_baseline), the count
+    of records refused for other targets, and of kernels where the rules won."""
+    from mcc.tune_baseline import prefer_rules
     from mcc.tuning_log import (
         best_per_workload,
         materialize,
@@ -73,7 +79,8 @@ def _database(dirs: list[Path], target):
     )
 
     found = records_for_target(dirs, target)
-    return memory_database(materialize(best_per_workload(found.records))), found.refused
+    usable, beaten = prefer_rules(found.records)
+    return (memory_database(materialize(best_per_workload(usable))), found.refused, beaten)
 
 
 def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
@@ -86,10 +93,10 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
 
     tasks = _prim_funcs(mod)
     dirs = record_dirs_for(family, extra_dirs)
-    refused = {}
+    refused, beaten = {}, 0
     with target:
         if dirs:
-            database, refused = _database(dirs, target)
+            database, refused, beaten = _database(dirs, target)
             with database:
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
         from_records = _scheduled_funcs(mod) & tasks
@@ -103,5 +110,6 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.DeadCodeElimination()(mod)
     report = ScheduleReport(len(tasks), len(from_records), scheduled - len(from_records),
-                            len(tasks) - scheduled, tuple(str(d) for d in dirs), refused)
+                            len(tasks) - scheduled, tuple(str(d) for d in dirs), refused,
+                            beaten)
     return mod, report

@@ -132,7 +132,7 @@ def tune_model(model, target, *, trials=None, time_budget=None, tuning_log="tuni
     if trials is None:
         trials = (10**9 if deadline else DEFAULT_TRIALS_PER_TASK * len(tasks))
     with stages.stage("tune") as st:
-        result = _run_search(tasks, tvm_target, target.arch, known, log_dir, trials,
+        result = _run_search(mod, tasks, tvm_target, target.arch, known, log_dir, trials,
                              deadline, search, rpc_tracker, rpc_key, stages)
         st.detail = f"{result['trials']} trials"
 
@@ -154,10 +154,11 @@ def _extract_tasks(mod, target):
     return [t for t in tasks if not t.mod.attrs or not t.mod.attrs.get("tirx.is_scheduled")]
 
 
-def _run_search(tasks, target, arch, known_records, log_dir, trials, deadline, search,
+def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, deadline, search,
                 rpc_tracker, rpc_key, stages) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
+    from mcc.tune_baseline import is_baseline_trace_json, measure_baselines
     from mcc.tune_search import (
         GradientScheduler,
         PersistRecords,
@@ -168,6 +169,17 @@ def _run_search(tasks, target, arch, known_records, log_dir, trials, deadline, s
     from mcc.tune_workers import make_builder
 
     num_cores = int(target.attrs.get("num-cores", 0) or 0) or ms.utils.cpu_count(logical=False)
+    builder = make_builder(arch, max_workers=search.build_workers or num_cores,
+                           timeout_sec=search.build_timeout)
+    runner = _runner(search, rpc_tracker, rpc_key)
+    log_db = open_log(log_dir)
+    try:
+        # the default rules' schedules, measured first: the floor tuning must beat
+        known_records = [*known_records, *measure_baselines(
+            tasks, mod, target, builder, runner, known_records, log_db, stages.say)]
+    except BaseException:
+        builder.shutdown()
+        raise
     inner = ms.search_strategy.EvolutionarySearch(
         population_size=search.population, genetic_num_iters=search.genetic_iters,
         init_min_unmeasured=min(50, search.population))
@@ -183,8 +195,12 @@ def _run_search(tasks, target, arch, known_records, log_dir, trials, deadline, s
             num_threads=num_cores).clone())
     weights = [float(t.weight) for t in tasks]
 
+    # The baselines stay out of the search's database: the evolutionary search would
+    # replay their traces, tag included, and a mutated candidate would pass for one.
     database = ms.database.MemoryDatabase(module_equality="structural")
     for record in known_records:
+        if is_baseline_trace_json(record.trace.as_json()):
+            continue
         workload = database.commit_workload(record.workload.mod)
         database.commit_tuning_record(ms.database.TuningRecord(
             record.trace, workload, record.run_secs, record.target, record.args_info))
@@ -193,14 +209,11 @@ def _run_search(tasks, target, arch, known_records, log_dir, trials, deadline, s
     if warmed:
         stages.say(f"[mcc] cost model warm-started on {warmed} known records")
 
-    builder = make_builder(arch, max_workers=search.build_workers or num_cores,
-                           timeout_sec=search.build_timeout)
-    runner = _runner(search, rpc_tracker, rpc_key)
     history: dict[int, list[float]] = {}
     progress = ProgressCallback(stages.emit, [t.task_name for t in tasks], weights, trials,
                                 deadline, history)
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
-                 PersistRecords(open_log(log_dir)), progress]
+                 PersistRecords(log_db), progress]
     try:
         GradientScheduler(weights, history).tune(
             tasks=contexts, task_weights=weights, max_trials_global=trials,

@@ -33,8 +33,15 @@ def record_lines(log: Path) -> list:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def workload_hashes(log: Path) -> list[str]:
+    path = log / FAMILY / "database_workload.json"
+    return [json.loads(line)[0] for line in path.read_text().splitlines() if line.strip()]
+
+
 def trace_texts(log: Path) -> list[str]:
-    return [json.dumps(rec[1][0], sort_keys=True) for rec in record_lines(log)]
+    """(workload, trace) texts: the default-rule baselines of two kernels of the same
+    shape class (two transposes) share a trace text, but not a workload."""
+    return [json.dumps([rec[0], rec[1][0]], sort_keys=True) for rec in record_lines(log)]
 
 
 def _wait_for_records(log: Path, count: int, proc, timeout: float) -> int:
@@ -106,7 +113,13 @@ def test_compile_applies_records_and_verifies(resumed):
     model, log, *_ = resumed
     compiled = mcc.compile(model, tuning_logs=[log])
     sched = compiled.report["schedule"]
-    assert sched["from_records"] == sched["tasks"] == 1
+    # every kernel the search measured takes its record, unless the default rules'
+    # measured baseline beat it (mcc.tune_baseline); the others keep the rules
+    searched = {rec[0] for rec in record_lines(log)
+                if "mcc_default_rule" not in json.dumps(rec[1][0]) and np.mean(rec[1][1]) < 1e9}
+    assert searched
+    assert sched["from_records"] + sched["rules_beat_records"] == len(searched)
+    assert sched["from_records"] + sched["from_default_rules"] == sched["tasks"] == 3
     untuned = mcc.compile(model, tuning_logs=[])
     assert untuned.report["schedule"]["from_records"] == 0
     x = np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)
@@ -160,12 +173,18 @@ def test_merge_keeps_best_per_workload_and_target(resumed, tmp_path, cli):
     result = cli("tune", "--merge", log, foreign, "-o", out)
     assert result.exit_code == 0, result.stderr
     merged = record_lines(out)
-    assert len(merged) == 2  # one workload, two targets
+    workloads = workload_hashes(log)
+    best: dict[str, float] = {}
+    for rec in record_lines(log):
+        if np.mean(rec[1][1]) < 1e9:
+            key = workloads[rec[0]]
+            best[key] = min(best.get(key, 1e100), np.mean(rec[1][1]))
+    assert len(merged) == 2 * len(best) == 6  # three workloads, two targets
     host_mcpu = record_lines(log)[0][1][2]["mcpu"]
     assert {rec[1][2]["mcpu"] for rec in merged} == {host_mcpu, "sapphirerapids"}
-    valid = [np.mean(rec[1][1]) for rec in record_lines(log) if np.mean(rec[1][1]) < 1e9]
+    merged_workloads = workload_hashes(out)
     for rec in merged:
-        assert np.mean(rec[1][1]) == pytest.approx(min(valid))
+        assert np.mean(rec[1][1]) == pytest.approx(best[merged_workloads[rec[0]]])
     again = cli("tune", "--merge", log, foreign, "-o", out)
     assert_one_line_error(again, "not empty")
 
@@ -197,9 +216,10 @@ def test_rpc_tracker_loopback(tmp_path, save_onnx):
         if server is not None:
             server.terminate()
         tracker.terminate()
-    assert report.trials == 4
+    assert report.trials >= 4  # a batch may end short on a tiny task's search space
     measured = [np.mean(rec[1][1]) for rec in record_lines(log)]
-    assert len(measured) == 4 and min(measured) < 1e9  # measured remotely, not failed
+    # the 3 default-rule baselines (mcc.tune_baseline) and the trials, measured remotely
+    assert len(measured) == 3 + report.trials and min(measured) < 1e9
 
 
 def test_tune_refuses_a_target_it_cannot_measure(cli, tmp_path, save_onnx):
