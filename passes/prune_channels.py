@@ -19,7 +19,9 @@ Two modes:
   consumer gets ``b += v * W[k, :]``.
 
 * a ratio (``0 < r < 1``): in each group of channels produced by the same
-  layers, the ``floor(r * n)`` filters with the lowest l1 / l2 norm (relative
+  layers, up to ``floor(r * n)`` filters (fewer where that keeps the remaining
+  count a multiple of 16 in layers of 64 channels or more, so kernels stay vectorised;
+  zero mode keeps zero channels for the same reason) with the lowest l1 / l2 norm (relative
   to the layer's mean, summed over the layers that produce the channel) are
   treated as zero, then removed exactly as above. This changes the outputs;
   no fine-tuning happens, so accuracy drops by whatever those filters carried.
@@ -118,6 +120,8 @@ def prune_channels(mod: tvm.IRModule, ratio: float | None = None,
     chosen = _choose(graph, ratio, criterion) if ratio is not None else set()
     values = _constant_values(graph, chosen)
     removed = _removable(graph, values)
+    if ratio is None:
+        removed = _align_removed(graph, removed)
     if not removed:
         report.layers = _layer_changes(graph, removed)
         return mod, report
@@ -134,32 +138,72 @@ def prune_channels(mod: tvm.IRModule, ratio: float | None = None,
 
 # choosing filters (ratio mode) -----------------------------------------------------------
 
+# in groups of ALIGN_FROM channels or more, the kept channels are a multiple of
+# CHANNEL_ALIGN (a full AVX-512 fp32 vector)
+CHANNEL_ALIGN = 16
+ALIGN_FROM = 64
+
 def _choose(graph: ChannelGraph, ratio: float, criterion: str) -> set[int]:
     """Class roots to treat as zero: per group of classes produced by the same layers, the
     floor(ratio * n) with the lowest summed relative filter norm."""
     scores: dict[int, float] = {}
-    producers: dict[int, set[int]] = {}
-    for layer in graph.layers:
-        if layer.kind == "depthwise":
-            continue  # rides along with the channel it filters; too small to rank by
+    for layer in _ranked_layers(graph):
         rows = layer.filters()
         norms = (np.abs(rows).sum(axis=1) if criterion == "l1"
                  else np.sqrt((rows.astype(np.float64) ** 2).sum(axis=1)))
         mean = float(norms.mean()) or 1.0
         for o, norm in enumerate(norms):
             root = graph.find(layer.out.base + o)
-            if graph.pinned[root]:
-                continue
-            scores[root] = scores.get(root, 0.0) + float(norm) / mean
-            producers.setdefault(root, set()).add(layer.index)
+            if not graph.pinned[root]:
+                scores[root] = scores.get(root, 0.0) + float(norm) / mean
+    chosen: set[int] = set()
+    for roots in _groups(graph):
+        count = _aligned_count(len(roots), int(math.floor(ratio * len(roots) + 1e-9)))
+        chosen.update(sorted(roots, key=lambda r: (scores[r], r))[:count])
+    return chosen
+
+
+def _ranked_layers(graph: ChannelGraph):
+    # a depthwise conv rides along with the channel it filters: too small to rank by
+    return [layer for layer in graph.layers if layer.kind != "depthwise"]
+
+
+def _groups(graph: ChannelGraph) -> list[list[int]]:
+    """Unpinned class roots grouped by the set of layers producing them."""
+    producers: dict[int, set[int]] = {}
+    for layer in _ranked_layers(graph):
+        for o in range(layer.out.channels):
+            root = graph.find(layer.out.base + o)
+            if not graph.pinned[root]:
+                producers.setdefault(root, set()).add(layer.index)
     groups: dict[frozenset, list[int]] = {}
     for root, layers in producers.items():
         groups.setdefault(frozenset(layers), []).append(root)
-    chosen: set[int] = set()
-    for roots in groups.values():
-        count = int(math.floor(ratio * len(roots) + 1e-9))
-        chosen.update(sorted(roots, key=lambda r: (scores[r], r))[:count])
-    return chosen
+    return list(groups.values())
+
+
+def _align_removed(graph: ChannelGraph, removed: set[int]) -> set[int]:
+    """Keep some removable zero channels so every group keeps whole vectors (zero mode:
+    a kept zero channel is still exact, just not free)."""
+    kept_back: set[int] = set()
+    for roots in _groups(graph):
+        gone = sorted(r for r in roots if r in removed)
+        kept_back.update(gone[_aligned_count(len(roots), len(gone)):])
+    return removed - kept_back
+
+
+def _aligned_count(channels: int, count: int) -> int:
+    """Remove at most ``count`` of ``channels`` so that a multiple of CHANNEL_ALIGN remains.
+
+    The CPU kernels vectorise along channels (NHWC): 45 channels instead of 64 leave a
+    remainder no SIMD lane width divides, and the kernel falls back to scalar code that is
+    far slower than the unpruned one (measured: ResNet-50 at ratio 0.3 went from 44 ms to
+    816 ms). So a ratio prunes "up to" its share, keeping whole vectors.
+    """
+    if channels < ALIGN_FROM or channels % CHANNEL_ALIGN:
+        return count  # small layers cost little either way: prune them exactly
+    keep = -(-(channels - count) // CHANNEL_ALIGN) * CHANNEL_ALIGN  # round up
+    return channels - keep
 
 
 # which channels are constant -------------------------------------------------------------

@@ -30,3 +30,17 @@ def test_drift_summary_names_samples_and_agreement():
     text = drift_summary({"samples": "4 seeded random inputs", "outputs": {
         "y": {"max_abs": 0.5, "rel_l2": 0.1, "top1_agreement": 0.75}}})
     assert "4 seeded random inputs" in text and "top-1 agrees 75%" in text
+
+
+@pytest.mark.parametrize("channels, count, expected", [
+    (64, 19, 16),    # 45 kept would leave a partial vector: keep 48
+    (256, 76, 64),   # 180 -> 192 kept
+    (512, 153, 144),  # 359 -> 368 kept
+    (64, 16, 16),    # already whole vectors
+    (48, 14, 14),    # small layers are pruned exactly
+    (100, 30, 30),   # a count no vector width divides stays as asked
+])
+def test_ratio_prune_keeps_whole_vectors_in_large_layers(channels, count, expected):
+    from mcc.passes.prune_channels import _aligned_count
+
+    assert _aligned_count(channels, count) == expected
