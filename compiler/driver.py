@@ -109,6 +109,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
 
     # schedule: tuning records first, default rules for the rest
     with stages.stage("schedule") as st:
+        unscheduled = mod
         mod, coverage = schedule(mod, target, config.target.family, config.tuning_logs)
         st.detail = (f"{coverage.tasks} kernels: {coverage.from_records} from tuning records, "
                      f"{coverage.from_rules} from default rules, {coverage.naive} untuned")
@@ -123,7 +124,15 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
 
     # build: TVM lowering and LLVM code generation
     with stages.stage("build") as st:
-        executable = build(mod, target)
+        try:
+            executable = build(mod, target)
+        except MccError as err:
+            # an epilogue fused into a conv / matmul kernel that lowers wrongly (seen: a
+            # tanh-GELU after a matmul in Magika): rebuild with epilogues as separate loops
+            stages.say(f"[mcc] {err}; rebuilding with unfused epilogues")
+            mod, coverage = schedule(unscheduled, target, config.target.family,
+                                     config.tuning_logs, fuse_epilogues=False)
+            executable = build(mod, target)
         st.detail = (f"target {config.target.name} "
                      f"({config.target.cuda_arch or config.target.tvm.get('mcpu', 'generic')})")
     prune_info = pruned.to_json() if pruned else None

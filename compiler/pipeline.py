@@ -28,13 +28,14 @@ from mcc.errors import MccError, first_line
 from mcc.passes import ConvertLayout, FoldBatchNorm, FoldConstantShapes
 
 
-def graph_passes(layout: str = "NCHW") -> list[tuple[str, tvm.transform.Pass]]:
+def graph_passes(layout: str = "NCHW", strict_layout: bool = True
+                 ) -> list[tuple[str, tvm.transform.Pass]]:
     T = relax.transform
     return [
         ("mcc.FoldConstantShapes", FoldConstantShapes()),
         ("FoldConstant", T.FoldConstant()),
         ("mcc.FoldBatchNorm", FoldBatchNorm()),
-        (f"mcc.ConvertLayout({layout})", ConvertLayout(layout)),
+        (f"mcc.ConvertLayout({layout})", ConvertLayout(layout, strict=strict_layout)),
         ("DecomposeOpsForInference", T.DecomposeOpsForInference()),
         ("CanonicalizeBindings", T.CanonicalizeBindings()),
         ("FoldConstant", T.FoldConstant()),
@@ -53,7 +54,8 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target,
     """Run the graph pipeline for ``target``; return the module and the pass names applied."""
     from mcc.passes.layout import resolve_layout
 
-    steps = graph_passes(resolve_layout(layout, target.kind.name))
+    # an explicit --layout must hold; auto keeps the imported layout where conversion fails
+    steps = graph_passes(resolve_layout(layout, target.kind.name), strict_layout=layout != "auto")
     with target:
         for name, graph_pass in steps:
             try:

@@ -84,7 +84,7 @@ def _database(dirs: list[Path], target):
 
 
 def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
-             extra_dirs=()) -> tuple[tvm.IRModule, ScheduleReport]:
+             extra_dirs=(), fuse_epilogues: bool = True) -> tuple[tvm.IRModule, ScheduleReport]:
     from tvm import relax
     from tvm.s_tir import dlight as dl
 
@@ -104,7 +104,7 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
         # Constant weights may be repacked by the rules: mark them (this renames the
         # kernels, so from here on they are counted, not named), then fold the repacking.
         mod = relax.transform.AttachAttrLayoutFreeBuffers()(mod)
-        mod = dl.ApplyDefaultSchedule(*rules_for(target))(mod)
+        mod = dl.ApplyDefaultSchedule(*rules_for(target, fuse_epilogues))(mod)
         scheduled = min(len(tasks), len(_scheduled_funcs(mod)))
         mod = relax.transform.SplitLayoutRewritePreproc()(mod)
         mod = relax.transform.FoldConstant()(mod)

@@ -57,12 +57,23 @@ def convert_layout(mod: tvm.IRModule, layout: str) -> tvm.IRModule:
 class ConvertLayout:
     """Module pass form of :func:`convert_layout`, for the pipeline."""
 
-    def __init__(self, layout: str):
+    def __init__(self, layout: str, strict: bool = True):
         if layout not in _DESIRED and layout != "NCHW":
             raise MccError(f"unknown layout '{layout}'; valid layouts: NCHW, NHWC")
         self.layout = layout
+        self.strict = strict  # False (--layout auto): keep the model as it is if TVM cannot
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
+        try:
+            return self._convert(mod)
+        except Exception:
+            if self.strict:
+                raise
+            # e.g. TVM's ConvertLayout cannot infer a layout for some op next to a conv
+            # (Magika: "can't find S in source layout ABC"); NCHW still compiles and runs
+            return mod
+
+    def _convert(self, mod: tvm.IRModule) -> tvm.IRModule:
         if self.layout == "NCHW" or not _has_conv2d(mod):
             return mod  # nothing to convert: leave transposes of other models alone
         T = relax.transform

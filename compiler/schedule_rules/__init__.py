@@ -21,13 +21,14 @@ from mcc.schedule_rules.injective import Injective, ParallelFallback
 from mcc.schedule_rules.tiled_reduction import TiledReduction
 
 
-def _llvm_rules() -> list:
+def _llvm_rules(fuse_epilogues: bool = True) -> list:
     from tvm.s_tir import dlight as dl
 
-    return [TiledReduction(), dl.cpu.GEMV(), dl.cpu.Reduction(), Injective(), ParallelFallback()]
+    return [TiledReduction(fuse_epilogue=fuse_epilogues), dl.cpu.GEMV(), dl.cpu.Reduction(),
+            Injective(), ParallelFallback()]
 
 
-def _cuda_rules() -> list:
+def _cuda_rules(fuse_epilogues: bool = True) -> list:
     """dlight's GPU rules; every GPU kernel must be thread-bound, hence Fallback last."""
     from tvm.s_tir import dlight as dl
 
@@ -42,10 +43,13 @@ RULES_BY_KIND = {
 }
 
 
-def rules_for(target) -> list:
-    """The default schedule rules for ``target`` (empty for a kind without any)."""
+def rules_for(target, fuse_epilogues: bool = True) -> list:
+    """The default schedule rules for ``target`` (empty for a kind without any).
+
+    ``fuse_epilogues=False`` is the driver's fallback when a build fails: elementwise
+    epilogues then run as separate loops instead of inside the conv / matmul kernel."""
     factory = RULES_BY_KIND.get(target.kind.name)
-    return factory() if factory else []
+    return factory(fuse_epilogues) if factory else []
 
 
 __all__ = ["CpuInfo", "Injective", "ParallelFallback", "RULES_BY_KIND", "TiledReduction",

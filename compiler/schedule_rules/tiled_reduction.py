@@ -39,9 +39,11 @@ MAX_ROWS = 8  # rows per micro-kernel: more rows means more broadcasts per weigh
 class TiledReduction(CpuRule):
     """Register-blocked, vectorised, parallel schedule for conv / matmul / pooling kernels."""
 
-    def __init__(self, pack_weights: bool = True, pad_in_tile: bool = True):
+    def __init__(self, pack_weights: bool = True, pad_in_tile: bool = True,
+                 fuse_epilogue: bool = True):
         self.pack_weights = pack_weights
         self.pad_in_tile = pad_in_tile
+        self.fuse_epilogue = fuse_epilogue  # False: epilogues run as separate loops
 
     def apply(self, func: tirx.PrimFunc, target, tunable: bool):
         started = self._start(func, target)
@@ -66,7 +68,7 @@ class TiledReduction(CpuRule):
                 continue
             if not (plan.per_channel and self.pad_in_tile and _pad_in_tile(sch, block, plan)):
                 schedule_spatial(sch, block.block_rv, info)
-        _fuse_epilogue(sch, plan, blocks[index + 1:], info)
+        _fuse_epilogue(sch, plan, blocks[index + 1:], info, inline=self.fuse_epilogue)
         return sch
 
 
@@ -214,10 +216,13 @@ def _schedule_main(sch, main, plan: _Plan) -> None:
     plan.writeback, plan.tile_loop = writeback, tile
 
 
-def _fuse_epilogue(sch, plan: _Plan, consumers, info) -> None:
+def _fuse_epilogue(sch, plan: _Plan, consumers, info, inline: bool = True) -> None:
     """Inline elementwise consumers into the accumulator write-back; schedule the rest apart."""
     leftover = []
     for block in consumers:
+        if not inline:
+            leftover.append(block)
+            continue
         try:
             sch.reverse_compute_inline(block.block_rv)
         except Exception:  # not a pure elementwise reader of the tile: run it separately
