@@ -176,15 +176,18 @@ MODELS = {
 }
 
 
-def export_onnx(name: str, out_dir: Path) -> Path:
-    """Write ``<out_dir>/<name>.onnx`` (seeded weights) unless it exists; return its path."""
-    path = out_dir / f"{name}.onnx"
+def export_onnx(name: str, out_dir: Path, edit=None, suffix: str = "") -> Path:
+    """Write ``<out_dir>/<name><suffix>.onnx`` (seeded weights, then ``edit(model)`` if
+    given) unless it exists; return its path."""
+    path = out_dir / f"{name}{suffix}.onnx"
     if path.exists():
         return path
     out_dir.mkdir(parents=True, exist_ok=True)
     build, example, input_name = MODELS[name]
     torch.manual_seed(0)
     model = build().eval()
+    if edit is not None:
+        edit(model)
     tmp = path.with_suffix(".tmp")
     with torch.no_grad():
         torch.onnx.export(model, (example(),), str(tmp), input_names=[input_name],

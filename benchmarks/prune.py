@@ -58,27 +58,16 @@ def _alternate(runs: dict, repeat: int) -> dict[str, list[float]]:
 
 def export_zeroed(name: str, share: float, out_dir: Path) -> Path:
     """``name`` with the lowest-l1 share of each conv's filters zeroed, exported to ONNX."""
-    import torch
     from torch import nn
     from torch.nn.utils import prune
 
-    path = out_dir / f"{name}-zero{share:g}.onnx"
-    if path.exists():
-        return path
-    build, example, input_name = MODELS[name]
-    torch.manual_seed(0)
-    model = build().eval()
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d) and module.groups == 1:
-            prune.ln_structured(module, "weight", amount=share, n=1, dim=0)
-            prune.remove(module, "weight")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with torch.no_grad():
-        torch.onnx.export(model, (example(),), str(tmp), input_names=[input_name],
-                          output_names=["output"], opset_version=17, dynamo=False)
-    tmp.rename(path)
-    return path
+    def zero_filters(model) -> None:
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d) and module.groups == 1:
+                prune.ln_structured(module, "weight", amount=share, n=1, dim=0)
+                prune.remove(module, "weight")
+
+    return export_onnx(name, out_dir, edit=zero_filters, suffix=f"-zero{share:g}")
 
 
 def main() -> None:
