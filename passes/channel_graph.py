@@ -229,6 +229,13 @@ def _output(graph: ChannelGraph, var, axis: int) -> Tensor | None:
     return tensor
 
 
+def _add_joined(graph, step) -> bool:
+    """Record ``step`` and join its output's channel c with channel c of each input."""
+    graph.steps.append(step)
+    _join(graph, step)
+    return True
+
+
 def _join(graph: ChannelGraph, step: Step) -> None:
     """Join channel c of every input with channel c of the output."""
     for tensor in step.inputs:
@@ -325,9 +332,7 @@ def _unary(graph, var, call) -> bool:
     if out is None or out.shape != inp.shape:
         return False
     step = Step("unary", var, call, [inp], out)
-    graph.steps.append(step)
-    _join(graph, step)
-    return True
+    return _add_joined(graph, step)
 
 
 def per_channel(const: np.ndarray, out_shape, axis: int) -> np.ndarray | None:
@@ -359,9 +364,7 @@ def _binary(graph, var, call) -> bool:
         out = _output(graph, var, inp.axis)
         step = Step("binary_const", var, call, [inp], out, const=values,
                     const_first=const_a is not None)
-        graph.steps.append(step)
-        _join(graph, step)
-        return True
+        return _add_joined(graph, step)
     ta, tb = _input(graph, a), _input(graph, b)
     if ta is None or tb is None:
         return False
@@ -372,9 +375,7 @@ def _binary(graph, var, call) -> bool:
         return False
     out = _output(graph, var, axis_a)
     step = Step("binary", var, call, [ta, tb], out)
-    graph.steps.append(step)
-    _join(graph, step)
-    return True
+    return _add_joined(graph, step)
 
 
 def _pool(graph, var, call) -> bool:
@@ -385,9 +386,7 @@ def _pool(graph, var, call) -> bool:
     if out is None or out.channels != inp.channels:
         return False
     step = Step("pool", var, call, [inp], out)
-    graph.steps.append(step)
-    _join(graph, step)
-    return True
+    return _add_joined(graph, step)
 
 
 def _reduce(graph, var, call) -> bool:
@@ -403,9 +402,7 @@ def _reduce(graph, var, call) -> bool:
     if out is None or out.channels != inp.channels:
         return False
     step = Step("reduce", var, call, [inp], out)
-    graph.steps.append(step)
-    _join(graph, step)
-    return True
+    return _add_joined(graph, step)
 
 
 def _reshape(graph, var, call) -> bool:
@@ -420,9 +417,7 @@ def _reshape(graph, var, call) -> bool:
         return False
     out = _output(graph, var, axis)
     step = Step("reshape", var, call, [inp], out)
-    graph.steps.append(step)
-    _join(graph, step)
-    return True
+    return _add_joined(graph, step)
 
 
 def _channel_axis_after_reshape(in_shape, axis, out_shape) -> int | None:
