@@ -22,6 +22,15 @@ def _stderr(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _print_report(report, as_json: bool) -> None:
+    """A verb's report (bench, tune, merge) as JSON or as its text lines."""
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+
+
 class MccGroup(click.Group):
     """Turns exceptions into one line and an exit code, at the edge of the program."""
 
@@ -236,11 +245,7 @@ def bench(model, target, input_shapes, repeat, reference, as_json):
 
     report = mcc.bench(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                        repeat=repeat, reference=reference, progress=_stderr)
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        for line in report.lines():
-            click.echo(line)
+    _print_report(report, as_json)
 
 
 @main.command()
@@ -295,11 +300,7 @@ def tune(paths, target, trials, time_budget, tuning_log, input_shapes, rpc_track
         report = mcc.tune(paths[0], target=target, trials=trials, time_budget=time_budget,
                           tuning_log=tuning_log, input_shapes=parse_input_shapes(input_shapes),
                           rpc_tracker=rpc_tracker, rpc_key=rpc_key, progress=_stderr)
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        for line in report.lines():
-            click.echo(line)
+    _print_report(report, as_json)
 
 
 @main.command()
