@@ -4,6 +4,8 @@
     NHWC   activations NHWC, conv weights HWIO: the channel axis is innermost,
            so conv, depthwise conv, pooling and the bias / activation epilogues
            all vectorise along channels (what mcc's CPU rules are built for)
+    NCHWc  blocked: activations NCHW[b]c, weights OIHW[bi]i[bo]o, b = the target's
+           SIMD lanes (passes/layout_blocked.py; CPU targets only)
     auto   the fastest layout for the target, chosen by measurement (see
            ``AUTO_LAYOUT`` and docs/BENCHMARKS.md)
 
@@ -28,7 +30,7 @@ from tvm import relax, tirx
 from mcc.errors import MccError
 from mcc.passes.fold_constant_shapes import fold_constant_shapes
 
-LAYOUTS = ("NCHW", "NHWC", "auto")
+LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
 
 # Measured with benchmarks/layout.py (docs/BENCHMARKS.md): NHWC beats NCHW with
 # mcc's rules on every benchmark model on x86; NHWC is also the ARM / CUDA choice.
@@ -58,8 +60,8 @@ class ConvertLayout:
     """Module pass form of :func:`convert_layout`, for the pipeline."""
 
     def __init__(self, layout: str, strict: bool = True):
-        if layout not in _DESIRED and layout != "NCHW":
-            raise MccError(f"unknown layout '{layout}'; valid layouts: NCHW, NHWC")
+        if layout not in _DESIRED and layout not in ("NCHW", "NCHWc"):
+            raise MccError(f"unknown layout '{layout}'; valid layouts: NCHW, NHWC, NCHWc")
         self.layout = layout
         self.strict = strict  # False (--layout auto): keep the model as it is if TVM cannot
 
@@ -78,12 +80,32 @@ class ConvertLayout:
             return mod  # nothing to convert: leave transposes of other models alone
         T = relax.transform
         mod = _raise_scalar_minmax(mod)
+        if self.layout == "NCHWc":
+            return _convert_blocked(mod)
         mod = T.ConvertLayout(_DESIRED[self.layout])(mod)
         mod = _cancel_transposes(mod)
         mod = T.EliminateCommonSubexpr()(mod)  # one transpose of a tensor several ops read
         mod = fold_constant_shapes(mod)  # the HWIO weights, in numpy
         mod = T.DeadCodeElimination()(mod)
         return T.FoldConstant()(mod)
+
+
+def _convert_blocked(mod: tvm.IRModule) -> tvm.IRModule:
+    """NCHW[b]c with b the current target's fp32 SIMD lanes (passes/layout_blocked.py)."""
+    from mcc.passes.layout_blocked import to_blocked_layout
+    from mcc.schedule_rules.cpu_info import cpu_info
+
+    target = tvm.target.Target.current(allow_none=True)
+    if target is None or target.kind.name != "llvm":
+        kind = target.kind.name if target is not None else "no"
+        raise MccError(f"--layout NCHWc is a CPU layout (SIMD-wide channel blocks); "
+                       f"{kind} target given: use NHWC or auto")
+    T = relax.transform
+    # batch norms that did not fold into a conv become per-channel arithmetic the
+    # blocked rewrite carries through; their constants fold first
+    mod = T.FoldConstant()(T.DecomposeOpsForInference()(mod))
+    mod = to_blocked_layout(mod, cpu_info(target).lanes("float32"))
+    return T.FoldConstant()(mod)
 
 
 def _has_conv2d(mod: tvm.IRModule) -> bool:
