@@ -34,7 +34,8 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     for the passes that need real data. ``prune`` is ``"zero"`` (remove all-zero filters,
     lossless) or a ratio in (0, 1) (remove that share of each layer's lowest-norm filters by
     ``prune_criterion``, "l1" or "l2"; no fine-tuning). ``layout`` is the convolution data
-    layout: "NCHW", "NHWC" or "auto" (fastest for the target). ``quantize="int8"`` calibrates
+    layout: "NCHW", "NHWC", "NCHWc" (blocked, CPU) or "auto" (fastest for the target).
+    ``quantize="int8"`` calibrates
     on the samples (``calibration_method``: minmax, percentile or entropy;
     ``calibration="random"`` only for speed tests) and compiles conv2d / matmul into int8
     kernels, except the ops or node names in ``exclude``; ``accuracy_budget`` keeps the most

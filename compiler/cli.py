@@ -101,7 +101,7 @@ def _target_help() -> str:
 @click.option("--cross-compiler", default=None, metavar="CXX",
               help="C++ compiler that links the .so for another architecture "
                    "(default for ARM targets: aarch64-linux-gnu-g++)")
-@click.option("--layout", type=click.Choice(["NCHW", "NHWC", "auto"]), default="auto",
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC", "NCHWc", "auto"]), default="auto",
               show_default=True, help="convolution data layout (auto: fastest for the target)")
 def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
             prune, prune_criterion, cross_compiler, layout, quantize, calibration_method,

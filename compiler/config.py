@@ -24,7 +24,7 @@ class CompileConfig:
     # structured pruning (mcc.pruning): None, "zero" (lossless) or a ratio in (0, 1)
     prune: str | float | None = None
     prune_criterion: str = "l1"  # filter norm ranking a ratio prune: "l1" or "l2"
-    layout: str = "auto"  # conv data layout: NCHW, NHWC or auto (per target, mcc.passes.layout)
+    layout: str = "auto"  # conv data layout: NCHW, NHWC, NCHWc, auto (mcc.passes.layout)
     # quantization (mcc.quantization): "int8" / "fp16" / None, and how to calibrate int8
     quantize: str | None = None
     calibration_method: str = "minmax"  # minmax | percentile | entropy

@@ -47,6 +47,9 @@ def resolve_layout(layout: str, target_kind: str) -> str:
         raise MccError(f"unknown layout '{layout}'; valid layouts: {', '.join(LAYOUTS)}")
     if layout == "auto":
         return AUTO_LAYOUT.get(target_kind, "NCHW")
+    if layout == "NCHWc" and target_kind != "llvm":
+        raise MccError(f"--layout NCHWc is a CPU layout (SIMD-wide channel blocks); "
+                       f"{target_kind} target given: use NHWC or auto")
     return layout
 
 
@@ -96,14 +99,12 @@ def _convert_blocked(mod: tvm.IRModule) -> tvm.IRModule:
     from mcc.schedule_rules.cpu_info import cpu_info
 
     target = tvm.target.Target.current(allow_none=True)
-    if target is None or target.kind.name != "llvm":
-        kind = target.kind.name if target is not None else "no"
-        raise MccError(f"--layout NCHWc is a CPU layout (SIMD-wide channel blocks); "
-                       f"{kind} target given: use NHWC or auto")
+    resolve_layout("NCHWc", target.kind.name if target is not None else "no")
     T = relax.transform
     # batch norms that did not fold into a conv become per-channel arithmetic the
     # blocked rewrite carries through; their constants fold first
-    mod = T.FoldConstant()(T.DecomposeOpsForInference()(mod))
+    mod = T.DecomposeOpsForInference()(mod)
+    mod = T.FoldConstant()(T.CanonicalizeBindings()(mod))  # BN's (y, mean, var)[0] -> y
     mod = to_blocked_layout(mod, cpu_info(target).lanes("float32"))
     return T.FoldConstant()(mod)
 

@@ -190,14 +190,17 @@ class _Blocker(relax.PyExprMutator):
         if depthwise:
             if bi != bo:
                 return None
-        elif (cin // groups) % bi or (cout // groups) % bo:
-            return None  # a channel block would straddle two groups
+        elif (cout // groups) % bo:
+            return None  # an output block would straddle two groups: lanes read other inputs
         x = self._as_blocked(data, ds)
+        # the weight's input block: the data's, or a whole group's inputs where several
+        # groups share one data block
+        wbi = bi if (cin // groups) % bi == 0 else cin // groups
         if isinstance(weight, tvm.ir.expr.Constant):
-            w = relax.const(_pack_weight(weight.value.numpy(), bi, bo, depthwise),
+            w = relax.const(_pack_weight(weight.value.numpy(), wbi, bo, depthwise),
                             str(weight.ty.dtype))
         else:
-            w = self.builder_.emit(_pack_weight_expr(weight, bi, bo, depthwise))
+            w = self.builder_.emit(_pack_weight_expr(weight, wbi, bo, depthwise))
         params = dict(strides=[int(s) for s in a.strides], padding=[int(p) for p in a.padding],
                       dilation=[int(d) for d in a.dilation], groups=groups)
         if depthwise:
@@ -238,7 +241,7 @@ class _Blocker(relax.PyExprMutator):
     def _reduce(self, call):
         """mean / sum / max over H and W (global pooling as ONNX imports it), kept dims."""
         blocked = self._blocked_of(call.args[0])
-        axes = call.attrs.axes
+        axes = call.attrs.axis
         if blocked is None or axes is None or not call.attrs.keepdims:
             return None
         if sorted(int(x) % 4 for x in axes) != [2, 3]:
@@ -325,27 +328,34 @@ def _out_hw(data, kernel_hw, strides, padding, dilation):
 
 def _conv2d_te(data, weight, strides, padding, dilation, groups, cout):
     """out[n, oc, y, x, o] = sum over the group's input blocks r, kh, kw, lanes i of
-    data[n, g(oc) + r, y*s + kh*d, x*s + kw*d, i] * weight[oc, r, kh, kw, i, o]."""
+    data[n, g(oc) + r, y*s + kh*d, x*s + kw*d, i] * weight[oc, r, kh, kw, i, o].
+
+    Where a group's inputs are narrower than a data block (weight block < data block),
+    input channel ``g * per_group + i`` is read from its block and lane instead."""
     from tvm import te
 
     n, _, _, _, bi = (int(d) for d in data.shape)
-    oblocks, rblocks, kh, kw, _, bo = (int(d) for d in weight.shape)
+    oblocks, rblocks, kh, kw, wbi, bo = (int(d) for d in weight.shape)
     oh, ow = _out_hw(data, (kh, kw), strides, padding, dilation)
     pad = _padded(data, padding)
     r = te.reduce_axis((0, rblocks), "r")
     ry = te.reduce_axis((0, kh), "ry")
     rx = te.reduce_axis((0, kw), "rx")
-    ri = te.reduce_axis((0, bi), "ri")
+    ri = te.reduce_axis((0, wbi), "ri")
     blocks_per_group = (cout // groups) // bo  # output blocks in one group
 
-    def in_block(oc):
-        return r if groups == 1 else (oc // blocks_per_group) * rblocks + r
+    def read(b, oc, y, x):
+        if groups == 1:
+            return pad[b, r, y, x, ri]
+        if wbi == bi:
+            return pad[b, (oc // blocks_per_group) * rblocks + r, y, x, ri]
+        channel = (oc // blocks_per_group) * wbi + ri  # rblocks == 1: the group's inputs
+        return pad[b, channel // bi, y, x, channel % bi]
 
     return te.compute(
         (n, oblocks, oh, ow, bo),
         lambda b, oc, y, x, o: te.sum(
-            pad[b, in_block(oc), y * strides[0] + ry * dilation[0],
-                x * strides[1] + rx * dilation[1], ri]
+            read(b, oc, y * strides[0] + ry * dilation[0], x * strides[1] + rx * dilation[1])
             * weight[oc, r, ry, rx, ri, o], axis=[r, ry, rx, ri]),
         name="conv2d_nchwc")
 

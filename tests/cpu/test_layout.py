@@ -101,7 +101,7 @@ def test_layouts_give_the_same_outputs(layout):
 def test_auto_layout_per_target_and_bad_layout():
     assert resolve_layout("auto", "llvm") == "NHWC"
     assert resolve_layout("NCHW", "llvm") == "NCHW"
-    with pytest.raises(MccError, match="valid layouts: NCHW, NHWC, auto"):
+    with pytest.raises(MccError, match="valid layouts: NCHW, NHWC, NCHWc, auto"):
         resolve_layout("NCHW16c", "llvm")
 
 
