@@ -1,22 +1,32 @@
 """``--layout auto`` against each fixed layout, per benchmark model, side by side in one process.
 
-    .venv/bin/python benchmarks/layout.py [--models resnet18,...] [--repeat N] [--json out.json]
+    .venv/bin/python benchmarks/layout.py [--models resnet18,...] [--layouts NHWC,NCHWc,auto]
+                                          [--repeat N] [--cpu-time] [--json out.json]
 
-Compiles each network once per layout (NCHW, NHWC, auto; each verified against
-ONNX Runtime), then times all of them and ONNX Runtime in interleaved rounds on
-the same inputs, so background load hits every variant alike. Prints a Markdown
-table for docs/BENCHMARKS.md. BERT has no convolution: every layout gives the
-same module, so it is left out unless named.
+Compiles each network once per layout (NCHW, NHWC, NCHWc, auto; each verified
+against ONNX Runtime), then times all of them and ONNX Runtime in interleaved
+rounds on the same inputs, so background load hits every variant alike. Prints
+a Markdown table for docs/BENCHMARKS.md. With ``--cpu-time`` everything runs on
+one thread (``TVM_NUM_THREADS=1``, ORT ``intra_op_num_threads=1``) and each call
+is timed by the process's CPU time: the work one core does, which a busy shared
+machine disturbs far less than wall time. BERT has no convolution: every layout
+gives the same module, so it is left out unless named. NCHW is 24-41x slower
+than NHWC with mcc's rules (docs/BENCHMARKS.md) and costs minutes per model;
+``--layouts`` leaves it out.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
+
+if "--cpu-time" in sys.argv:
+    os.environ["TVM_NUM_THREADS"] = "1"  # before TVM starts its thread pool
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -26,21 +36,27 @@ from models import export_onnx  # noqa: E402
 import mcc  # noqa: E402
 from mcc.tensors import random_inputs  # noqa: E402
 
-LAYOUTS = ("NCHW", "NHWC", "auto")
+LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18,resnet50,mobilenet_v2")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS))
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one thread each, timed by process CPU time")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    layouts = args.layouts.split(",")
+    fixed = [x for x in layouts if x != "auto"]
+    clock = time.process_time if args.cpu_time else time.perf_counter
 
     rows = []
     for name in args.models.split(","):
         path = export_onnx(name, HERE / "onnx")
-        runners, compile_s, reference = {}, {}, None
-        for layout in LAYOUTS:
+        runners, compile_s = {}, {}
+        for layout in layouts:
             print(f"== {name} --layout {layout}", file=sys.stderr)
             start = time.perf_counter()
             compiled = mcc.compile(path, layout=layout,
@@ -48,33 +64,48 @@ def main() -> None:
             compile_s[layout] = time.perf_counter() - start
             feed = random_inputs(compiled.inputs, seed=0, symbolic_size=1)
             runners[layout] = compiled.module.runner(feed)
-            reference = (compiled.reference_name, lambda f=feed, c=compiled: c.reference(f))
-        runners[reference[0]] = reference[1]
+        runners["onnxruntime"] = _onnxruntime(path, feed, one_thread=args.cpu_time)
         samples = {k: [] for k in runners}
         for fn in runners.values():  # warm-up
             fn()
         for _ in range(args.repeat):  # interleaved rounds
             for key, fn in runners.items():
-                start = time.perf_counter()
+                start = clock()
                 fn()
-                samples[key].append((time.perf_counter() - start) * 1e3)
+                samples[key].append((clock() - start) * 1e3)
         median = {k: statistics.median(v) for k, v in samples.items()}
-        best_fixed = min(("NCHW", "NHWC"), key=median.get)
-        rows.append({"model": name, "median_ms": median, "compile_s": compile_s,
-                     "best_fixed": best_fixed,
-                     "auto_vs_best": median["auto"] / median[best_fixed]})
+        row = {"model": name, "median_ms": median, "compile_s": compile_s,
+               "cpu_time": args.cpu_time}
+        if fixed:
+            row["best_fixed"] = min(fixed, key=median.get)
+            if "auto" in median:
+                row["auto_vs_best"] = median["auto"] / median[row["best_fixed"]]
+        rows.append(row)
         print(rows[-1], file=sys.stderr)
 
-    print("\n| model | NCHW ms | NHWC ms | auto ms | ONNX Runtime ms | best fixed "
-          "| auto / best fixed |")
-    print("|---|---|---|---|---|---|---|")
+    unit = "CPU ms, 1 thread" if args.cpu_time else "ms"
+    head = [f"{x} {unit}" for x in layouts] + [f"ONNX Runtime {unit}"]
+    tail = ["best fixed", "auto / best fixed"] if fixed and "auto" in layouts else []
+    print("\n| model | " + " | ".join(head + tail) + " |")
+    print("|---" * (1 + len(head) + len(tail)) + "|")
     for r in rows:
         m = r["median_ms"]
-        ref = next(v for k, v in m.items() if k not in LAYOUTS)
-        print(f"| {r['model']} | {m['NCHW']:.1f} | {m['NHWC']:.1f} | {m['auto']:.1f} "
-              f"| {ref:.1f} | {r['best_fixed']} | {r['auto_vs_best']:.2f} |")
+        cells = [f"{m[x]:.1f}" for x in [*layouts, "onnxruntime"]]
+        if tail:
+            cells += [r["best_fixed"], f"{r['auto_vs_best']:.2f}"]
+        print(f"| {r['model']} | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+
+
+def _onnxruntime(path, feed, one_thread: bool):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if one_thread:
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, feed)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
 
     # passes: graph-level optimisation and lowering to fused TIR kernels
     with stages.stage("passes") as st:
-        mod, passes = optimize(mod, target, layout=config.layout)
+        mod, passes = optimize(mod, target, layout=config.layout, say=stages.say)
         st.detail = f"{len(passes)} passes"
 
     # schedule: tuning records first, default rules for the rest

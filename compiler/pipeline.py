@@ -28,14 +28,14 @@ from mcc.errors import MccError, first_line
 from mcc.passes import ConvertLayout, FoldBatchNorm, FoldConstantShapes
 
 
-def graph_passes(layout: str = "NCHW", strict_layout: bool = True
+def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None
                  ) -> list[tuple[str, tvm.transform.Pass]]:
     T = relax.transform
     return [
         ("mcc.FoldConstantShapes", FoldConstantShapes()),
         ("FoldConstant", T.FoldConstant()),
         ("mcc.FoldBatchNorm", FoldBatchNorm()),
-        (f"mcc.ConvertLayout({layout})", ConvertLayout(layout, strict=strict_layout)),
+        (f"mcc.ConvertLayout({layout})", ConvertLayout(layout, strict=strict_layout, say=say)),
         ("DecomposeOpsForInference", T.DecomposeOpsForInference()),
         ("CanonicalizeBindings", T.CanonicalizeBindings()),
         ("FoldConstant", T.FoldConstant()),
@@ -50,12 +50,15 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True
 
 
 def optimize(mod: tvm.IRModule, target: tvm.target.Target,
-             layout: str = "auto") -> tuple[tvm.IRModule, list[str]]:
-    """Run the graph pipeline for ``target``; return the module and the pass names applied."""
+             layout: str = "auto", say=None) -> tuple[tvm.IRModule, list[str]]:
+    """Run the graph pipeline for ``target``; return the module and the pass names applied.
+
+    ``say`` receives a progress line where ``--layout auto`` keeps the imported layout."""
     from mcc.passes.layout import resolve_layout
 
     # an explicit --layout must hold; auto keeps the imported layout where conversion fails
-    steps = graph_passes(resolve_layout(layout, target.kind.name), strict_layout=layout != "auto")
+    steps = graph_passes(resolve_layout(layout, target.kind.name), strict_layout=layout != "auto",
+                         say=say)
     with target:
         for name, graph_pass in steps:
             try:

@@ -62,20 +62,23 @@ def convert_layout(mod: tvm.IRModule, layout: str) -> tvm.IRModule:
 class ConvertLayout:
     """Module pass form of :func:`convert_layout`, for the pipeline."""
 
-    def __init__(self, layout: str, strict: bool = True):
+    def __init__(self, layout: str, strict: bool = True, say=None):
         if layout not in _DESIRED and layout not in ("NCHW", "NCHWc"):
             raise MccError(f"unknown layout '{layout}'; valid layouts: NCHW, NHWC, NCHWc")
         self.layout = layout
         self.strict = strict  # False (--layout auto): keep the model as it is if TVM cannot
+        self.say = say  # where a non-strict fallback is announced (one progress line)
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
         try:
             return self._convert(mod)
-        except Exception:
+        except Exception as err:
             if self.strict:
                 raise
             # e.g. TVM's ConvertLayout cannot infer a layout for some op next to a conv
             # (Magika: "can't find S in source layout ABC"); NCHW still compiles and runs
+            if self.say:
+                self.say(fallback_message(mod, self.layout, err))
             return mod
 
     def _convert(self, mod: tvm.IRModule) -> tvm.IRModule:
@@ -107,6 +110,64 @@ def _convert_blocked(mod: tvm.IRModule) -> tvm.IRModule:
     mod = T.FoldConstant()(T.CanonicalizeBindings()(mod))  # BN's (y, mean, var)[0] -> y
     mod = to_blocked_layout(mod, cpu_info(target).lanes("float32"))
     return T.FoldConstant()(mod)
+
+
+def fallback_message(mod: tvm.IRModule, layout: str, err: Exception) -> str:
+    """One line: which op kept ``mod`` in its imported layout, and TVM's reason."""
+    from mcc.errors import first_line
+
+    culprit = _failing_op(mod, layout)
+    where = f"at {culprit}" if culprit else "in this model"
+    return (f"[mcc] layout: cannot convert to {layout} {where} ({first_line(err)}); "
+            "keeping the imported NCHW layout")
+
+
+def _failing_op(mod: tvm.IRModule, layout: str) -> str | None:
+    """The first binding of ``main`` whose prefix of the graph no longer converts: TVM's
+    error does not say which op it was. A binary search over prefixes of the dataflow
+    block (each conversion is graph-level, milliseconds)."""
+    names = [gv.name_hint for gv in mod.get_global_vars()]
+    func = mod["main"] if "main" in names else None
+    if layout not in _DESIRED or not isinstance(func, relax.Function) \
+            or not isinstance(func.body, relax.SeqExpr):
+        return None
+    blocks = [b for b in func.body.blocks if isinstance(b, relax.DataflowBlock)]
+    if len(func.body.blocks) != 1 or not blocks:
+        return None
+    bindings = list(blocks[0].bindings)
+
+    def fails(k: int) -> bool:
+        last = bindings[k - 1].var
+        out = relax.Var("prefix_out", last.ty)
+        body = relax.SeqExpr([relax.DataflowBlock([*bindings[:k], relax.VarBinding(out, last)])],
+                             out)
+        probe = tvm.IRModule({"main": relax.Function(func.params, body, last.ty,
+                                                     attrs=func.attrs)})
+        for gv, f in mod.functions_items():
+            if gv.name_hint != "main":
+                probe[gv] = f
+        try:  # TVM's pass itself: mcc's would skip a prefix without a conv
+            relax.transform.ConvertLayout(_DESIRED[layout])(_raise_scalar_minmax(probe))
+        except Exception:
+            return True
+        return False
+
+    try:
+        lo, hi = 1, len(bindings)
+        if not fails(hi):
+            return None
+        while lo < hi:  # smallest failing prefix
+            mid = (lo + hi) // 2
+            if fails(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+    except Exception:  # a prefix TVM will not even build: no name, the reason still stands
+        return None
+    value = bindings[lo - 1].value
+    op = value.op.name if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) \
+        else type(value).__name__
+    return f"{op} ({bindings[lo - 1].var.name})"
 
 
 def _has_conv2d(mod: tvm.IRModule) -> bool:

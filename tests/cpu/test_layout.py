@@ -112,3 +112,38 @@ def test_cli_layout_option(cli, tmp_path):
     assert result.exit_code == 0, result.output
     bad = cli("compile", path, "--layout", "NCWH")
     assert bad.exit_code != 0 and "NCWH" in bad.output
+
+
+
+def conv_and_elementwise_max():
+    """A conv beside an ONNX Max of two tensors, which imports as stack + max: TVM's
+    ConvertLayout cannot lay out the max over the stacked axis ("can't find S in source
+    layout ABC", as in Google's Magika)."""
+    rng = np.random.default_rng(2)
+    return make_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1] * 4),
+         helper.make_node("Relu", ["c"], ["y"]),
+         helper.make_node("Max", ["p", "q"], ["z"])],
+        [("x", [1, 4, 8, 8]), ("p", [2, 16]), ("q", [2, 16])],
+        [("y", [1, 8, 8, 8]), ("z", [2, 16])],
+        [("w", rng.standard_normal((8, 4, 3, 3)) * 0.3)], "conv_and_max")
+
+
+def test_auto_says_which_op_kept_the_imported_layout():
+    model = conv_and_elementwise_max()
+    lines = []
+    compiled = mcc.compile(model, layout="auto", progress=lines.append)  # verified vs ORT
+    said = [line for line in lines if "layout:" in line]
+    assert len(said) == 1, lines
+    assert " at relax.max (" in said[0] and "keeping the imported NCHW layout" in said[0]
+    rng = np.random.default_rng(4)
+    feed = {"x": rng.standard_normal((1, 4, 8, 8)).astype(np.float32),
+            "p": rng.standard_normal((2, 16)).astype(np.float32),
+            "q": rng.standard_normal((2, 16)).astype(np.float32)}
+    expected = ort.InferenceSession(model.SerializeToString()).run(None, feed)
+    got = compiled.run(feed)
+    np.testing.assert_allclose(got["y"], expected[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got["z"], expected[1])
+    # an explicit layout must hold: the same model is an error, not a silent fallback
+    with pytest.raises(MccError, match="ConvertLayout"):
+        mcc.compile(model, layout="NHWC")
