@@ -18,6 +18,10 @@ Two modes:
   differs at the borders and is added as a full [1, O, H, W] bias map. A dense
   consumer gets ``b += v * W[k, :]``.
 
+  The same holds from the input side: a channel that every consumer weighs with
+  zeros (its input slice of each conv / dense weight is all zero) is never seen,
+  whatever its value, so it goes with the filters that produce it.
+
 * a ratio (``0 < r < 1``): in each group of channels produced by the same
   layers, up to ``floor(r * n)`` filters (fewer where that keeps the remaining
   count a multiple of 16 in layers of 64 channels or more, so kernels stay vectorised;
@@ -119,7 +123,7 @@ def prune_channels(mod: tvm.IRModule, ratio: float | None = None,
         return mod, report
     chosen = _choose(graph, ratio, criterion) if ratio is not None else set()
     values = _constant_values(graph, chosen)
-    removed = _removable(graph, values)
+    removed = _removable(graph, values, _unread(graph))
     if ratio is None:
         removed = _align_removed(graph, removed)
     if not removed:
@@ -306,9 +310,28 @@ def _step_values(graph, step: Step, inputs: list[np.ndarray], chosen) -> np.ndar
     return nan
 
 
-def _removable(graph: ChannelGraph, values: dict[int, np.ndarray]) -> set[int]:
-    """Class roots that are constant in every tensor they span and pinned nowhere, keeping
-    at least one channel in every tensor."""
+def _unread(graph: ChannelGraph) -> set[int]:
+    """Class roots that every consuming layer weighs with zeros (input-side zero weights):
+    whatever their value, nothing downstream sees it, so the filters producing them can go.
+
+    Only convs (groups 1) and dense layers consume a class; every other reader either
+    joins the class (elementwise, pooling, concat, depthwise) or pins it (outputs, opaque
+    ops), so a class all of whose consumers ignore it is dead once it is unpinned."""
+    read: dict[int, bool] = {}
+    for layer in graph.layers:
+        if layer.kind == "depthwise":
+            continue
+        slices = layer.weight if layer.kind == "dense" else layer.weight.swapaxes(0, 1)
+        for c in range(layer.inp.channels):
+            root = graph.find(layer.inp.base + c)
+            read[root] = read.get(root, False) or bool(slices[c].any())
+    return {root for root, used in read.items() if not used and not graph.pinned[root]}
+
+
+def _removable(graph: ChannelGraph, values: dict[int, np.ndarray],
+               unread: set[int] = frozenset()) -> set[int]:
+    """Class roots that are constant (or ``unread``) in every tensor they span and pinned
+    nowhere, keeping at least one channel in every tensor."""
     known = np.zeros(len(graph.parent), dtype=bool)
     for tensor in _unique_tensors(graph):
         v = values.get(tensor.base)
@@ -318,7 +341,7 @@ def _removable(graph: ChannelGraph, values: dict[int, np.ndarray]) -> set[int]:
     for node in range(len(graph.parent)):
         root = graph.find(node)
         ok = removable.get(root, not graph.pinned[root])
-        removable[root] = ok and bool(known[node])
+        removable[root] = ok and (bool(known[node]) or root in unread)
     removed = {root for root, ok in removable.items() if ok}
     for tensor in _unique_tensors(graph):  # a tensor with no channels left is not a tensor
         roots = [graph.find(n) for n in tensor.nodes()]
@@ -437,7 +460,7 @@ class _Rewriter:
         gone = self.gone(layer.inp)
         if not len(gone):
             return None
-        v = self.values[layer.inp.base][gone]
+        v = self._gone_values(layer.inp, gone)
         if not v.any():
             return None
         w = layer.weight[:, gone].astype(np.float64)  # O, k, KH, KW
@@ -456,6 +479,12 @@ class _Rewriter:
             return flat[:, 0].reshape(1, -1, 1, 1).astype(dtype)
         self.bias_maps += 1
         return bias[None].astype(dtype)
+
+    def _gone_values(self, tensor, gone: np.ndarray) -> np.ndarray:
+        """The constants of removed input channels; an unread channel has no known value
+        (NaN) but only zero weights here, so it contributes 0."""
+        v = self.values[tensor.base][gone]
+        return np.where(np.isnan(v), 0.0, v)
 
     def _depthwise(self, bb, step: Step):
         call, layer = step.call, step.layer
@@ -476,7 +505,7 @@ class _Rewriter:
         gone = self.gone(layer.inp)
         if not len(gone):
             return matmul
-        v = self.values[layer.inp.base][gone]
+        v = self._gone_values(layer.inp, gone)
         if not v.any():
             return matmul
         bias = (v @ layer.weight[gone].astype(np.float64))[keep_out]

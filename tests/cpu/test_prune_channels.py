@@ -309,3 +309,39 @@ def test_ratio_prune_on_digits_cnn_reports_accuracy_and_matches_masked_model(tmp
             module.weight[list(change["removed"])] = 0
         masked = net(torch.from_numpy(x_test)).numpy()
     np.testing.assert_allclose(after, masked, rtol=1e-4, atol=1e-4)
+
+
+def test_zero_prune_removes_channels_their_consumers_weigh_with_zeros():
+    """Input-side zeros: c2 and the dense head both ignore channels 2 and 5 of c1 (all-zero
+    input slices in every consumer), so c1's filters 2 and 5 go, though they are not zero;
+    channel 6 is ignored by c2 but read by the head: kept."""
+    torch.manual_seed(4)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(3, 8, 3, padding=1), _bn(8)
+            self.c2 = nn.Conv2d(8, 6, 3, padding=1)
+            self.fc = nn.Linear(8 + 6, 4)
+
+        def forward(self, x):
+            y = torch.relu(self.b1(self.c1(x)))
+            z = torch.relu(self.c2(y))
+            return self.fc(torch.cat([y.mean((2, 3)), z.mean((2, 3))], 1))
+
+    net = Net().eval()
+    with torch.no_grad():
+        net.c2.weight[:, [2, 5, 6]] = 0
+        net.fc.weight[:, [2, 5]] = 0  # the head's slots for y's channels 2 and 5
+    pruned, report = prune_channels(import_model(_export(net, (1, 3, 6, 6))).mod)
+    assert _conv_channels(pruned) == [(6, 3), (6, 6)]
+    assert report.layers[0].removed == (2, 5) and report.channels_removed == 2
+    assert report.after.params < report.before.params
+    x = np.random.default_rng(4).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    expected = net(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(_run(pruned, x), expected, rtol=1e-5, atol=1e-5)
+    # read by one consumer: kept (the dense head reads channel 2 now)
+    with torch.no_grad():
+        net.fc.weight[0, 2] = 0.5
+    _, report = prune_channels(import_model(_export(net, (1, 3, 6, 6))).mod)
+    assert report.layers[0].removed == (5,)
