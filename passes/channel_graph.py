@@ -6,13 +6,16 @@ add, batch norm, activations, pooling, elementwise ops between tensors,
 residual adds, a depthwise conv) joins those nodes; concat joins each input
 channel with its slot in the output. A class of joined nodes is one channel
 that exists in several tensors at once: it can only be removed everywhere or
-nowhere. Convolutions (groups=1) and dense layers are the boundaries: they
+nowhere. Convolutions and dense layers are the boundaries: they
 *produce* the classes of their output channels (one filter each) and
-*consume* those of their inputs (one input slice of the weights each).
+*consume* those of their inputs (one input slice of the weights each). A
+grouped (not depthwise) conv is one too; its weight is kept block-diagonal
+(``[O, C_in, KH, KW]``, zero outside each group) so it reads like any conv,
+and the pruning pass keeps its groups the same size.
 
 Channels that touch anything this analysis does not understand (graph inputs
-and outputs, reshapes other than ``[N,C,1,1] <-> [N,C]``, grouped convs,
-layer norm, ...) are pinned: their class is never removed.
+and outputs, reshapes other than ``[N,C,1,1] <-> [N,C]``, layer norm, ...)
+are pinned: their class is never removed.
 
 Layout assumptions: conv2d / pooling in NCHW with OIHW weights (what the ONNX
 and PyTorch importers produce); dense is ``matmul(x, W)`` with a constant
@@ -53,14 +56,15 @@ class Tensor:
 
 @dataclass
 class Layer:
-    """A conv2d (groups 1 or depthwise) or dense layer with constant weights."""
+    """A conv2d (plain, grouped or depthwise) or dense layer with constant weights."""
 
     index: int
-    kind: str  # "conv2d", "depthwise" or "dense"
+    kind: str  # "conv2d", "grouped", "depthwise" or "dense"
     var: relax.Var
-    weight: np.ndarray  # OIHW for convs, [in, out] for dense
+    weight: np.ndarray  # OIHW for convs (grouped: block-diagonal [O, C_in]), [in, out] dense
     inp: Tensor
     out: Tensor
+    groups: int = 1
 
     @property
     def label(self) -> str:
@@ -292,20 +296,35 @@ def _conv2d(graph, var, call) -> bool:
     if x_shape is None or len(x_shape) != 4:
         return False
     depthwise = groups > 1 and groups == x_shape[1] == weight.shape[0] and weight.shape[1] == 1
-    if groups != 1 and not depthwise:
-        return False
+    grouped = groups > 1 and not depthwise
+    if grouped:
+        if x_shape[1] != groups * weight.shape[1] or weight.shape[0] % groups:
+            return False
+        weight = block_diagonal(weight, groups)
     inp = _input(graph, call.args[0], 1)
     out = _output(graph, var, 1)
     if inp is None or out is None:
         return False
-    kind = "depthwise" if depthwise else "conv2d"
-    layer = Layer(len(graph.layers), kind, var, weight, inp, out)
+    kind = "depthwise" if depthwise else "grouped" if grouped else "conv2d"
+    layer = Layer(len(graph.layers), kind, var, weight, inp, out, groups=groups)
     graph.layers.append(layer)
     step = Step(kind, var, call, [inp], out, layer=layer)
     graph.steps.append(step)
     if depthwise:
         _join(graph, step)
     return True
+
+
+def block_diagonal(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped conv's [O, C_in / groups, KH, KW] weight as the [O, C_in, KH, KW] weight of
+    the equivalent plain conv (zero where an output's group does not read an input)."""
+    out_ch, per_group = weight.shape[:2]
+    full = np.zeros((out_ch, per_group * groups, *weight.shape[2:]), dtype=weight.dtype)
+    per_out = out_ch // groups
+    for j in range(groups):
+        full[j * per_out:(j + 1) * per_out, j * per_group:(j + 1) * per_group] = \
+            weight[j * per_out:(j + 1) * per_out]
+    return full
 
 
 def _matmul(graph, var, call) -> bool:

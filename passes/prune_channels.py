@@ -126,6 +126,7 @@ def prune_channels(mod: tvm.IRModule, ratio: float | None = None,
     removed = _removable(graph, values, _unread(graph))
     if ratio is None:
         removed = _align_removed(graph, removed)
+    removed = _equal_groups(graph, removed)
     if not removed:
         report.layers = _layer_changes(graph, removed)
         return mod, report
@@ -173,13 +174,24 @@ def _ranked_layers(graph: ChannelGraph):
 
 
 def _groups(graph: ChannelGraph) -> list[list[int]]:
-    """Unpinned class roots grouped by the set of layers producing them."""
-    producers: dict[int, set[int]] = {}
+    """Unpinned class roots grouped by the set of layers producing them, and by the conv
+    group they fall in where a grouped conv reads or writes them (so a ratio takes the same
+    share from every conv group, and the groups stay the same size)."""
+    producers: dict[int, set] = {}
     for layer in _ranked_layers(graph):
         for o in range(layer.out.channels):
             root = graph.find(layer.out.base + o)
             if not graph.pinned[root]:
                 producers.setdefault(root, set()).add(layer.index)
+    for layer in graph.layers:
+        if layer.kind != "grouped":
+            continue
+        for tensor in (layer.inp, layer.out):
+            per_group = tensor.channels // layer.groups
+            for c in range(tensor.channels):
+                root = graph.find(tensor.base + c)
+                if root in producers:
+                    producers[root].add((layer.index, c // per_group))
     groups: dict[frozenset, list[int]] = {}
     for root, layers in producers.items():
         groups.setdefault(frozenset(layers), []).append(root)
@@ -194,6 +206,28 @@ def _align_removed(graph: ChannelGraph, removed: set[int]) -> set[int]:
         gone = sorted(r for r in roots if r in removed)
         kept_back.update(gone[_aligned_count(len(roots), len(gone)):])
     return removed - kept_back
+
+
+def _equal_groups(graph: ChannelGraph, removed: set[int]) -> set[int]:
+    """Keep back removable channels until every grouped conv loses as many input (and as
+    many output) channels from each of its groups: a conv's groups are all one size."""
+    removed = set(removed)
+    changed = True
+    while changed:
+        changed = False
+        for layer in graph.layers:
+            if layer.kind != "grouped":
+                continue
+            for tensor in (layer.inp, layer.out):
+                per_group = tensor.channels // layer.groups
+                gone = [[c for c in range(j * per_group, (j + 1) * per_group)
+                         if graph.find(tensor.base + c) in removed]
+                        for j in range(layer.groups)]
+                count = min(min(len(g) for g in gone), per_group - 1)
+                for extra in (c for g in gone for c in g[count:]):
+                    removed.discard(graph.find(tensor.base + extra))
+                    changed = True
+    return removed
 
 
 def _aligned_count(channels: int, count: int) -> int:
@@ -266,7 +300,7 @@ def _step_values(graph, step: Step, inputs: list[np.ndarray], chosen) -> np.ndar
     nan = np.full(step.out.channels, np.nan)
     kind, call = step.kind, step.call
     with np.errstate(all="ignore"):
-        if kind in ("conv2d", "dense"):
+        if kind in ("conv2d", "grouped", "dense"):
             return np.where(_zero_filters(graph, step.layer, chosen), 0.0, np.nan)
         if kind == "depthwise":
             zero = _zero_filters(graph, step.layer, chosen)
@@ -424,7 +458,7 @@ class _Rewriter:
 
     def _rewrite(self, bb, var, value):
         step = self.steps.get(var)
-        if step is not None and step.kind in ("conv2d", "depthwise", "dense"):
+        if step is not None and step.kind in ("conv2d", "grouped", "depthwise", "dense"):
             return getattr(self, f"_{step.kind}")(bb, step)
         if step is not None and step.kind == "binary_const":
             return self._binary_const(step)
@@ -443,10 +477,21 @@ class _Rewriter:
                               value.ty_args)
         return self.sub(value)
 
-    def _conv2d(self, bb, step: Step):
+    def _grouped(self, bb, step: Step):
+        """Each group's kept outputs over its kept inputs, stacked: [O', C_in' / groups]."""
+        layer = step.layer
+        keep_in, keep_out = self.keep(layer.inp), self.keep(layer.out)
+        per_in, per_out = layer.inp.channels // layer.groups, layer.out.channels // layer.groups
+        blocks = [layer.weight[keep_out[keep_out // per_out == j]][:, keep_in[keep_in // per_in
+                                                                              == j]]
+                  for j in range(layer.groups)]
+        return self._conv2d(bb, step, np.concatenate(blocks))
+
+    def _conv2d(self, bb, step: Step, weight: np.ndarray | None = None):
         call, layer = step.call, step.layer
         keep_in, keep_out = self.keep(layer.inp), self.keep(layer.out)
-        weight = layer.weight[keep_out][:, keep_in]
+        if weight is None:
+            weight = layer.weight[keep_out][:, keep_in]
         conv = relax.Call(call.op, [self.sub(call.args[0]), relax.const(weight)], call.attrs,
                           call.ty_args)
         bias = self._conv_fold(step)

@@ -149,17 +149,56 @@ def test_zero_prune_through_concat_and_depthwise():
     assert count_ops(pruned)["relax.concat"] == 1
 
 
-def test_grouped_conv_channels_are_left_alone():
-    """A grouped (not depthwise) conv ties channels across groups: mcc does not cut it."""
+def _grouped_net(zero_in, zero_out):
     torch.manual_seed(3)
     net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=2),
                         nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
     with torch.no_grad():
-        net[0].weight[[1, 6]] = 0
-        net[2].weight[[0, 5]] = 0
-    mod = import_model(_export(net, (1, 3, 6, 6))).mod
-    pruned, report = prune_channels(mod)
-    assert report.channels_removed == 0 and _conv_channels(pruned) == _conv_channels(mod)
+        net[0].weight[zero_in] = 0  # constant relu(1.5) channels into the grouped conv
+        net[0].bias[zero_in] = 1.5
+        net[2].weight[zero_out] = 0
+    return net
+
+
+def test_grouped_conv_loses_the_same_channels_from_every_group():
+    """Groups of 4: input channels 1 and 6 (one per group) and filters 0 and 5 (one per
+    group) go; the constant inputs fold into the grouped conv's border-aware bias."""
+    net = _grouped_net([1, 6], [0, 5])
+    pruned, report = prune_channels(import_model(_export(net, (1, 3, 6, 6))).mod)
+    assert _conv_channels(pruned) == [(6, 3), (6, 3), (4, 6)]  # grouped: 2 groups of 3 -> 3
+    assert report.layers[1].label.startswith("grouped")
+    assert (report.layers[1].in_after, report.layers[1].out_after) == (6, 6)
+    assert report.bias_maps == 1
+    x = np.random.default_rng(3).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    expected = net(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(_run(pruned, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_conv_uneven_zeros_keep_the_groups_equal():
+    """Zero filters 1 and 2 (both in group 0) feeding the grouped conv: removing them would
+    leave groups of 2 and 4, so they stay; filters 0 and 5 of the grouped conv still go."""
+    net = _grouped_net([1, 2], [0, 5])
+    pruned, report = prune_channels(import_model(_export(net, (1, 3, 6, 6))).mod)
+    assert _conv_channels(pruned) == [(8, 3), (6, 4), (4, 6)]
+    x = np.random.default_rng(3).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    expected = net(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(_run(pruned, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ratio_prune_takes_the_same_share_from_every_group():
+    net = _grouped_net([], [])
+    pruned, report = prune_channels(import_model(_export(net, (1, 3, 6, 6))).mod, ratio=0.5)
+    first, grouped = report.layers[0], report.layers[1]
+    assert (grouped.in_after, grouped.out_after) == (4, 4)  # 2 of each group of 4
+    assert (4, 2) in _conv_channels(pruned)
+    assert sorted(c // 4 for c in grouped.removed) == [0, 0, 1, 1]
+    # the pruned model is the model with the chosen filters zeroed (biases kept)
+    with torch.no_grad():
+        net[0].weight[list(first.removed)] = 0
+        net[2].weight[list(grouped.removed)] = 0
+    x = np.random.default_rng(3).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    expected = net(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(_run(pruned, x), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("include_pad", [True, False])
