@@ -187,5 +187,6 @@ def _lines_up(node, weight, axis: int, layer: dict) -> bool:
         kernel = f"{weight.shape[2]}x{weight.shape[3]}"
         if not layer["layer"].endswith(kernel):
             return False
-        return weight.shape[1] == layer["in"][0] or layer["layer"].startswith("depthwise")
+        return weight.shape[1] == layer["in"][0] or layer["layer"].startswith(("depthwise",
+                                                                                 "grouped"))
     return weight.shape[1 - axis] == layer["in"][0]

@@ -32,8 +32,20 @@ from mcc.passes.fold_constant_shapes import fold_constant_shapes
 
 LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
 
-# Measured with benchmarks/layout.py (docs/BENCHMARKS.md): NHWC beats NCHW with
-# mcc's rules on every benchmark model on x86; NHWC is also the ARM / CUDA choice.
+# What ``--layout auto`` picks per target kind, from benchmarks/layout.py (docs/BENCHMARKS.md,
+# "Layouts"). CPU ms per inference, one thread, x86 AVX-512 (Zen 5), two runs on a busy
+# shared machine:
+#
+#   model         NCHW     NHWC        NCHWc       auto (= NHWC)
+#   ResNet-18     1471*    34.9 / 35.4  35.2 / 35.7  34.6 / 35.8
+#   ResNet-50     8302*    80.3 / 84.1  78.2 / 81.6  79.9 / 85.1
+#   MobileNetV2   390*     10.0 / 9.8    9.3 / 9.4    9.7 / 9.8      (* wall ms, 2 threads)
+#
+# NCHW is 24-41x slower (its conv rule finds no vectorisable axis). NHWC and NCHWc are
+# within 1-7% of each other (NCHWc ahead on ResNet-50 and MobileNetV2, behind on
+# ResNet-18); x86 stays on NHWC this round because the tuning records are NHWC.
+# ARM (NEON) and CUDA: NHWC, what mcc's rules and dlight are written for; not measured
+# against NCHWc (no ARM or GPU hardware here), and NCHWc is refused for CUDA.
 AUTO_LAYOUT = {"llvm": "NHWC", "cuda": "NHWC"}
 
 _DESIRED = {

@@ -201,6 +201,14 @@ def test_ratio_prune_takes_the_same_share_from_every_group():
     np.testing.assert_allclose(_run(pruned, x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_compile_ratio_prune_of_a_grouped_conv_is_verified_against_the_masked_model():
+    compiled = mcc.compile(_export(_grouped_net([], []), (1, 3, 6, 6)), prune=0.5)
+    assert compiled.report["verify"]["ok"]
+    assert "removed filters zeroed" in compiled.report["verify"]["reference"]
+    grouped = [c for c in compiled.report["prune"]["layers"] if c["layer"].startswith("grouped")]
+    assert grouped[0]["in"] == [8, 4] and grouped[0]["out"] == [8, 4]
+
+
 @pytest.mark.parametrize("include_pad", [True, False])
 def test_padded_average_pool_keeps_a_constant_channel_only_when_borders_differ(include_pad):
     torch.manual_seed(2)
