@@ -166,3 +166,11 @@ def test_nchwc_needs_a_cpu_target():
     assert resolve_layout("NCHWc", "llvm") == "NCHWc"
     with pytest.raises(MccError, match="NCHWc is a CPU layout"):
         resolve_layout("NCHWc", "cuda")
+
+
+def test_cli_layout_nchwc(cli, tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(residual_cnn().SerializeToString())
+    result = cli("compile", path, "-o", tmp_path / "m.so", "--layout", "NCHWc")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.so").exists() and "ok" in result.output  # verified vs ORT
