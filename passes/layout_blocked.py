@@ -211,12 +211,15 @@ class _Blocker(relax.PyExprMutator):
 
     def _elementwise(self, call):
         args = list(call.args)
-        if not self._any_blocked(args) or not all(_is_float(x) for x in args):
+        tensors = [x for x in args if isinstance(x.ty, relax.TensorType)]
+        if not self._any_blocked(tensors) or not all(_is_float(x) for x in tensors):
             return None
         shape = _static_shape(call)
         if shape is None or len(shape) != 4:
             return None
-        new_args = [self._as_blocked(x, shape) for x in args]
+        # scalar attributes passed as values (clip's bounds) stay as they are
+        new_args = [self._as_blocked(x, shape) if isinstance(x.ty, relax.TensorType) else x
+                    for x in args]
         return relax.Call(call.op, new_args, call.attrs)
 
     def _pool(self, call):

@@ -17,6 +17,7 @@ from mcc.passes.layout_blocked import CONV_KERNELS, block_size, to_blocked_layou
 
 AVX512 = {"kind": "llvm", "mcpu": "znver4"}
 AVX2 = {"kind": "llvm", "mcpu": "haswell"}
+NEON = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a72"}
 
 
 def residual_cnn():
@@ -78,7 +79,7 @@ def test_block_size_follows_the_simd_width():
     assert block_size(50, 16) is None  # blocks of 2 cannot vectorise: stays NCHW
 
 
-@pytest.mark.parametrize("target, lanes", [(AVX512, 16), (AVX2, 8)])
+@pytest.mark.parametrize("target, lanes", [(AVX512, 16), (AVX2, 8), (NEON, 4)])
 def test_only_the_entry_and_exit_transforms_remain(target, lanes):
     with tvm.target.Target(target):
         mod = convert_layout(_graph(residual_cnn()), "NCHWc")
@@ -174,3 +175,29 @@ def test_cli_layout_nchwc(cli, tmp_path):
     result = cli("compile", path, "-o", tmp_path / "m.so", "--layout", "NCHWc")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.so").exists() and "ok" in result.output  # verified vs ORT
+
+
+def test_clip_with_scalar_bounds_stays_blocked():
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 16, 6, 6), "float32"))
+    weight = np.random.default_rng(2).standard_normal((16, 16, 1, 1)).astype(np.float32)
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = bb.emit(relax.op.nn.conv2d(x, relax.const(weight)))
+            out = bb.emit_output(relax.op.clip(conv, 0.0, 6.0))
+        bb.emit_func_output(out)
+    mod = to_blocked_layout(bb.get(), 16)
+    ops = count_ops(mod)
+    assert ops["relax.layout_transform"] == 2 and ops["relax.clip"] == 1
+    clips = []
+    relax.analysis.post_order_visit(
+        mod["main"], lambda e: clips.append(e) if isinstance(e, relax.Call)
+        and getattr(e.op, "name", "") == "relax.clip" else None)
+    assert clips[0].ty.ndim == 5  # clipped in the blocked layout
+    data = np.random.default_rng(3).standard_normal((1, 16, 6, 6)).astype(np.float32)
+    with tvm.target.Target(AVX512):
+        lowered = relax.transform.LegalizeOps()(mod)
+    vm = relax.VirtualMachine(tvm.compile(lowered, target=tvm.target.Target(AVX512)), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(data)).numpy()
+    expected = np.clip(np.einsum("oi,nihw->nohw", weight[:, :, 0, 0], data), 0, 6)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
