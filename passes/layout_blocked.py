@@ -180,7 +180,7 @@ class _Blocker(relax.PyExprMutator):
         ds, ws, os_ = _static_shape(data), _static_shape(weight), _static_shape(call)
         if ds is None or ws is None or os_ is None or not _is_float(data):
             return None
-        if a.out_dtype and str(a.out_dtype) not in ("", str(data.ty.dtype)):
+        if a.out_dtype and str(a.out_dtype) not in ("", "void", str(data.ty.dtype)):
             return None
         groups, cin, cout = int(a.groups), ds[1], os_[1]
         bi, bo = block_size(cin, self.lanes), block_size(cout, self.lanes)
