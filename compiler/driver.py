@@ -3,7 +3,8 @@
     import   model -> Relax (weights as constants), plus a reference runner
     prune    (--prune) remove zero / lowest-norm channels (mcc.pruning)
     quantize calibrate on sample data, conv2d/matmul -> int8 kernels (mcc.quantization)
-    passes   graph optimisation pipeline (mcc.pipeline)
+    passes   graph optimisation pipeline (mcc.pipeline); --layout auto on this CPU builds
+             each candidate layout through build and keeps the fastest (mcc.layout_choice)
     schedule tuning records, then default rules (mcc.schedule)
     build    TVM lowering and code generation
     export   one .so with weights and metadata, in a private temp dir
@@ -65,11 +66,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     import tvm
 
     from mcc import __version__
-    from mcc.build import build
     from mcc.frontends import import_model
     from mcc.package import METADATA_FORMAT, export_module
-    from mcc.pipeline import optimize
-    from mcc.schedule import schedule
     from mcc.toolchain import check_toolchain
 
     stages = Stages(progress)
@@ -102,39 +100,21 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
             mod = quantizer.run()
             st.detail = quantizer.summary()
 
-    # passes: graph-level optimisation and lowering to fused TIR kernels
-    with stages.stage("passes") as st:
-        mod, passes = optimize(mod, target, layout=config.layout, say=stages.say)
-        st.detail = f"{len(passes)} passes"
+    # passes, schedule, build; --layout auto on this CPU: per candidate layout, fastest kept
+    from mcc.layout_choice import choose_layout, layouts_to_measure
 
-    # schedule: tuning records first, default rules for the rest
-    with stages.stage("schedule") as st:
-        unscheduled = mod
-        mod, coverage = schedule(mod, target, config.target.family, config.tuning_logs)
-        st.detail = (f"{coverage.tasks} kernels: {coverage.from_records} from tuning records, "
-                     f"{coverage.from_rules} from default rules, {coverage.naive} untuned")
-        if coverage.rules_beat_records:
-            st.detail += (f" ({coverage.rules_beat_records} where the default rules beat "
-                          "the tuned records)")
-        if coverage.refused:
-            from mcc.tuning_log import describe_key
+    def lower(auto_choice=None):
+        return _lower(mod, config, target, stages, auto_choice)
 
-            st.detail += "; ignored tuning records for other targets: " + ", ".join(
-                f"{n} for {describe_key(k)}" for k, n in sorted(coverage.refused.items()))
-
-    # build: TVM lowering and LLVM code generation
-    with stages.stage("build") as st:
-        try:
-            executable = build(mod, target)
-        except MccError as err:
-            # an epilogue fused into a conv / matmul kernel that lowers wrongly (seen: a
-            # tanh-GELU after a matmul in Magika): rebuild with epilogues as separate loops
-            stages.say(f"[mcc] {err}; rebuilding with unfused epilogues")
-            mod, coverage = schedule(unscheduled, target, config.target.family,
-                                     config.tuning_logs, fuse_epilogues=False)
-            executable = build(mod, target)
-        st.detail = (f"target {config.target.name} "
-                     f"({config.target.cuda_arch or config.target.tvm.get('mcpu', 'generic')})")
+    layout_choice, candidates = None, layouts_to_measure(mod, config)
+    if candidates:
+        feed = random_inputs(imported.inputs, seed=config.seed)
+        lowered, layout_choice = choose_layout(candidates, lower, feed,
+                                               [t.name for t in imported.inputs], stages.say)
+        stages.say(f"[mcc] layout   {layout_choice.summary()}")
+    else:
+        lowered = lower()
+    executable, passes, coverage = lowered.executable, lowered.passes, lowered.coverage
     prune_info = pruned.to_json() if pruned else None
 
     metadata = {
@@ -151,6 +131,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     }
     if prune_info:
         metadata["prune"] = prune_info
+    if layout_choice:
+        metadata["layout_choice"] = layout_choice.to_json()
 
     # accuracy: the quantized module against fp32 on the calibration samples
     if quantizer is not None:
@@ -183,6 +165,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     report = {"stages": stages.to_json(), "schedule": coverage.to_json()}
     if prune_info:
         report["prune"] = prune_info
+    if layout_choice:
+        report["layout_choice"] = layout_choice.to_json()
     if quantizer is not None:
         report["quantization"] = metadata["quantization"]
     compiled = Compiled(workdir, so_path, metadata, imported.reference, imported.reference_name,
@@ -218,6 +202,56 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         if not result.ok and quantizer is None:
             raise MccError(result.failure())
     return compiled
+
+
+@dataclasses.dataclass
+class _Lowered:
+    executable: object
+    passes: list
+    coverage: object
+
+
+def _lower(mod, config: CompileConfig, target, stages: Stages, auto_choice=None) -> _Lowered:
+    """passes -> schedule -> build for one layout (``auto_choice``: a candidate of auto)."""
+    from mcc.build import build
+    from mcc.pipeline import optimize
+    from mcc.schedule import schedule
+
+    # passes: graph-level optimisation and lowering to fused TIR kernels
+    with stages.stage("passes") as st:
+        mod, passes = optimize(mod, target, layout=config.layout, say=stages.say,
+                               auto_choice=auto_choice)
+        st.detail = f"{len(passes)} passes"
+
+    # schedule: tuning records first, default rules for the rest
+    with stages.stage("schedule") as st:
+        unscheduled = mod
+        mod, coverage = schedule(mod, target, config.target.family, config.tuning_logs)
+        st.detail = (f"{coverage.tasks} kernels: {coverage.from_records} from tuning records, "
+                     f"{coverage.from_rules} from default rules, {coverage.naive} untuned")
+        if coverage.rules_beat_records:
+            st.detail += (f" ({coverage.rules_beat_records} where the default rules beat "
+                          "the tuned records)")
+        if coverage.refused:
+            from mcc.tuning_log import describe_key
+
+            st.detail += "; ignored tuning records for other targets: " + ", ".join(
+                f"{n} for {describe_key(k)}" for k, n in sorted(coverage.refused.items()))
+
+    # build: TVM lowering and LLVM code generation
+    with stages.stage("build") as st:
+        try:
+            executable = build(mod, target)
+        except MccError as err:
+            # an epilogue fused into a conv / matmul kernel that lowers wrongly (seen: a
+            # tanh-GELU after a matmul in Magika): rebuild with epilogues as separate loops
+            stages.say(f"[mcc] {err}; rebuilding with unfused epilogues")
+            mod, coverage = schedule(unscheduled, target, config.target.family,
+                                     config.tuning_logs, fuse_epilogues=False)
+            executable = build(mod, target)
+        st.detail = (f"target {config.target.name} "
+                     f"({config.target.cuda_arch or config.target.tvm.get('mcpu', 'generic')})")
+    return _Lowered(executable, passes, coverage)
 
 
 def _emulated(target, so_path: Path, compiled: Compiled, stages: Stages):

@@ -50,15 +50,17 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None
 
 
 def optimize(mod: tvm.IRModule, target: tvm.target.Target,
-             layout: str = "auto", say=None) -> tuple[tvm.IRModule, list[str]]:
+             layout: str = "auto", say=None, auto_choice: str | None = None
+             ) -> tuple[tvm.IRModule, list[str]]:
     """Run the graph pipeline for ``target``; return the module and the pass names applied.
 
-    ``say`` receives a progress line where ``--layout auto`` keeps the imported layout."""
+    ``say`` receives a progress line where ``--layout auto`` keeps the imported layout;
+    ``auto_choice`` is the candidate of ``auto`` being tried (mcc.layout_choice)."""
     from mcc.passes.layout import resolve_layout
 
     # an explicit --layout must hold; auto keeps the imported layout where conversion fails
-    steps = graph_passes(resolve_layout(layout, target.kind.name), strict_layout=layout != "auto",
-                         say=say)
+    concrete = auto_choice or resolve_layout(layout, target.kind.name)
+    steps = graph_passes(concrete, strict_layout=layout != "auto", say=say)
     with target:
         for name, graph_pass in steps:
             try:

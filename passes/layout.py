@@ -43,10 +43,12 @@ LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
 #
 # NCHW is 24-41x slower (its conv rule finds no vectorisable axis). NHWC and NCHWc are
 # within 1-7% of each other (NCHWc ahead on ResNet-50 and MobileNetV2, behind on
-# ResNet-18); x86 stays on NHWC this round because the tuning records are NHWC.
+# ResNet-18), and tuning records change the answer per kernel, so on a CPU that runs the
+# module (x86 here) ``auto`` builds both and keeps the faster (mcc.layout_choice); the first
+# candidate is the choice where nothing is measured (cross targets, small models).
 # ARM (NEON) and CUDA: NHWC, what mcc's rules and dlight are written for; not measured
 # against NCHWc (no ARM or GPU hardware here), and NCHWc is refused for CUDA.
-AUTO_LAYOUT = {"llvm": "NHWC", "cuda": "NHWC"}
+AUTO_LAYOUT = {"llvm": ("NHWC", "NCHWc"), "cuda": ("NHWC",)}
 
 _DESIRED = {
     "NHWC": {"relax.nn.conv2d": ["NHWC", "HWIO"]},
@@ -58,11 +60,16 @@ def resolve_layout(layout: str, target_kind: str) -> str:
     if layout not in LAYOUTS:
         raise MccError(f"unknown layout '{layout}'; valid layouts: {', '.join(LAYOUTS)}")
     if layout == "auto":
-        return AUTO_LAYOUT.get(target_kind, "NCHW")
+        return auto_candidates(target_kind)[0]
     if layout == "NCHWc" and target_kind != "llvm":
         raise MccError(f"--layout NCHWc is a CPU layout (SIMD-wide channel blocks); "
                        f"{target_kind} target given: use NHWC or auto")
     return layout
+
+
+def auto_candidates(target_kind: str) -> tuple[str, ...]:
+    """The layouts ``--layout auto`` may pick for a target kind, default first."""
+    return AUTO_LAYOUT.get(target_kind, ("NCHW",))
 
 
 def convert_layout(mod: tvm.IRModule, layout: str) -> tvm.IRModule:

@@ -19,6 +19,7 @@ from tvm import relax
 class ModelCost:
     params: int
     flops: int
+    conv_flops: int = 0  # the conv2d share of ``flops`` (what a layout choice affects)
 
     def to_json(self) -> dict:
         return {"params": self.params, "flops": self.flops}
@@ -27,18 +28,22 @@ class ModelCost:
 def model_cost(mod: tvm.IRModule) -> ModelCost:
     params = 0
     flops = 0
+    conv_flops = 0
 
     def visit(expr):
-        nonlocal params, flops
+        nonlocal params, flops, conv_flops
         if isinstance(expr, tvm.ir.GenericConst):
             params += int(np.prod(expr.value.shape))
         elif isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
-            flops += _call_flops(expr)
+            call_flops = _call_flops(expr)
+            flops += call_flops
+            if expr.op.name == "relax.nn.conv2d":
+                conv_flops += call_flops
 
     for _, func in mod.functions_items():
         if isinstance(func, relax.Function):
             relax.analysis.post_order_visit(func, visit)
-    return ModelCost(params, flops)
+    return ModelCost(params, flops, conv_flops)
 
 
 def _shape(expr) -> tuple[int, ...] | None:
