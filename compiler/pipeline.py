@@ -25,7 +25,7 @@ import tvm
 from tvm import relax
 
 from mcc.errors import MccError, first_line
-from mcc.passes import ConvertLayout, FoldBatchNorm, FoldConstantShapes
+from mcc.passes import ConvertLayout, FastMath, FoldBatchNorm, FoldConstantShapes
 
 
 def graph_passes(layout: str = "NCHW", strict_layout: bool = True
@@ -39,7 +39,7 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True
         ("DecomposeOpsForInference", T.DecomposeOpsForInference()),
         ("CanonicalizeBindings", T.CanonicalizeBindings()),
         ("FoldConstant", T.FoldConstant()),
-        ("FastMathTransform", T.FastMathTransform()),
+        ("FastMathTransform", FastMath()),  # TVM's rewrites; passes/fast_math.py
         ("LegalizeOps", T.LegalizeOps()),
         ("AnnotateTIROpPattern", T.AnnotateTIROpPattern()),
         ("FoldConstant", T.FoldConstant()),

@@ -6,6 +6,7 @@ driver runs the ones a compile asks for, in the order documented in
 """
 
 from mcc.passes.calibrate import calibrate
+from mcc.passes.fast_math import FastMath, fast_math
 from mcc.passes.fold_batch_norm import FoldBatchNorm, fold_batch_norm
 from mcc.passes.fold_constant_shapes import FoldConstantShapes, fold_constant_shapes
 from mcc.passes.layout import ConvertLayout, convert_layout
@@ -14,6 +15,6 @@ from mcc.passes.op_count import count_ops
 from mcc.passes.prune_channels import prune_channels
 from mcc.passes.quantize import quantize
 
-__all__ = ["ConvertLayout", "FoldBatchNorm", "FoldConstantShapes", "calibrate", "convert_layout",
-           "count_ops", "fold_batch_norm", "fold_constant_shapes", "model_cost", "prune_channels",
-           "quantize"]
+__all__ = ["ConvertLayout", "FastMath", "FoldBatchNorm", "FoldConstantShapes", "calibrate",
+           "convert_layout", "count_ops", "fast_math", "fold_batch_norm", "fold_constant_shapes",
+           "model_cost", "prune_channels", "quantize"]

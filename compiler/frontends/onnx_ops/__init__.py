@@ -39,6 +39,7 @@ _CONVERTER_MODULES: tuple[str, ...] = (
     "mcc.frontends.onnx_ops.rnn",
     "mcc.frontends.onnx_ops.elementwise",
     "mcc.frontends.onnx_ops.control_flow",
+    "mcc.frontends.onnx_ops.loop",  # Loop as a recursive Relax function
     "mcc.frontends.onnx_ops.quantized",  # QLinearConv, QLinearMatMul, ConvInteger (int8)
 )
 _loaded = False
