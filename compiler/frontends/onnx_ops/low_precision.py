@@ -125,8 +125,33 @@ def _dtype_of(value) -> str | None:
     return str(ty.dtype) if isinstance(ty, relax.TensorType) else None
 
 
-def _cast(bb, data, to: str, attr, fallback):
+def cast_to_narrow_int(bb, data, to: str):
+    """ONNX's cast to int4/uint4/int2/uint2 (truncate, non-finite -> 0, wrap to the
+    narrow range), held in int8/uint8 (see mcc.frontends.subbyte)."""
+    from mcc.frontends.subbyte import NARROW_DTYPES
+
+    signed, bits = NARROW_DTYPES[to]
     source = _dtype_of(data)
+    if source.startswith(("float", "bfloat")):
+        zero = relax.const(0, source) if source != "bfloat16" else relax.op.astype(
+            relax.const(0, "float32"), "bfloat16")
+        data = relax.op.where(relax.op.isfinite(data), data, zero)
+    wide = bb.normalize(relax.op.astype(data, "int64"))
+    mask = relax.const((1 << bits) - 1, "int64")
+    if signed:
+        half = relax.const(1 << (bits - 1), "int64")
+        wide = relax.op.subtract(relax.op.bitwise_and(relax.op.add(wide, half), mask), half)
+    else:
+        wide = relax.op.bitwise_and(wide, mask)
+    return bb.normalize(relax.op.astype(wide, "int8" if signed else "uint8"))
+
+
+def _cast(bb, data, to: str, attr, fallback):
+    from mcc.frontends.subbyte import NARROW_DTYPES
+
+    source = _dtype_of(data)
+    if to in NARROW_DTYPES and source is not None:
+        return cast_to_narrow_int(bb, bb.normalize(data), to)
     if to in FORMATS and source is not None:
         return cast_to_float8(bb, bb.normalize(data), to, bool(attr.get("saturate", 1)))
     if source in FORMATS:
