@@ -5,7 +5,8 @@ min-reduction from the highest), so the max of an all ``-inf`` row, or of an
 empty set, comes out as -3.4e38 instead of -inf. Attention's fully-masked rows
 depend on exactly that value (``Equal(ReduceMax(bias), -inf)`` in its function
 body). TVM's converter does the reduction; mcc reduces a "has a larger value"
-flag the same way and puts the infinity back where the flag is empty.
+flag the same way and puts the infinity back where the flag is empty. Boolean
+inputs (ReduceMax as "any") reduce as uint8: TVM has no bool max.
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ def _wrap(op_type: str, sign: float):
             tvm_impl = _tvm_map()[op_type].get_converter(opset)
 
             def convert(bb, inputs, attr, params):
-                result = tvm_impl(bb, inputs, attr, params)
                 data = inputs[0]
                 dtype = str(getattr(getattr(data, "ty", None), "dtype", ""))
+                if dtype == "bool":  # TVM has no bool max/min: any / all over uint8
+                    wide = [bb.normalize(op.astype(data, "uint8")), *list(inputs)[1:]]
+                    result = tvm_impl(bb, wide, attr, params)
+                    return op.astype(bb.normalize(result), "bool")
+                result = tvm_impl(bb, inputs, attr, params)
                 if dtype not in ("float16", "float32", "float64") or \
                         not isinstance(result, relax.Expr):
                     return result
