@@ -1,4 +1,4 @@
-"""Sub-byte integer tensors (ONNX INT4, UINT4, INT2, UINT2) stored one per byte.
+"""Sub-byte tensors (ONNX INT4, UINT4, INT2, UINT2, FLOAT4E2M1) stored one per byte.
 
 TVM's runtime cannot hold packed sub-byte tensors (its int4 arrays need a bit
 count divisible by 8 to copy in or out), so mcc widens these types at import:
@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-# ONNX element type -> (storage element type, signed, bits)
-NARROW_INTS = {22: (3, True, 4), 21: (2, False, 4), 26: (3, True, 2), 25: (2, False, 2)}
+# ONNX element type -> (storage element type, signed, bits); FLOAT4E2M1 (23) is held as
+# its 4-bit code in a uint8.
+NARROW_INTS = {22: (3, True, 4), 21: (2, False, 4), 26: (3, True, 2), 25: (2, False, 2),
+               23: (2, False, 4)}
+FLOAT4E2M1 = 23
 NARROW_DTYPES = {"int4": (True, 4), "uint4": (False, 4), "int2": (True, 2), "uint2": (False, 2)}
 
 
@@ -42,6 +45,10 @@ def widen_narrow_ints(proto):
     graph = widened.graph
     types = _elem_types(graph)
     for node in graph.node:
+        if node.op_type == "Cast" and types.get(node.input[0]) == FLOAT4E2M1:
+            node.attribute.append(onnx.helper.make_attribute("mcc_from", FLOAT4E2M1))
+        if node.op_type == "CastLike" and types.get(node.input[0]) == FLOAT4E2M1:
+            node.attribute.append(onnx.helper.make_attribute("mcc_from", FLOAT4E2M1))
         if node.op_type == "CastLike" and types.get(node.input[1]) in NARROW_INTS:
             to = types[node.input[1]]
             saturate = [a for a in node.attribute if a.name == "saturate"]
@@ -59,7 +66,7 @@ def widen_narrow_ints(proto):
 
 def narrow_output_types(proto) -> list[str | None]:
     """Per graph output, the ml_dtypes name it should be returned as (None: as computed)."""
-    names = {22: "int4", 21: "uint4", 26: "int2", 25: "uint2"}
+    names = {22: "int4", 21: "uint4", 26: "int2", 25: "uint2", 23: "float4_e2m1fn"}
     out = []
     for vi in proto.graph.output:
         elem = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
@@ -70,6 +77,8 @@ def narrow_output_types(proto) -> list[str | None]:
 def to_storage(array: np.ndarray) -> np.ndarray:
     """A sub-byte ml_dtypes array as int8/uint8 (other arrays unchanged)."""
     name = array.dtype.name
+    if name == "float4_e2m1fn":
+        return array.view(np.uint8)
     if name in NARROW_DTYPES:
         return array.astype(np.int8 if NARROW_DTYPES[name][0] else np.uint8)
     return array
@@ -80,4 +89,6 @@ def from_storage(array: np.ndarray, dtype: str | None) -> np.ndarray:
         return array
     import ml_dtypes
 
+    if dtype == "float4_e2m1fn":
+        return array.view(ml_dtypes.float4_e2m1fn)
     return array.astype(getattr(ml_dtypes, dtype))

@@ -75,3 +75,16 @@ def test_sub_byte_integers_wrap_like_onnx(to, dtype):
     np.testing.assert_array_equal(ours.astype(np.int32), want.astype(np.int32))
     back = MccBackend.prepare(cast_model(to, TensorProto.FLOAT)).run([want])[0]
     np.testing.assert_array_equal(back, want.astype(np.float32))
+
+
+def test_float4_e2m1_round_trip_is_bit_exact():
+    fmt = ml_dtypes.float4_e2m1fn
+    x = hard_floats(fmt)
+    model = cast_model(TensorProto.FLOAT, TensorProto.FLOAT4E2M1)
+    ours = MccBackend.prepare(model).run([x])[0]
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    assert ours.dtype == want.dtype == fmt
+    np.testing.assert_array_equal(ours.view(np.uint8), want.view(np.uint8))
+    codes = np.arange(16, dtype=np.uint8).view(fmt)
+    back = MccBackend.prepare(cast_model(TensorProto.FLOAT4E2M1, TensorProto.FLOAT)).run([codes])
+    np.testing.assert_array_equal(back[0], codes.astype(np.float32))

@@ -38,6 +38,8 @@ class Float8Format:
     overflow_code: int  # what a non-saturating overflow becomes (inf or NaN)
     nan_code: int
     has_negative_zero: bool
+    sign_bit: int = 7
+    codes: int = 256
 
 
 FORMATS = {
@@ -46,14 +48,17 @@ FORMATS = {
     "float8_e5m2": Float8Format("float8_e5m2", 2, 15, 0x7B, 0x7C, 0x7E, True),
     "float8_e5m2fnuz": Float8Format("float8_e5m2fnuz", 2, 16, 0x7F, 0x80, 0x80, False),
 }
+# FLOAT4E2M1: no inf or NaN (overflow saturates, NaN becomes -0 as in ml_dtypes); held
+# as its 4-bit code in a uint8 (see mcc.frontends.subbyte).
+FLOAT4 = Float8Format("float4_e2m1fn", 1, 1, 0x7, 0x7, 0x8, True, sign_bit=3, codes=16)
 
 
 @functools.cache
-def decode_table(dtype: str) -> np.ndarray:
-    """float32 value of each of the 256 codes of a float8 ``dtype``."""
+def decode_table(dtype: str, codes: int = 256) -> np.ndarray:
+    """float32 value of each code of a float8 (or float4) ``dtype``."""
     import ml_dtypes
 
-    return np.arange(256, dtype=np.uint8).view(getattr(ml_dtypes, dtype)).astype(np.float32)
+    return np.arange(codes, dtype=np.uint8).view(getattr(ml_dtypes, dtype)).astype(np.float32)
 
 
 def _pow2(k):
@@ -78,15 +83,19 @@ def encode_float8(x, fmt: Float8Format, saturate: bool):
     too_big = tirx.any(magnitude >= tirx.const(float("inf"), "float32"), is_nan,
                        code > i32(fmt.max_code))
     code = tirx.Select(too_big, i32(fmt.max_code if saturate else fmt.overflow_code), code)
+    sign = i32(1 << fmt.sign_bit)
     if fmt.overflow_code != 0x80:  # the sign applies (not to fnuz's NaN code 0x80)
-        signed = code | i32(0x80)
+        signed = code | sign
     else:
         signed = tirx.Select(tirx.any(code == i32(0), code == i32(0x80)), code,
-                             code | i32(0x80))
+                             code | sign)
     if not fmt.has_negative_zero:
         signed = tirx.Select(code == i32(0), code, signed)
     code = tirx.Select(negative, signed, code)
-    code = tirx.Select(is_nan, i32(fmt.nan_code), code)
+    nan = i32(fmt.nan_code)
+    if fmt.codes == 16:  # float4 has no NaN: ml_dtypes (ONNX's reference) gives +NaN -> -0
+        nan = tirx.Select(negative, i32(0), nan)  # and -NaN -> +0
+    code = tirx.Select(is_nan, nan, code)
     return code.astype("uint8")
 
 
@@ -102,14 +111,30 @@ def cast_to_float8(bb, data, dtype: str, saturate: bool):
     return bb.emit_te(compute, data, primfunc_name_hint="cast_to_" + dtype)
 
 
-def cast_from_float8(bb, data, to: str):
-    table = relax.const(decode_table(str(data.ty.dtype)))
+def cast_to_float4(bb, data):
+    """Codes (uint8) of FLOAT4E2M1 values; ONNX always saturates this type."""
+    if str(data.ty.dtype) != "float32":
+        data = bb.normalize(relax.op.astype(data, "float32"))
 
-    def codes(x):
-        return te.compute(x.shape, lambda *i: tirx.reinterpret("uint8", x(*i)).astype("int32"),
-                          name="float8_codes")
+    def compute(x):
+        return te.compute(x.shape, lambda *i: encode_float8(x(*i), FLOAT4, True),
+                          name="cast_to_float4_e2m1")
 
-    index = bb.emit_te(codes, data, primfunc_name_hint="float8_codes")
+    return bb.emit_te(compute, data, primfunc_name_hint="cast_to_float4_e2m1")
+
+
+def cast_from_float8(bb, data, to: str, fmt: Float8Format | None = None):
+    fmt = fmt or FORMATS[str(data.ty.dtype)]
+    table = relax.const(decode_table(fmt.dtype, fmt.codes))
+    if fmt is FLOAT4:  # already codes in a uint8
+        index = bb.normalize(relax.op.astype(data, "int32"))
+    else:
+        def codes(x):
+            return te.compute(x.shape,
+                              lambda *i: tirx.reinterpret("uint8", x(*i)).astype("int32"),
+                              name="float8_codes")
+
+        index = bb.emit_te(codes, data, primfunc_name_hint="float8_codes")
     value = bb.normalize(relax.op.take(table, index, axis=0))
     return value if to == "float32" else bb.normalize(relax.op.astype(value, to))
 
@@ -150,6 +175,10 @@ def _cast(bb, data, to: str, attr, fallback):
     from mcc.frontends.subbyte import NARROW_DTYPES
 
     source = _dtype_of(data)
+    if attr.get("mcc_from") == 23:  # FLOAT4E2M1 codes (mcc.frontends.subbyte)
+        return cast_from_float8(bb, bb.normalize(data), to, FLOAT4)
+    if to == "float4_e2m1fn" and source is not None:
+        return cast_to_float4(bb, bb.normalize(data))
     if to in NARROW_DTYPES and source is not None:
         return cast_to_narrow_int(bb, bb.normalize(data), to)
     if to in FORMATS and source is not None:
