@@ -88,3 +88,17 @@ def test_float4_e2m1_round_trip_is_bit_exact():
     codes = np.arange(16, dtype=np.uint8).view(fmt)
     back = MccBackend.prepare(cast_model(TensorProto.FLOAT4E2M1, TensorProto.FLOAT)).run([codes])
     np.testing.assert_array_equal(back[0], codes.astype(np.float32))
+
+
+@pytest.mark.parametrize("mode", ["up", "down", "nearest"])
+def test_float_to_e8m0_matches_the_reference_rounding(mode):
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT8E8M0, round_mode=mode)],
+        "cast", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT8E8M0, [None])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)])
+    x = np.array([0, 1e-40, 0.124, 0.25, 0.375, 0.376, 1.1, 1.5, 3, 3.0e38, 3.4e38, np.inf,
+                  np.nan, -2.5], np.float32)
+    ours = MccBackend.prepare(model).run([x])[0]
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(ours.view(np.uint8), want.view(np.uint8))

@@ -111,6 +111,41 @@ def cast_to_float8(bb, data, dtype: str, saturate: bool):
     return bb.emit_te(compute, data, primfunc_name_hint="cast_to_" + dtype)
 
 
+def encode_e8m0(x, saturate: bool, round_mode: str):
+    """TIR expression: the FLOAT8E8M0 code (a bare exponent) of float32 ``x``, as ONNX's
+    reference (onnx.numpy_helper.to_float8e8m0) computes it."""
+    u32 = functools.partial(tirx.const, dtype="uint32")
+    bits = tirx.reinterpret("uint32", x)
+    exponent = (bits >> u32(23)) & u32(0xFF)
+    special = exponent == u32(0xFF)
+    if round_mode == "nearest":
+        guard = (bits & u32(0x400000)) > u32(0)
+        rest = tirx.any((bits & u32(0x200000)) > u32(0), (bits & u32(0x1FFFFF)) > u32(0),
+                        exponent > u32(0))
+        round_up = tirx.all(guard, rest)
+    elif round_mode == "up":
+        round_up = (bits & u32(0x7FFFFF)) > u32(0)
+    elif round_mode == "down":
+        round_up = tirx.const(False, "bool")
+    else:
+        raise ValueError(f"Cast: unsupported round_mode '{round_mode}'")
+    if saturate:
+        round_up = tirx.all(round_up, exponent != u32(0xFE))
+    code = exponent + tirx.Select(round_up, u32(1), u32(0))
+    return tirx.Select(special, u32(0xFF), code).astype("uint8")
+
+
+def cast_to_e8m0(bb, data, saturate: bool, round_mode: str):
+    if str(data.ty.dtype) != "float32":
+        data = bb.normalize(relax.op.astype(data, "float32"))
+
+    def compute(x):
+        return te.compute(x.shape, lambda *i: tirx.reinterpret(
+            "float8_e8m0fnu", encode_e8m0(x(*i), saturate, round_mode)), name="cast_to_e8m0")
+
+    return bb.emit_te(compute, data, primfunc_name_hint="cast_to_e8m0")
+
+
 def cast_to_float4(bb, data):
     """Codes (uint8) of FLOAT4E2M1 values; ONNX always saturates this type."""
     if str(data.ty.dtype) != "float32":
@@ -177,6 +212,10 @@ def _cast(bb, data, to: str, attr, fallback):
     source = _dtype_of(data)
     if attr.get("mcc_from") == 23:  # FLOAT4E2M1 codes (mcc.frontends.subbyte)
         return cast_from_float8(bb, bb.normalize(data), to, FLOAT4)
+    if to == "float8_e8m0fnu" and source is not None:
+        mode = attr.get("round_mode", b"up")
+        return cast_to_e8m0(bb, bb.normalize(data), bool(attr.get("saturate", 1)),
+                            mode.decode() if isinstance(mode, bytes) else str(mode))
     if to == "float4_e2m1fn" and source is not None:
         return cast_to_float4(bb, bb.normalize(data))
     if to in NARROW_DTYPES and source is not None:
