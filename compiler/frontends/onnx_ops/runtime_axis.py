@@ -1,0 +1,60 @@
+"""CumSum / CumProd whose ``axis`` is a run-time input (a graph input, not a constant).
+
+The axis does not change the output's shape, so mcc computes the scan along every
+axis the input has and picks the one ``axis`` names at run time (negative axes
+count from the end). A rank-r input costs r scans; with a constant axis (what
+exporters write) the converter is used as is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
+
+from mcc.frontends.onnx_ops import register
+
+op = relax.op
+
+
+def _runtime_axis(op_type: str, inner: type | None = None):
+    class Converter(OnnxOpConverter):
+        @classmethod
+        def get_converter(cls, opset):
+            from mcc.frontends.onnx_ops import _tvm_map
+
+            base = inner or _tvm_map()[op_type]
+            impl = base.get_converter(opset)
+
+            def convert(bb, inputs, attr, params):
+                axis = inputs[1] if len(inputs) > 1 else None
+                if axis is None or isinstance(axis, tvm.ir.GenericConst):
+                    return impl(bb, inputs, attr, params)
+                data = bb.normalize(inputs[0])
+                rank = data.ty.ndim
+                axis = bb.normalize(op.astype(op.reshape(axis, []), "int64"))
+                axis = bb.normalize(op.where(op.less(axis, relax.const(0, "int64")),
+                                             op.add(axis, relax.const(rank, "int64")), axis))
+                result = None
+                for k in reversed(range(rank)):
+                    scan = bb.normalize(impl(bb, [data, relax.const(np.int64(k))], attr,
+                                             params))
+                    result = scan if result is None else op.where(
+                        op.equal(axis, relax.const(k, "int64")), scan, result)
+                return result
+
+            return convert
+
+    Converter.__name__ = op_type
+    return Converter
+
+
+def _register() -> None:
+    from mcc.frontends.onnx_ops.elementwise import CumProd
+
+    register("CumSum")(_runtime_axis("CumSum"))
+    register("CumProd")(_runtime_axis("CumProd", CumProd))
+
+
+_register()
