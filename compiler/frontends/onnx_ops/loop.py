@@ -118,6 +118,11 @@ class Loop(OnnxOpConverter):
         body = attr["body"]
         outer = params[0]
         initial = list(inputs[2:])
+        for value_info in list(body.input[2:]) + list(body.output[1:]):
+            if value_info.type.HasField("sequence_type") or \
+                    value_info.type.HasField("optional_type"):
+                raise ValueError(f"Loop value '{value_info.name}' is a sequence/optional: "
+                                 "mcc's Loop carries tensors only")
         for value in initial:
             if not isinstance(value, relax.Expr) or not isinstance(
                     getattr(value, "ty", None), relax.TensorType):
