@@ -1,4 +1,5 @@
-"""CumSum / CumProd whose ``axis`` is a run-time input (a graph input, not a constant).
+"""CumSum / CumProd whose ``axis`` is a run-time input (a graph input, not a constant),
+and Expand to a run-time shape.
 
 The axis does not change the output's shape, so mcc computes the scan along every
 axis the input has and picks the one ``axis`` names at run time (negative axes
@@ -58,3 +59,36 @@ def _register() -> None:
 
 
 _register()
+
+
+class _Expand(OnnxOpConverter):
+    """Expand to a run-time shape tensor with ONNX's two-way broadcast: a target dim of 1
+    keeps the input's dim (TVM's dynamic path takes the target literally)."""
+
+    @classmethod
+    def get_converter(cls, opset):
+        from mcc.frontends.onnx_ops import _tvm_map
+
+        impl = _tvm_map()["Expand"].get_converter(opset)
+
+        def convert(bb, inputs, attr, params):
+            data, shape = inputs[0], inputs[1]
+            dims = getattr(getattr(data, "ty", None), "shape", None)
+            if not isinstance(shape, relax.Var) or not isinstance(shape.ty, relax.TensorType) \
+                    or dims is None or not all(isinstance(d, tvm.tirx.IntImm)
+                                               for d in dims.values):
+                return impl(bb, inputs, attr, params)
+            data_dims = [int(d) for d in dims.values]
+            length = int(shape.ty.shape.values[0])
+            if length < len(data_dims):
+                return impl(bb, inputs, attr, params)
+            aligned = [1] * (length - len(data_dims)) + data_dims
+            ones = np.array([d == 1 for d in aligned])
+            target = op.where(relax.const(ones), op.astype(shape, "int64"),
+                              relax.const(np.array(aligned, np.int64)))
+            return impl(bb, [data, bb.normalize(target)], attr, params)
+
+        return convert
+
+
+register("Expand")(_Expand)
