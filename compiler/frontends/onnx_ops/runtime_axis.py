@@ -85,8 +85,11 @@ class _Expand(OnnxOpConverter):
             aligned = [1] * (length - len(data_dims)) + data_dims
             ones = np.array([d == 1 for d in aligned])
             target = op.where(relax.const(ones), op.astype(shape, "int64"),
-                              relax.const(np.array(aligned, np.int64)))
-            return impl(bb, [data, bb.normalize(target)], attr, params)
+                              relax.const(np.array(aligned, np.int64), "int64"))
+            try:
+                return impl(bb, [data, bb.normalize(target)], attr, params)
+            except Exception:  # noqa: BLE001 - TVM's own path, as before
+                return impl(bb, inputs, attr, params)
 
         return convert
 
