@@ -1,6 +1,7 @@
 """The graph-level optimisation pipeline, as named steps in a fixed order.
 
     mcc.FoldConstantShapes   reshape/transpose of weights and biases, in numpy (fast)
+    mcc.LegalizeDynamicSlice Slice with run-time starts/ends, lowered before FoldConstant
     FoldConstant             evaluate the remaining weight-only subgraphs
     mcc.FoldBatchNorm        fold BN into conv weights and bias (passes/fold_batch_norm.py)
     mcc.ConvertLayout        conv data layout (NHWC on CPU by default; passes/layout.py)
@@ -25,7 +26,13 @@ import tvm
 from tvm import relax
 
 from mcc.errors import MccError, first_line
-from mcc.passes import ConvertLayout, FoldBatchNorm, FoldConstantShapes
+from mcc.passes import (
+    ConvertLayout,
+    FastMath,
+    FoldBatchNorm,
+    FoldConstantShapes,
+    LegalizeDynamicSlice,
+)
 
 
 def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None
@@ -33,13 +40,14 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None
     T = relax.transform
     return [
         ("mcc.FoldConstantShapes", FoldConstantShapes()),
+        ("mcc.LegalizeDynamicSlice", LegalizeDynamicSlice()),  # before FoldConstant (see pass)
         ("FoldConstant", T.FoldConstant()),
         ("mcc.FoldBatchNorm", FoldBatchNorm()),
         (f"mcc.ConvertLayout({layout})", ConvertLayout(layout, strict=strict_layout, say=say)),
         ("DecomposeOpsForInference", T.DecomposeOpsForInference()),
         ("CanonicalizeBindings", T.CanonicalizeBindings()),
         ("FoldConstant", T.FoldConstant()),
-        ("FastMathTransform", T.FastMathTransform()),
+        ("FastMathTransform", FastMath()),  # TVM's rewrites; passes/fast_math.py
         ("LegalizeOps", T.LegalizeOps()),
         ("AnnotateTIROpPattern", T.AnnotateTIROpPattern()),
         ("FoldConstant", T.FoldConstant()),

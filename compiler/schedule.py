@@ -83,6 +83,55 @@ def _database(dirs: list[Path], target):
     return (memory_database(materialize(best_per_workload(usable))), found.refused, beaten)
 
 
+def _tolerant_rule_base():
+    from tvm.s_tir import dlight as dl
+
+    return dl.ScheduleRule
+
+
+class _Tolerant(_tolerant_rule_base()):
+    """A rule that crashes on a kernel it does not understand (dlight's GEMV rule asserts
+    on some reductions: ReduceLogSumExp) counts as not applicable, so the next rule in
+    the list schedules it instead of the whole compile failing."""
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def apply(self, func, target, tunable):
+        try:
+            return self.rule.apply(func, target, tunable)
+        except Exception:  # noqa: BLE001 - any crash means "not for this kernel"
+            return None
+
+    def is_target_available(self, target) -> bool:
+        return self.rule.is_target_available(target)
+
+
+def _split_layout_rewrite(mod: tvm.IRModule) -> tvm.IRModule:
+    """``SplitLayoutRewritePreproc``, leaving out kernels it cannot analyse (TOPI's opaque
+    scatter_elements: "There should be a compute block..."); they have nothing to split."""
+    from tvm import relax, tirx
+
+    split = relax.transform.SplitLayoutRewritePreproc()
+    try:
+        return split(mod)
+    except Exception:  # noqa: BLE001 - TVM raises InternalError and friends
+        pass
+    opaque = {}
+    for gv, func in mod.functions_items():
+        if isinstance(func, tirx.PrimFunc):
+            try:
+                split(tvm.IRModule({gv: func}))
+            except Exception:  # noqa: BLE001 - TVM raises InternalError and friends
+                opaque[gv] = func
+    rest = tvm.IRModule({gv: f for gv, f in mod.functions_items() if gv not in opaque},
+                        attrs=mod.attrs)
+    rest = split(rest)
+    for gv, func in opaque.items():
+        rest[gv] = func
+    return rest
+
+
 def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
              extra_dirs=(), fuse_epilogues: bool = True) -> tuple[tvm.IRModule, ScheduleReport]:
     from tvm import relax
@@ -104,9 +153,10 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
         # Constant weights may be repacked by the rules: mark them (this renames the
         # kernels, so from here on they are counted, not named), then fold the repacking.
         mod = relax.transform.AttachAttrLayoutFreeBuffers()(mod)
-        mod = dl.ApplyDefaultSchedule(*rules_for(target, fuse_epilogues))(mod)
+        rules = [_Tolerant(rule) for rule in rules_for(target, fuse_epilogues)]
+        mod = dl.ApplyDefaultSchedule(*rules)(mod)
         scheduled = min(len(tasks), len(_scheduled_funcs(mod)))
-        mod = relax.transform.SplitLayoutRewritePreproc()(mod)
+        mod = _split_layout_rewrite(mod)
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.DeadCodeElimination()(mod)
     report = ScheduleReport(len(tasks), len(from_records), scheduled - len(from_records),

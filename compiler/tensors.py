@@ -63,7 +63,7 @@ def check_feed(specs: list[TensorSpec], feed: dict) -> list[np.ndarray]:
             if isinstance(want, str) and bound.setdefault(want, got) != got:
                 raise MccError(f"input '{spec.name}' has {want}={got} on axis {axis}, but another "
                                f"input set {want}={bound[want]}")
-        arrays.append(np.ascontiguousarray(array))
+        arrays.append(array if array.flags.c_contiguous else array.copy(order="C"))  # 0-d stays 0-d
     return arrays
 
 

@@ -6,14 +6,17 @@ driver runs the ones a compile asks for, in the order documented in
 """
 
 from mcc.passes.calibrate import calibrate
+from mcc.passes.fast_math import FastMath, fast_math
 from mcc.passes.fold_batch_norm import FoldBatchNorm, fold_batch_norm
 from mcc.passes.fold_constant_shapes import FoldConstantShapes, fold_constant_shapes
 from mcc.passes.layout import ConvertLayout, convert_layout
+from mcc.passes.legalize_dynamic_slice import LegalizeDynamicSlice, legalize_dynamic_slice
 from mcc.passes.model_cost import model_cost
 from mcc.passes.op_count import count_ops
 from mcc.passes.prune_channels import prune_channels
 from mcc.passes.quantize import quantize
 
-__all__ = ["ConvertLayout", "FoldBatchNorm", "FoldConstantShapes", "calibrate", "convert_layout",
-           "count_ops", "fold_batch_norm", "fold_constant_shapes", "model_cost", "prune_channels",
-           "quantize"]
+__all__ = ["ConvertLayout", "FastMath", "FoldBatchNorm", "FoldConstantShapes",
+           "LegalizeDynamicSlice", "calibrate", "convert_layout", "count_ops", "fast_math",
+           "fold_batch_norm", "fold_constant_shapes", "legalize_dynamic_slice", "model_cost",
+           "prune_channels", "quantize"]

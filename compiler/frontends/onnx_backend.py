@@ -21,6 +21,7 @@ import numpy as np
 from onnx.backend.base import Backend, BackendRep
 
 from mcc.errors import MccError
+from mcc.frontends.subbyte import from_storage, narrow_output_types, to_storage
 
 # Input positions of ops whose value decides shapes or axes, so TVM needs it constant.
 SHAPE_OPERANDS: dict[str, set[int]] = {
@@ -67,6 +68,7 @@ class MccBackendRep(BackendRep):
         self._constant_names = list(constant_names)
         self._constant_key = None
         self._single_output = len(model.graph.output) == 1
+        self._output_dtypes = narrow_output_types(model)  # int4/int2 come back as int8/uint8
         self.specialized = bool(constant_names)
 
     def run(self, inputs, **kwargs):
@@ -85,7 +87,8 @@ class MccBackendRep(BackendRep):
         result = self._vm["main"](*args)
         if self._single_output:
             result = [result]
-        return [_to_numpy(value) for value in result]
+        return [from_storage(_to_numpy(value), dtype)
+                for value, dtype in zip(result, self._output_dtypes)]
 
     def _compile_for(self, feed):
         values = {name: np.asarray(feed[name]) for name in self._constant_names}
@@ -98,7 +101,7 @@ class MccBackendRep(BackendRep):
 def _to_tvm(tvm, value, device):
     if isinstance(value, (list, tuple)):  # an ONNX sequence input
         return [_to_tvm(tvm, v, device) for v in value]
-    array = np.asarray(value)
+    array = to_storage(np.asarray(value))
     if not array.flags.c_contiguous:  # (np.ascontiguousarray would make 0-d arrays 1-d)
         array = array.copy(order="C")
     return tvm.runtime.tensor(array, device)

@@ -22,6 +22,7 @@ from mcc.frontends.common import (
     call_quietly,
     relax_specs,
 )
+from mcc.frontends.subbyte import widen_narrow_ints
 
 # Ops the TVM importer handles outside its converter map.
 _BUILTIN_OPS = {"If", "Constant"}
@@ -32,6 +33,7 @@ def import_onnx(model, input_shapes: dict[str, tuple[int, ...]],
     """``constant_inputs`` binds graph inputs to fixed values (they become weights): for
     inputs that are really compile-time operands (reduce axes, TopK's k, Resize sizes)."""
     proto, label, raw = _load(model)
+    proto = widen_narrow_ints(proto)  # int4/int2 held one per byte (mcc.frontends.subbyte)
     if constant_inputs:
         proto = _bind_constant_inputs(proto, constant_inputs, label)
         raw = proto.SerializeToString()

@@ -39,6 +39,11 @@ _CONVERTER_MODULES: tuple[str, ...] = (
     "mcc.frontends.onnx_ops.rnn",
     "mcc.frontends.onnx_ops.elementwise",
     "mcc.frontends.onnx_ops.control_flow",
+    "mcc.frontends.onnx_ops.loop",  # Loop as a recursive Relax function
+    "mcc.frontends.onnx_ops.reduce",  # ReduceMax/Min: -inf/+inf like ONNX
+    "mcc.frontends.onnx_ops.low_precision",  # Cast/CastLike: float8 bit-exact, int4/int2
+    "mcc.frontends.onnx_ops.bitcast",
+    "mcc.frontends.onnx_ops.runtime_axis",  # CumSum/CumProd with a run-time axis
     "mcc.frontends.onnx_ops.quantized",  # QLinearConv, QLinearMatMul, ConvInteger (int8)
 )
 _loaded = False

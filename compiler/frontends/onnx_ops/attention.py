@@ -118,7 +118,9 @@ class Attention(OnnxOpConverter):
         precision = _NP_DTYPES.get(attr.get("softmax_precision"), dtype)
         logits = op.astype(with_bias, precision) if precision != dtype else with_bias
         probs = op.nn.softmax(logits, axis=-1)
-        masked_row = op.equal(op.max(bias, axis=-1, keepdims=True), neg_inf)
+        # (not max(bias) == -inf: TVM's max starts from the dtype's lowest finite value)
+        allowed = op.astype(op.greater(bias, neg_inf), "int32")
+        masked_row = op.equal(op.max(allowed, axis=-1, keepdims=True), relax.const(0, "int32"))
         probs = bb.normalize(op.where(masked_row, const(0.0, precision), probs))
         if mode == 3:
             qk_out = probs

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 
 from tvm import relax
-from tvm.relax.frontend.onnx.onnx_frontend import ONNXGraphImporter, OnnxOpConverter
+from tvm.relax.frontend.onnx.onnx_frontend import ONNXGraphImporter, OnnxOpConverter, onnx_input
 
 from mcc.frontends.onnx_ops import convert_map, register
 from mcc.frontends.onnx_ops._relax import shape_of
@@ -27,13 +27,18 @@ def convert_body(bb, graph, bindings: dict, outer: dict, opset: int) -> list:
         values[init.name] = relax.const(parser._parse_array(init))
     converters = convert_map()
     for node in graph.node:
-        if node.op_type not in converters:
-            raise ValueError(f"{node.op_type} inside a Scan body is not supported")
         attr = parser._parse_attr(node.attribute)
         attr["tvm_custom"] = {"name": node.name, "num_outputs": len(node.output)}
-        inputs = [values[name] if name else None for name in node.input]
-        result = converters[node.op_type].get_converter(opset)(bb, inputs, attr,
-                                                                [values, {}])
+        inputs = onnx_input()
+        for name in node.input:
+            inputs.append(values[name] if name else None)
+        if node.op_type == "If":
+            result = _convert_if(bb, inputs[0], attr, values, opset)
+        elif node.op_type not in converters:
+            raise ValueError(f"{node.op_type} inside a Scan/Loop body is not supported")
+        else:
+            result = converters[node.op_type].get_converter(opset)(bb, inputs, attr,
+                                                                    [values, {}])
         result = bb.normalize(result) if isinstance(result, relax.Expr) else result
         if len(node.output) == 1:
             values[node.output[0]] = result
@@ -41,6 +46,25 @@ def convert_body(bb, graph, bindings: dict, outer: dict, opset: int) -> list:
             for i, name in enumerate(node.output):
                 values[name] = bb.normalize(relax.TupleGetItem(result, i))
     return [values[o.name] for o in graph.output]
+
+
+def _convert_if(bb, cond, attr, values: dict, opset: int):
+    """A nested ``If``: each branch in its own block, so only the taken one runs."""
+    if bb.current_block_is_dataflow():
+        raise ValueError("If inside a Scan body is not supported")
+    branches = []
+    for key in ("then_branch", "else_branch"):
+        bb._begin_binding_block()
+        try:
+            outs = convert_body(bb, attr[key], {}, values, opset)
+            result = outs[0] if len(outs) == 1 else relax.Tuple(outs)
+            result = bb.normalize(result)
+        finally:
+            block = bb._end_block()
+        branches.append(relax.SeqExpr([block], result))
+    if cond.ty.ndim != 0:
+        cond = bb.normalize(op.reshape(cond, []))
+    return bb.emit(relax.If(cond, *branches))
 
 
 @register("Scan")
