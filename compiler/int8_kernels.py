@@ -49,6 +49,11 @@ class QConvShape:
         return -(-self.ic // IC_BLOCK) * IC_BLOCK
 
     @property
+    def needs_pad_block(self) -> bool:
+        """Whether the input is copied into a padded buffer (spatial padding or IC % 4)."""
+        return any(self.padding) or self.ic % IC_BLOCK != 0
+
+    @property
     def oc_blocks(self) -> int:
         return -(-self.oc // OC_BLOCK)
 
@@ -98,14 +103,18 @@ def qconv2d_func(shape: QConvShape):
         in_channel = tirx.if_then_else(c < s.ic, value, tirx.const(0, "uint8"))
         return tirx.if_then_else(inside, in_channel, tirx.const(s.zero_point, "uint8"))
 
-    xp = te.compute(dims(s.n, hp, wp, s.ic_padded), padded,
-                    name=PAD_BLOCK)
+    if s.needs_pad_block:
+        xp = te.compute(dims(s.n, hp, wp, s.ic_padded), padded, name=PAD_BLOCK)
+    else:  # nothing to pad: the kernel reads the input in place, no copy
+        xp = x
     rkh = te.reduce_axis(dims(0, s.kh), "rkh")
     rkw = te.reduce_axis(dims(0, s.kw), "rkw")
     ric = te.reduce_axis(dims(0, s.ic_padded), "ric")
     sh, sw = s.stride
+    # over whole 16-channel blocks (the packed weights are zero beyond OC), so that every
+    # step is one 16-lane dot product; the dequantising epilogue keeps the first OC
     acc = te.compute(
-        dims(s.n, oh, ow, s.oc),
+        dims(s.n, oh, ow, s.oc_blocks * OC_BLOCK),
         lambda n, h, ww, o: te.sum(
             xp[n, h * sh + rkh, ww * sw + rkw, ric].astype("int32")
             * w[o // OC_BLOCK, rkh, rkw, ric // IC_BLOCK, o % OC_BLOCK, ric % IC_BLOCK]

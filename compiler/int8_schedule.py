@@ -62,11 +62,14 @@ def _register_vnni() -> None:
         with T.sblock("root"):
             T.reads(C[0:16], A[0:4], B[0:16, 0:4])
             T.writes(C[0:16])
-            a_i32 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-            a_bytes = T.reinterpret(T.broadcast(a_i32, 16), dtype="int8x64")
+            # one expression, no named temporaries: TVMScript would make each a local
+            # allocation, which costs a workspace call per tile
             C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                C.vload([0], dtype="int32x16"), a_bytes, B.vload([0, 0], dtype="int8x64"),
+                C.vload([0], dtype="int32x16"),
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"),
+                                          16), dtype="int8x64"),
+                B.vload([0, 0], dtype="int8x64"),
                 dtype="int32x16")
 
     TensorIntrin.register(VNNI_INTRIN, dot_product_16x4_u8i8i32_desc, vnni_impl)
@@ -136,7 +139,7 @@ def schedule_kernel(func: tirx.PrimFunc, vnni: bool) -> tirx.PrimFunc:
     oc = int(sch.get(o).extent)
     ow = int(sch.get(w).extent)
     wo, wi = sch.split(w, [None, _width_factor(ow)])
-    tensorize = vnni and oc % OC_BLOCK == 0
+    tensorize = vnni and oc % OC_BLOCK == 0  # whole blocks (mcc.int8_kernels pads OC)
     if tensorize:
         oo, oi = sch.split(o, [None, OC_BLOCK])
         ico, ici = sch.split(ic, [None, 4])
@@ -144,8 +147,12 @@ def schedule_kernel(func: tirx.PrimFunc, vnni: bool) -> tirx.PrimFunc:
     else:
         oo, oi = o, None
         sch.reorder(n, h, wo, oo, kh, kw, ic, wi)
-    outer = sch.fuse(n, h, wo)
+    # the 16-channel blocks too: a 7x7 layer or a batch-1 dense has too few rows to keep
+    # every core busy
+    outer = sch.fuse(n, h, wo, oo) if tensorize else sch.fuse(n, h, wo)
     sch.parallel(outer)
+    if tensorize:
+        oo = outer
     for block in sch.get_child_blocks(sch.get_sblock("root")):
         name = sch.get(block).name_hint
         if name.startswith((CONV_BLOCK, PAD_BLOCK)):

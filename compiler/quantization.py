@@ -314,7 +314,9 @@ def prepare(mod, target):
     steps = [T.FoldConstant(), FoldBatchNorm(), T.DecomposeOpsForInference(),
              T.CanonicalizeBindings(), T.FoldConstant(),
              T.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}), T.FoldConstant(),
-             T.ToNonDataflow()]
+             # one layout change per tensor, not per reader: sites that read one tensor then
+             # share its quantized copy (mcc.passes.quantize)
+             T.EliminateCommonSubexpr(), T.ToNonDataflow()]
     with target:
         return tvm.transform.Sequential(steps)(mod)
 

@@ -205,6 +205,7 @@ class _Realize(relax.PyExprMutator):
         self.chosen, self.ranges, self.per_tensor = chosen, ranges, per_tensor
         self.on_grid = on_grid
         self.kernels: dict[QConvShape, relax.GlobalVar] = {}
+        self.quantized: dict = {}  # (input, scale, zero point) -> its uint8 tensor, made once
 
     def visit_var_binding_(self, binding):
         site = self.chosen.get(binding.var)
@@ -219,6 +220,14 @@ class _Realize(relax.PyExprMutator):
         self.set_var_remap(binding.var, self.builder_.emit(value, binding.var.name))
 
     def _quantize_input(self, data, scale: float, zero_point: int):
+        # sites reading the same tensor with the same range (ResNet's downsample branch and
+        # the first conv of its block) share one uint8 copy
+        key = (data, scale, zero_point)
+        if key not in self.quantized:
+            self.quantized[key] = self._emit_quantize(data, scale, zero_point)
+        return self.quantized[key]
+
+    def _emit_quantize(self, data, scale: float, zero_point: int):
         op = relax.op
         shifted = op.add(op.round(op.multiply(data, relax.const(1.0 / scale, "float32"))),
                          relax.const(float(zero_point), "float32"))

@@ -109,19 +109,52 @@ def test_quantize_pass_structure_and_exclude(digits):
     assert quantizer.to_json()["fp32_ops"] == {"conv2d_0": "excluded", "matmul_0": "excluded"}
 
 
+def test_sites_sharing_an_input_share_one_quantize():
+    """Two convolutions reading the same tensor (ResNet's downsample branch beside its
+    block's first conv) quantize it once, and the result still matches fp32."""
+    from onnx import helper
+
+    from conftest import make_model
+
+    rng = np.random.default_rng(3)
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w1"], ["a"]),
+         helper.make_node("Conv", ["x", "w2"], ["b"], pads=[1, 1, 1, 1]),
+         helper.make_node("Add", ["a", "b"], ["y"])],
+        [("x", [1, 8, 6, 6])], [("y", [1, 16, 6, 6])],
+        [("w1", rng.standard_normal((16, 8, 1, 1))), ("w2", rng.standard_normal((16, 8, 3, 3)))],
+        "shared_input")
+    mod, _ = _quantized_relax(model)
+    casts = []
+
+    def visit(expr):
+        if (isinstance(expr, tvm.relax.Call) and isinstance(expr.op, tvm.ir.Op)
+                and expr.op.name == "relax.astype" and expr.attrs.dtype == "uint8"):
+            casts.append(expr)
+
+    tvm.relax.analysis.post_order_visit(mod["main"], visit)
+    assert len(_int8_calls(mod)) == 2 and len(casts) == 1
+    compiled = mcc.compile(model, quantize="int8", calibration="random")
+    assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.999
+
+
 def test_int8_kernel_matches_exact_integer_reference():
     """The scheduled (VNNI on this CPU) kernel vs int64 numpy arithmetic, with padding by the
-    zero point, stride 2, channels that are not multiples of 4 / 16."""
+    zero point, stride 2, channels that are not multiples of 4 / 16, and an unpadded 1x1
+    kernel that reads its input in place (no pad copy)."""
     from mcc.int8_kernels import QConvShape, pack_weight, qconv2d_func
     from mcc.int8_schedule import has_vnni, schedule_kernel
 
     target = resolve_target(None).tvm_target()
     rng = np.random.default_rng(1)
     for shape in (QConvShape(1, 9, 9, 6, 32, 3, 3, (2, 2), (1, 1, 1, 1), 37),
-                  QConvShape(1, 1, 12, 40, 10, 1, 1, (1, 1), (0, 0, 0, 0), 128)):
+                  QConvShape(1, 1, 12, 40, 10, 1, 1, (1, 1), (0, 0, 0, 0), 128),
+                  QConvShape(1, 5, 7, 32, 24, 1, 1, (1, 1), (0, 0, 0, 0), 9)):
         func = schedule_kernel(qconv2d_func(shape), has_vnni(target))
-        # this CPU has AVX-512 VNNI: the 16-channel kernel must really use vpdpbusd
-        assert ("vpdpbusd" in func.script()) == (has_vnni(target) and shape.oc % 16 == 0)
+        # this CPU has AVX-512 VNNI: every kernel must really use vpdpbusd (OC is computed
+        # in whole 16-channel blocks, so 10 and 24 output channels qualify too)
+        assert ("vpdpbusd" in func.script()) == has_vnni(target)
+        assert ("mcc_qpad" in func.script()) == shape.needs_pad_block
         lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                           target=target)
         s = shape
