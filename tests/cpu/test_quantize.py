@@ -59,7 +59,11 @@ def test_digits_cnn_int8_within_one_point_of_fp32(digits, tmp_path):
     assert quant["int8_ops"] == ["conv2d_0", "conv2d_1", "matmul_0"] and quant["fp32_ops"] == {}
     report = quant["accuracy"]["outputs"]["logits"]
     assert report["cosine"] > 0.99 and report["top1_agreement"] >= 0.95
-    assert any("accuracy vs fp32 on 64 calibration sample(s)" in line for line in lines)
+    # 64 samples: 13 (20%) held out of calibration, and the report comes from those
+    assert any("accuracy vs fp32 on 13 held-out sample(s), not used for calibration" in line
+               for line in lines)
+    assert quant["calibration"]["samples"] == 51 and quant["calibration"]["held_out_samples"] == 13
+    assert quant["accuracy"]["data"] == "held-out" and quant["accuracy"]["samples"] == 13
     module = mcc.load(compiled.export(tmp_path / "digits_int8.so"))
     assert module.metadata["quantization"] == quant
     predictions = np.array([module.run({"image": img[None]})["logits"].argmax()
@@ -186,7 +190,8 @@ def test_quantized_conv_numerics_and_random_calibration_warning(cli, save_onnx, 
     assert "WARNING: calibrating on seeded RANDOM inputs" in result.stderr
     meta = mcc.load(out).metadata["quantization"]
     info = cli("info", out)
-    assert "quantize: int8, 1 ops int8, 0 fp32 (vs fp32: y cosine 0.9" in info.output
+    assert ("quantize: int8, 1 ops int8, 0 fp32 (vs fp32 on calibration samples: y cosine 0.9"
+            in info.output)  # 4 random samples: too few to hold any out
     assert meta["int8_ops"] == ["conv2d_0"] and meta["weights"] == "int8 symmetric, per tensor"
     assert meta["calibration"]["method"] == "percentile"
     assert meta["accuracy"]["outputs"]["y"]["cosine"] > 0.99
@@ -215,6 +220,9 @@ def test_bad_quantization_inputs(cli, save_onnx, tmp_path):
     none = save_onnx(TINY_MODELS["two_outputs"](), "none.onnx")
     result = cli("compile", none, "-o", out, "--quantize", "int8", "--calibration", "random")
     assert_one_line_error(result, "nothing to quantize")
+    result = cli("compile", conv, "-o", out, "--quantize", "int8", "--calibration", "random",
+                 "--holdout", "1.5")
+    assert_one_line_error(result, "--holdout 1.5 must be a fraction in [0, 1)")
     assert not out.exists() and not list(tmp_path.glob(".never.so*"))
 
 
