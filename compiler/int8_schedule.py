@@ -1,4 +1,4 @@
-"""Default schedule rule for mcc's int8 kernels (mcc.int8_kernels), with VNNI on x86.
+"""Default schedule rule for mcc's int8 kernels (mcc.int8_kernels): VNNI on x86, sdot on ARM.
 
 Per fused kernel holding a ``mcc_qconv`` block (the convolution plus whatever FuseOps
 fused after it: dequantize, bias, ReLU, residual add, the next layer's quantize):
@@ -7,7 +7,9 @@ fused after it: dequantize, bias, ReLU, residual add, the next layer's quantize)
     parallel   over n * h * (w / wi)
     tensorize  the innermost 16 x 4 (16 output channels, 4 input channels): one
                ``vpdpbusd`` (u8 x s8, 64 multiply-adds) per step, where the target has
-               AVX-512 VNNI and the channel counts allow (OC % 16 == 0)
+               AVX-512 VNNI; on aarch64 with the dot-product extension (ARMv8.2+
+               ``+dotprod``: Cortex-A76, Neoverse-V1, ...) four ``sdot`` (s8 x s8, 4 x 4
+               each, activations stored as int8: see ``activation_dtype``)
     epilogue   the elementwise tail is inlined into one block computed per 16 channels
                of wi pixels, while the int32 accumulators are still in cache
 
@@ -26,7 +28,54 @@ from tvm import tirx
 from mcc.int8_kernels import CONV_BLOCK, OC_BLOCK, PAD_BLOCK
 
 VNNI_INTRIN = "mcc_dot_16x4_u8i8i32_vnni"
+SDOT_INTRIN = "mcc_dot_4x4_i8i8i32_sdot"
 _registered = False
+_registered_sdot = False
+
+
+def _register_sdot() -> None:
+    """ARM ``sdot``: 4 int32 lanes += 4 x (4 int8 . 4 int8); the same description as TVM's
+    ``dot_4x4_i8i8s32_sdot``, registered here so as not to import TVM's intrinsic package."""
+    global _registered_sdot
+    if _registered_sdot:
+        return
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def sdot_desc(
+        A: T.Buffer((4,), "int8", offset_factor=1),
+        B: T.Buffer((4, 4), "int8", offset_factor=1),
+        C: T.Buffer((4,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+            T.writes(C[0:4])
+            for i in T.serial(0, 4):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def sdot_impl(
+        A: T.Buffer((4,), "int8", offset_factor=1),
+        B: T.Buffer((4, 4), "int8", offset_factor=1),
+        C: T.Buffer((4,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+            T.writes(C[0:4])
+            C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
+                C.vload([0], dtype="int32x4"),
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"),
+                                          4), dtype="int8x16"),
+                B.vload([0, 0], dtype="int8x16"),
+                dtype="int32x4")
+
+    TensorIntrin.register(SDOT_INTRIN, sdot_desc, sdot_impl)
+    _registered_sdot = True
 
 
 def _register_vnni() -> None:
@@ -87,6 +136,24 @@ def has_vnni(target: tvm.target.Target) -> bool:
         return False
 
 
+def has_dotprod(target: tvm.target.Target) -> bool:
+    """aarch64 with the ARMv8.2 dot-product instructions (``sdot`` / ``udot``)."""
+    if target.kind.name != "llvm" or "aarch64" not in str(target.attrs.get("mtriple", "")):
+        return False
+    from tvm.target.codegen import target_has_features
+
+    try:
+        return bool(target_has_features("dotprod", target))
+    except Exception:  # a CPU LLVM does not know: no dot product assumed
+        return False
+
+
+def activation_dtype(target: tvm.target.Target) -> str:
+    """How int8 activations are stored for ``target``: ``uint8`` (x86 VNNI multiplies u8 x s8,
+    and the generic schedule takes either) or ``int8`` where only s8 x s8 exists (ARM sdot)."""
+    return "int8" if has_dotprod(target) else "uint8"
+
+
 def _int8_funcs(mod):
     for gv, func in mod.functions_items():
         if not isinstance(func, tirx.PrimFunc):
@@ -117,12 +184,15 @@ def _vectorize_below(sch, block, anchor) -> None:
         sch.vectorize(loops[-1])
 
 
-def schedule_kernel(func: tirx.PrimFunc, vnni: bool) -> tirx.PrimFunc:
-    """The scheduled form of one fused int8 kernel (see the module docstring)."""
+def schedule_kernel(func: tirx.PrimFunc, vnni: bool, dotprod: bool = False) -> tirx.PrimFunc:
+    """The scheduled form of one fused int8 kernel (see the module docstring); ``dotprod``:
+    ARM sdot (the kernel's activations must be int8)."""
     from tvm import s_tir
 
     if vnni:
         _register_vnni()
+    if dotprod:
+        _register_sdot()
     sch = s_tir.Schedule(func)
     conv = _find_block(sch, CONV_BLOCK)
     pad = _find_block(sch, PAD_BLOCK)
@@ -139,7 +209,7 @@ def schedule_kernel(func: tirx.PrimFunc, vnni: bool) -> tirx.PrimFunc:
     oc = int(sch.get(o).extent)
     ow = int(sch.get(w).extent)
     wo, wi = sch.split(w, [None, _width_factor(ow)])
-    tensorize = vnni and oc % OC_BLOCK == 0  # whole blocks (mcc.int8_kernels pads OC)
+    tensorize = (vnni or dotprod) and oc % OC_BLOCK == 0  # whole blocks (mcc.int8_kernels pads OC)
     if tensorize:
         oo, oi = sch.split(o, [None, OC_BLOCK])
         ico, ici = sch.split(ic, [None, 4])
@@ -164,8 +234,10 @@ def schedule_kernel(func: tirx.PrimFunc, vnni: bool) -> tirx.PrimFunc:
             pass
     init = sch.decompose_reduction(conv, kh)
     _vectorize_below(sch, init, oo)
-    if tensorize:
+    if tensorize and vnni:
         sch.tensorize(oi, VNNI_INTRIN)
+    elif tensorize:  # sdot: 4 output channels x 4 input channels per instruction
+        sch.tensorize(sch.split(oi, [None, 4])[1], SDOT_INTRIN)
     if pad is not None:
         loops = sch.get_loops(pad)
         sch.parallel(sch.fuse(loops[0], loops[1]))
@@ -174,12 +246,10 @@ def schedule_kernel(func: tirx.PrimFunc, vnni: bool) -> tirx.PrimFunc:
 
 def schedule_int8(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
     """Schedule every int8 kernel in ``mod``; other PrimFuncs are left alone."""
-    vnni = has_vnni(target)
-    if vnni:
-        _register_vnni()
+    vnni, dotprod = has_vnni(target), has_dotprod(target)
     for gv, func in list(_int8_funcs(mod)):
         try:
-            scheduled = schedule_kernel(func, vnni)
+            scheduled = schedule_kernel(func, vnni, dotprod)
         except Exception:  # noqa: S110  a fused shape the rule cannot handle stays naive
             try:
                 scheduled = schedule_kernel(func, False)

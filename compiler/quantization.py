@@ -203,10 +203,12 @@ class Quantizer:
     def _quantize(self, prepared, ranges):
         from tvm import relax
 
+        from mcc.int8_schedule import activation_dtype
         from mcc.passes.quantize import quantize
 
         mod, self.report = quantize(prepared, ranges, per_tensor=self.config.per_tensor,
-                                    weights_on_grid=self.mode == QDQ)
+                                    weights_on_grid=self.mode == QDQ,
+                                    activation_dtype=activation_dtype(self.target))
         return relax.transform.ConvertToDataflow(min_size=1)(mod)
 
     def _input_names(self) -> list[str]:
@@ -321,6 +323,8 @@ class Quantizer:
                 f"{len(self.calibration.outputs)} sample(s))")
 
     def to_json(self) -> dict:
+        from mcc.int8_schedule import activation_dtype
+
         if self.mode == "fp16":
             return {"mode": "fp16"}
         fp32 = dict(self.report.skipped)
@@ -330,7 +334,7 @@ class Quantizer:
                     "int8_ops": self.report.quantized, "fp32_ops": fp32}
         return {
             "mode": "int8",
-            "activations": "uint8 asymmetric, per tensor",
+            "activations": f"{activation_dtype(self.target)} asymmetric, per tensor",
             "weights": "int8 symmetric, " + ("per tensor" if self.config.per_tensor
                                              else "per output channel"),
             "calibration": {"method": self.config.calibration_method,

@@ -29,10 +29,10 @@ class Module:
         import tvm
         from tvm import relax
 
-        from mcc.tvm_log import quiet_tvm_load
+        from mcc.tvm_log import quiet_tvm
 
         try:
-            with quiet_tvm_load():  # one TVM warning line per constant otherwise
+            with quiet_tvm():  # one TVM warning line per constant otherwise
                 library = tvm.runtime.load_module(str(self.path))
         except Exception as err:
             raise MccError(f"cannot load '{self.path}': {first_line(err)}") from None

@@ -1,10 +1,11 @@
 """Drop known-noise lines that TVM's C++ runtime writes straight to stderr.
 
-Loading any exported Relax module makes TVM 0.27 print one ``Warning: Scope Loaded:``
-line per constant tensor (a leftover LOG(WARNING) in src/runtime/vm/executable.cc,
-which no setting turns off): 170 lines for ResNet-50. The C++ logger writes to file
-descriptor 2, not to Python's ``sys.stderr``, so the only way to filter it from Python
-is to point fd 2 at a temp file while the module loads, then pass the other lines on.
+Saving and loading a Relax module makes TVM 0.27 print one ``Warning: Scope Saving:`` /
+``Warning: Scope Loaded:`` line per constant tensor (leftover LOG(WARNING)s in
+src/runtime/vm/executable.cc, which no setting turns off): 170 lines for ResNet-50.
+The C++ logger writes to file descriptor 2, not to Python's ``sys.stderr``, so the only
+way to filter it from Python is to point fd 2 at a temp file while TVM saves or loads the
+module, then pass the other lines on.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import sys
 import tempfile
 from contextlib import contextmanager
 
-NOISE = ("Warning: Scope Loaded:",)
+NOISE = ("Warning: Scope Loaded:", "Warning: Scope Saving:")
 
 
 @contextmanager
-def quiet_tvm_load(noise: tuple[str, ...] = NOISE):
+def quiet_tvm(noise: tuple[str, ...] = NOISE):
     """Within the block, TVM's lines containing one of ``noise`` are dropped; every other
     line written to stderr is passed on when the block ends."""
     sys.stderr.flush()

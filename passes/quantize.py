@@ -182,14 +182,16 @@ def _grid_steps(flat: np.ndarray, amax: np.ndarray, default: np.ndarray) -> np.n
 
 
 def quantize(mod: tvm.IRModule, ranges: dict[str, tuple[float, float]],
-             per_tensor: bool = False, weights_on_grid: bool = False
-             ) -> tuple[tvm.IRModule, QuantizeReport]:
+             per_tensor: bool = False, weights_on_grid: bool = False,
+             activation_dtype: str = "uint8") -> tuple[tvm.IRModule, QuantizeReport]:
     """Realise every site named in ``ranges`` (site name -> calibrated activation range) as
     an int8 kernel; the other sites stay fp32. ``weights_on_grid``: the model is already
-    quantized, keep its weight steps (see ``weight_params``)."""
+    quantized, keep its weight steps (see ``weight_params``). ``activation_dtype="int8"``
+    stores activations as int8 with the zero point shifted by -128 (the same grid: what
+    s8 x s8 dot products such as ARM's sdot want)."""
     sites = find_sites(mod)
     chosen = {s.var: s for s in sites if s.name in ranges and not s.skip}
-    rewriter = _Realize(mod, chosen, ranges, per_tensor, weights_on_grid)
+    rewriter = _Realize(mod, chosen, ranges, per_tensor, weights_on_grid, activation_dtype)
     func = rewriter.visit_expr(mod["main"])
     out = rewriter.builder_.get()
     out["main"] = func
@@ -200,10 +202,12 @@ def quantize(mod: tvm.IRModule, ranges: dict[str, tuple[float, float]],
 
 @relax.expr_functor.mutator
 class _Realize(relax.PyExprMutator):
-    def __init__(self, mod, chosen, ranges, per_tensor, on_grid):
+    def __init__(self, mod, chosen, ranges, per_tensor, on_grid, activation_dtype):
         super().__init__(mod)
         self.chosen, self.ranges, self.per_tensor = chosen, ranges, per_tensor
         self.on_grid = on_grid
+        self.x_dtype = activation_dtype
+        self.shift = 128 if activation_dtype == "int8" else 0  # uint8 grid -> int8 grid
         self.kernels: dict[QConvShape, relax.GlobalVar] = {}
         self.quantized: dict = {}  # (input, scale, zero point) -> its uint8 tensor, made once
 
@@ -213,6 +217,7 @@ class _Realize(relax.PyExprMutator):
             return super().visit_var_binding_(binding)
         data = self.visit_expr(site.data)
         scale, zero_point = activation_params(*self.ranges[site.name])
+        zero_point -= self.shift
         if site.op == "conv2d":
             value = self._conv(site, data, scale, zero_point)
         else:
@@ -231,8 +236,8 @@ class _Realize(relax.PyExprMutator):
         op = relax.op
         shifted = op.add(op.round(op.multiply(data, relax.const(1.0 / scale, "float32"))),
                          relax.const(float(zero_point), "float32"))
-        clipped = op.clip(shifted, 0, 255)
-        return self.builder_.emit(op.astype(clipped, "uint8"), "xq")
+        clipped = op.clip(shifted, -self.shift, 255 - self.shift)
+        return self.builder_.emit(op.astype(clipped, self.x_dtype), "xq")
 
     def _kernel(self, data_q, weight_ohwi: np.ndarray, shape: QConvShape, sx: float):
         wq, sw = weight_params(weight_ohwi, self.per_tensor, self.on_grid)
@@ -256,7 +261,7 @@ class _Realize(relax.PyExprMutator):
         oc, kh, kw, _ = weight.shape
         pad = [int(p) for p in attrs.padding]
         stride = tuple(int(s) for s in attrs.strides)
-        shape = QConvShape(n, h, w, ic, oc, kh, kw, stride, tuple(pad), zx)
+        shape = QConvShape(n, h, w, ic, oc, kh, kw, stride, tuple(pad), zx, self.x_dtype)
         return self._kernel(self._quantize_input(data, sx, zx), weight, shape, sx)
 
     def _dense(self, site, data, sx, zx):
@@ -265,7 +270,7 @@ class _Realize(relax.PyExprMutator):
         k, n_out = weight.shape
         rows = int(np.prod(dims[:-1]))
         flat = self.builder_.emit(relax.op.reshape(data, [1, 1, rows, k]))
-        shape = QConvShape(1, 1, rows, k, n_out, 1, 1, (1, 1), (0, 0, 0, 0), zx)
+        shape = QConvShape(1, 1, rows, k, n_out, 1, 1, (1, 1), (0, 0, 0, 0), zx, self.x_dtype)
         weight_ohwi = weight.T.reshape(n_out, 1, 1, k)
         y = self.builder_.emit(self._kernel(self._quantize_input(flat, sx, zx), weight_ohwi,
                                             shape, sx))
