@@ -347,3 +347,13 @@ def test_int8_without_vnni_uses_the_generic_schedule():
     compiled = mcc.compile(TINY_MODELS["conv_bn"](), target="x86-avx2", quantize="int8",
                            calibration="random")
     assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.99
+
+
+def test_saving_and_loading_an_int8_module_prints_no_tvm_scope_lines(capfd, tmp_path):
+    """TVM logs a 'Scope Saving:' / 'Scope Loaded:' warning per constant of an int8 module;
+    mcc's export and load drop them (mcc.tvm_log)."""
+    compiled = mcc.compile(TINY_MODELS["conv_bn"](), quantize="int8", calibration="random",
+                           verify=False)
+    capfd.readouterr()
+    mcc.load(compiled.export(tmp_path / "q.so"))
+    assert "Scope" not in capfd.readouterr().err
