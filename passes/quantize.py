@@ -210,6 +210,8 @@ class _Realize(relax.PyExprMutator):
         self.shift = 128 if activation_dtype == "int8" else 0  # uint8 grid -> int8 grid
         self.kernels: dict[QConvShape, relax.GlobalVar] = {}
         self.quantized: dict = {}  # (input, scale, zero point) -> its uint8 tensor, made once
+        self.bound = {b.var: b.value for block in mod["main"].body.blocks
+                      for b in block.bindings if isinstance(b, relax.VarBinding)}
 
     def visit_var_binding_(self, binding):
         site = self.chosen.get(binding.var)
@@ -224,12 +226,20 @@ class _Realize(relax.PyExprMutator):
             value = self._dense(site, data, scale, zero_point)
         self.set_var_remap(binding.var, self.builder_.emit(value, binding.var.name))
 
-    def _quantize_input(self, data, scale: float, zero_point: int):
+    def _quantize_input(self, data, scale: float, zero_point: int, source=None):
         # sites reading the same tensor with the same range (ResNet's downsample branch and
         # the first conv of its block) share one uint8 copy
         key = (data, scale, zero_point)
         if key not in self.quantized:
-            self.quantized[key] = self._emit_quantize(data, scale, zero_point)
+            pool = self.bound.get(source)
+            if _is_max_pool(pool):
+                # quantize(max_pool(v)) == max_pool(quantize(v)) (quantize is monotonic): the
+                # pool runs on 8-bit data, and the quantize fuses into v's producer
+                inner = self._quantize_input(self.visit_expr(pool.args[0]), scale, zero_point)
+                value = self.builder_.emit(relax.Call(pool.op, [inner], pool.attrs), "xq")
+            else:
+                value = self._emit_quantize(data, scale, zero_point)
+            self.quantized[key] = value
         return self.quantized[key]
 
     def _emit_quantize(self, data, scale: float, zero_point: int):
@@ -262,7 +272,7 @@ class _Realize(relax.PyExprMutator):
         pad = [int(p) for p in attrs.padding]
         stride = tuple(int(s) for s in attrs.strides)
         shape = QConvShape(n, h, w, ic, oc, kh, kw, stride, tuple(pad), zx, self.x_dtype)
-        return self._kernel(self._quantize_input(data, sx, zx), weight, shape, sx)
+        return self._kernel(self._quantize_input(data, sx, zx, site.data), weight, shape, sx)
 
     def _dense(self, site, data, sx, zx):
         dims = _static_shape(site.data)
@@ -275,6 +285,11 @@ class _Realize(relax.PyExprMutator):
         y = self.builder_.emit(self._kernel(self._quantize_input(flat, sx, zx), weight_ohwi,
                                             shape, sx))
         return relax.op.reshape(y, dims[:-1] + [n_out])
+
+
+def _is_max_pool(expr) -> bool:
+    return (isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op)
+            and expr.op.name == "relax.nn.max_pool2d")
 
 
 def has_qdq(mod: tvm.IRModule) -> bool:

@@ -142,6 +142,39 @@ def test_sites_sharing_an_input_share_one_quantize():
     assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.999
 
 
+def test_max_pool_before_int8_convs_runs_on_quantized_data():
+    """conv -> relu -> max pool -> two convs (ResNet's stem): the pool moves after the
+    quantize (they commute), so it reads 8-bit data and no fp32 pool remains."""
+    from onnx import helper
+
+    from conftest import make_model
+
+    rng = np.random.default_rng(4)
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w0"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2],
+                          pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["p", "w1"], ["a"]),
+         helper.make_node("Conv", ["p", "w2"], ["b"], pads=[1, 1, 1, 1]),
+         helper.make_node("Add", ["a", "b"], ["y"])],
+        [("x", [1, 3, 16, 16])], [("y", [1, 16, 8, 8])],
+        [("w0", rng.standard_normal((8, 3, 3, 3))), ("w1", rng.standard_normal((16, 8, 1, 1))),
+         ("w2", rng.standard_normal((16, 8, 3, 3)))], "stem")
+    mod, _ = _quantized_relax(model)
+    pools = []
+
+    def visit(expr):
+        if (isinstance(expr, tvm.relax.Call) and isinstance(expr.op, tvm.ir.Op)
+                and expr.op.name == "relax.nn.max_pool2d"):
+            pools.append(expr.ty.dtype)
+
+    tvm.relax.analysis.post_order_visit(mod["main"], visit)
+    assert pools == ["uint8"]
+    compiled = mcc.compile(model, quantize="int8", calibration="random")
+    assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.999
+
+
 def test_int8_kernel_matches_exact_integer_reference():
     """The scheduled (VNNI on this CPU) kernel vs int64 numpy arithmetic, with padding by the
     zero point, stride 2, channels that are not multiples of 4 / 16, and an unpadded 1x1
