@@ -51,15 +51,17 @@ def cosine(a, b) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def cpu_ms(fn, repeat: int) -> float:
-    """Median process CPU time of one call, in ms, after two warm-up calls."""
-    fn(), fn()
+ROUNDS = 4  # --single-thread: each runtime timed in this many blocks, in turn
+
+
+def cpu_samples(fn, repeat: int) -> list[float]:
+    """Process CPU time of each of ``repeat`` calls, in ms."""
     samples = []
     for _ in range(repeat):
         start = time.process_time()
         fn()
         samples.append((time.process_time() - start) * 1e3)
-    return float(np.median(samples))
+    return samples
 
 
 def ort_qdq(path: Path, samples: list[dict], out: Path) -> Path:
@@ -127,10 +129,20 @@ def bench_model(name: str, n_samples: int, repeat: int, workdir: Path, reuse: bo
     # worker threads keep spinning for a while after a run and, on 2 cores, starve whatever
     # runs next (interleaving measured mcc int8 at 80 ms against 15 ms timed alone).
     times = {}
+    if SINGLE_THREAD:  # one thread each: no spinning workers, so blocks can alternate
+        samples = {key: [] for key in runners}
+        for fn in runners.values():
+            fn(), fn()
+        for _ in range(ROUNDS):
+            for key, fn in runners.items():
+                samples[key] += cpu_samples(fn, max(1, repeat // ROUNDS))
+        for key in runners:
+            times[key] = float(np.median(samples[key]))
+            log(f"{key}: {times[key]:.2f} ms CPU time, one thread (median of "
+                f"{len(samples[key])} in {ROUNDS} alternating blocks)")
     for key, fn in runners.items():
         if SINGLE_THREAD:
-            times[key] = cpu_ms(fn, repeat)
-            log(f"{key}: {times[key]:.2f} ms CPU time, one thread (median of {repeat})")
+            continue
         else:
             times[key] = time_calls(key, fn, repeat, warmup=2, max_seconds=60).median_ms
             log(f"{key}: {times[key]:.2f} ms (median of up to {repeat})")
