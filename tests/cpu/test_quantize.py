@@ -186,7 +186,9 @@ def test_int8_kernel_matches_exact_integer_reference():
     rng = np.random.default_rng(1)
     for shape in (QConvShape(1, 9, 9, 6, 32, 3, 3, (2, 2), (1, 1, 1, 1), 37),
                   QConvShape(1, 1, 12, 40, 10, 1, 1, (1, 1), (0, 0, 0, 0), 128),
-                  QConvShape(1, 5, 7, 32, 24, 1, 1, (1, 1), (0, 0, 0, 0), 9)):
+                  QConvShape(1, 5, 7, 32, 24, 1, 1, (1, 1), (0, 0, 0, 0), 9),
+                  # rows wider than 28: the 7-pixel x 2-block register tile
+                  QConvShape(1, 2, 35, 8, 32, 1, 3, (1, 1), (0, 1, 0, 1), 200)):
         func = schedule_kernel(qconv2d_func(shape), has_vnni(target))
         # this CPU has AVX-512 VNNI: every kernel must really use vpdpbusd (OC is computed
         # in whole 16-channel blocks, so 10 and 24 output channels qualify too)
