@@ -138,6 +138,90 @@ def has_vnni(target: tvm.target.Target) -> bool:
         return False
 
 
+DP4A_INTRIN = "mcc_dp4a_u8s8s32"
+_registered_dp4a = False
+
+
+def _register_dp4a() -> None:
+    """CUDA ``__dp4a``: one int32 += 4 x (u8 . s8). TVM's own dp4a intrinsics want both
+    operands in shared memory; mcc's kernels read them straight from global memory."""
+    global _registered_dp4a
+    if _registered_dp4a:
+        return
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def dp4a_desc(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((4,), "int8", offset_factor=1),
+        C: T.Buffer((1,), "int32", offset_factor=1, scope="local"),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:1], A[0:4], B[0:4])
+            T.writes(C[0:1])
+            for i in T.serial(0, 4):
+                with T.sblock("update"):
+                    vi = T.axis.remap("R", [i])
+                    C[0] = C[0] + T.cast(A[vi], "int32") * T.cast(B[vi], "int32")
+
+    @T.prim_func(s_tir=True)
+    def dp4a_impl(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((4,), "int8", offset_factor=1),
+        C: T.Buffer((1,), "int32", offset_factor=1, scope="local"),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:1], A[0:4], B[0:4])
+            T.writes(C[0:1])
+            C[0] = C[0] + T.call_pure_extern("__dp4a", A.vload([0], "uint8x4"),
+                                             B.vload([0], "int8x4"), T.int32(0),
+                                             dtype="int32")
+
+    TensorIntrin.register(DP4A_INTRIN, dp4a_desc, dp4a_impl)
+    _registered_dp4a = True
+
+
+def schedule_kernel_cuda(func: tirx.PrimFunc, threads: int = 128) -> tirx.PrimFunc:
+    """CUDA: one thread per output value, its int32 accumulator in a register, the reduction
+    over (kh, kw, ic / 4) one ``__dp4a`` (4 u8 x s8 products) per step, the fused epilogue
+    computed by the same thread; the pad copy, where there is one, is a kernel of its own.
+    Checked at code-generation level only (no GPU has run it yet)."""
+    from tvm import s_tir
+
+    _register_dp4a()
+    sch = s_tir.Schedule(func)
+    conv = _find_block(sch, CONV_BLOCK)
+    pad = _find_block(sch, PAD_BLOCK)
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if not sch.get(block).name_hint.startswith((CONV_BLOCK, PAD_BLOCK)):
+            try:
+                sch.compute_inline(block)
+            except Exception:  # noqa: S110  an output block: computed at the thread below
+                pass
+    n, h, w, o, kh, kw, ic = sch.get_loops(conv)
+    ico, ici = sch.split(ic, [None, 4])
+    # threads: 16 output channels (one packed weight block) x up to 8 pixels of a row;
+    # split, not fused, so the packed-weight indices stay affine for tensorize
+    wo, wi = sch.split(w, [None, _width_factor(int(sch.get(w).extent))])
+    oo, oi = sch.split(o, [None, OC_BLOCK])
+    sch.reorder(n, h, wo, oo, wi, oi, kh, kw, ico, ici)
+    sch.bind(sch.fuse(n, h, wo, oo), "blockIdx.x")
+    sch.bind(wi, "threadIdx.y")
+    sch.bind(oi, "threadIdx.x")
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if not sch.get(block).name_hint.startswith((CONV_BLOCK, PAD_BLOCK)):
+            sch.reverse_compute_at(block, oi)  # the epilogue, by the same thread
+    sch.set_scope(conv, 0, "local")  # each thread's accumulator: a register
+    sch.decompose_reduction(conv, kh)
+    sch.tensorize(ici, DP4A_INTRIN)
+    if pad is not None:
+        pbx, ptx = sch.split(sch.fuse(*sch.get_loops(pad)), [None, threads])
+        sch.bind(pbx, "blockIdx.x")
+        sch.bind(ptx, "threadIdx.x")
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
 def has_dotprod(target: tvm.target.Target) -> bool:
     """aarch64 with the ARMv8.2 dot-product instructions (``sdot`` / ``udot``)."""
     if target.kind.name != "llvm" or "aarch64" not in str(target.attrs.get("mtriple", "")):
@@ -257,6 +341,13 @@ def schedule_kernel(func: tirx.PrimFunc, vnni: bool, dotprod: bool = False) -> t
 
 def schedule_int8(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
     """Schedule every int8 kernel in ``mod``; other PrimFuncs are left alone."""
+    if target.kind.name == "cuda":  # dp4a (sm_61 and later: every cuda preset)
+        for gv, func in list(_int8_funcs(mod)):
+            try:
+                mod[gv] = schedule_kernel_cuda(func)
+            except Exception:  # noqa: S110  left to the default GPU rules
+                pass
+        return mod
     vnni, dotprod = has_vnni(target), has_dotprod(target)
     for gv, func in list(_int8_funcs(mod)):
         try:
