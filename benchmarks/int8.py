@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/int8.py [--models resnet50,bert_base] [--samples 4]
                                         [--repeat 20] [--json int8.json] [--reuse]
+                                        [--single-thread]
 
 Per network (benchmarks/models.py, seeded random weights, exported to ONNX):
   * mcc fp32: ``mcc.compile(model)``;
@@ -11,15 +12,21 @@ Per network (benchmarks/models.py, seeded random weights, exported to ONNX):
   * ONNX Runtime fp32, and ONNX Runtime int8: ``onnxruntime.quantization.quantize_static``
     (QDQ format, per-channel s8 weights, u8 activations, MinMax) calibrated on the same
     samples, run by the same CPU provider.
-All four run in this one process on the same input (the three fast ones interleaved
-round by round, so background load hits them alike); outputs of the
-int8 modules are compared with fp32 by cosine similarity. Prints a Markdown table.
+All four run in this one process on the same input, each timed in its own block of
+calls; outputs of the int8 modules are compared with fp32 by cosine similarity. Prints a
+Markdown table.
+
+``--single-thread``: one thread per runtime (TVM_NUM_THREADS=1, ONNX Runtime
+intra_op_num_threads=1) and each call timed by this process's CPU time, not wall time:
+what one core spends per inference, which background load on a shared machine barely
+moves (wall-clock medians of 2-thread runs do move, by 2-3x when the cores are busy).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +35,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+SINGLE_THREAD = "--single-thread" in sys.argv
+if SINGLE_THREAD:  # before TVM starts its thread pool (importing mcc)
+    os.environ["TVM_NUM_THREADS"] = "1"
 
 from models import export_onnx  # noqa: E402
 
@@ -39,6 +49,19 @@ from mcc.tensors import random_inputs  # noqa: E402
 def cosine(a, b) -> float:
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+ROUNDS = 4  # --single-thread: each runtime timed in this many blocks, in turn
+
+
+def cpu_samples(fn, repeat: int) -> list[float]:
+    """Process CPU time of each of ``repeat`` calls, in ms."""
+    samples = []
+    for _ in range(repeat):
+        start = time.process_time()
+        fn()
+        samples.append((time.process_time() - start) * 1e3)
+    return samples
 
 
 def ort_qdq(path: Path, samples: list[dict], out: Path) -> Path:
@@ -90,8 +113,11 @@ def bench_model(name: str, n_samples: int, repeat: int, workdir: Path, reuse: bo
         ort_qdq(path, samples, qdq)
         fp32.export(fp32_so)
         int8.export(int8_so)
-    sessions = {"ort_fp32": ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]),
-                "ort_qdq": ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])}
+    options = ort.SessionOptions()
+    if SINGLE_THREAD:
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+    sessions = {key: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+                for key, p in (("ort_fp32", path), ("ort_qdq", qdq))}
     feed = random_inputs(fp32.inputs, seed=7)
     module = (lambda c: c.module if hasattr(c, "module") else c)  # noqa: E731
     runners = {"mcc_fp32": module(fp32).runner(feed), "mcc_int8": module(int8).runner(feed)}
@@ -103,9 +129,23 @@ def bench_model(name: str, n_samples: int, repeat: int, workdir: Path, reuse: bo
     # worker threads keep spinning for a while after a run and, on 2 cores, starve whatever
     # runs next (interleaving measured mcc int8 at 80 ms against 15 ms timed alone).
     times = {}
+    if SINGLE_THREAD:  # one thread each: no spinning workers, so blocks can alternate
+        samples = {key: [] for key in runners}
+        for fn in runners.values():
+            fn(), fn()
+        for _ in range(ROUNDS):
+            for key, fn in runners.items():
+                samples[key] += cpu_samples(fn, max(1, repeat // ROUNDS))
+        for key in runners:
+            times[key] = float(np.median(samples[key]))
+            log(f"{key}: {times[key]:.2f} ms CPU time, one thread (median of "
+                f"{len(samples[key])} in {ROUNDS} alternating blocks)")
     for key, fn in runners.items():
-        times[key] = time_calls(key, fn, repeat, warmup=2, max_seconds=60).median_ms
-        log(f"{key}: {times[key]:.2f} ms (median of up to {repeat})")
+        if SINGLE_THREAD:
+            continue
+        else:
+            times[key] = time_calls(key, fn, repeat, warmup=2, max_seconds=60).median_ms
+            log(f"{key}: {times[key]:.2f} ms (median of up to {repeat})")
     accuracy = int8.metadata["quantization"]["accuracy"]
     return {
         "model": name, "fp32_compile_s": fp32_compile,
@@ -126,11 +166,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--reuse", action="store_true",
                         help="time the modules the last run left in benchmarks/onnx/")
+    parser.add_argument("--single-thread", action="store_true",
+                        help="one thread each, timed by CPU time (for a busy machine)")
     args = parser.parse_args()
     workdir = HERE / "onnx"
     workdir.mkdir(exist_ok=True)
     rows = [bench_model(name, args.samples, args.repeat, workdir, args.reuse)
             for name in args.models.split(",")]
+    print("timing: " + ("CPU time of one thread per runtime (--single-thread)" if SINGLE_THREAD
+                        else f"wall clock, {os.environ.get('TVM_NUM_THREADS')} TVM threads"))
     print("| model | int8 ops (fp32) | mcc fp32 ms | mcc int8 ms | ORT fp32 ms | ORT QDQ int8 ms "
           "| int8 speed-up vs mcc fp32 | mcc int8 / ORT QDQ | cosine int8 vs fp32 (mcc, ORT) |")
     print("|---|---|---|---|---|---|---|---|---|")

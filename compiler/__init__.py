@@ -24,7 +24,7 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
             verify=True, rtol=None, atol=None, calibration=None, prune=None,
             prune_criterion="l1", layout="auto", quantize=None, calibration_method="minmax",
             per_tensor=False, exclude=(), accuracy_budget=None, progress=None,
-            cross_compiler=None):
+            cross_compiler=None, holdout=None):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
@@ -40,7 +40,9 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     ``calibration="random"`` only for speed tests) and compiles conv2d / matmul into int8
     kernels, except the ops or node names in ``exclude``; ``accuracy_budget`` keeps the most
     sensitive ops in fp32 until the loss (worst of 1 - cosine and 1 - top-1 agreement vs fp32)
-    is at most that. ``quantize="fp16"`` is mixed precision for GPUs. ``cross_compiler``
+    is at most that. ``holdout`` is the share of the samples kept out of calibration for the
+    accuracy report (default: 20% when there are at least 10 samples, else none; 0: none).
+    ``quantize="fp16"`` is mixed precision for GPUs. ``cross_compiler``
     overrides the C++ compiler that links a module for another architecture (e.g.
     ``aarch64-linux-gnu-g++`` for ARM presets). ``progress`` is an optional callable
     receiving one line per stage.
@@ -51,9 +53,9 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     from mcc.targets import resolve_target
 
     if quantize != "int8" and (exclude or per_tensor or accuracy_budget is not None
-                               or calibration_method != "minmax"):
-        raise MccError("--calibration-method, --per-tensor, --exclude and --accuracy-budget "
-                       "apply to --quantize int8 only")
+                               or calibration_method != "minmax" or holdout is not None):
+        raise MccError("--calibration-method, --per-tensor, --exclude, --accuracy-budget and "
+                       "--holdout apply to --quantize int8 only")
 
     config = CompileConfig(
         target=resolve_target(target).with_cross_compiler(cross_compiler),
@@ -71,6 +73,7 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
         per_tensor=per_tensor,
         exclude=tuple(exclude),
         accuracy_budget=accuracy_budget,
+        holdout=holdout,
     )
     return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 

@@ -93,6 +93,9 @@ def _target_help() -> str:
 @click.option("--accuracy-budget", type=click.FloatRange(min=0.0), default=None, metavar="X",
               help="keep the most sensitive ops in fp32 until the loss vs fp32 (worst of "
                    "1 - cosine, 1 - top-1 agreement) is <= X")
+@click.option("--holdout", type=float, default=None, metavar="FRACTION",
+              help="share of the --calibration samples kept out of calibration for the int8 "
+                   "accuracy report (default: 0.2 with 10+ samples, else 0)")
 @click.option("--prune", metavar="zero|RATIO",
               help="remove channels: 'zero' = all-zero filters (lossless); RATIO in (0,1) = that "
                    "share of each layer's lowest-norm filters (no fine-tuning)")
@@ -105,7 +108,7 @@ def _target_help() -> str:
               show_default=True, help="convolution data layout (auto: fastest for the target)")
 def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
             prune, prune_criterion, cross_compiler, layout, quantize, calibration_method,
-            per_tensor, exclude, accuracy_budget):
+            per_tensor, exclude, accuracy_budget, holdout):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
     from mcc.tensors import parse_input_shapes
@@ -119,7 +122,7 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
                            prune_criterion=prune_criterion, layout=layout, quantize=quantize,
                            calibration_method=calibration_method, per_tensor=per_tensor,
                            exclude=exclude, accuracy_budget=accuracy_budget, progress=_stderr,
-                           cross_compiler=cross_compiler)
+                           cross_compiler=cross_compiler, holdout=holdout)
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
@@ -222,7 +225,9 @@ def info(module_path, as_json):
                f"{len(quant.get('fp32_ops', {}))} fp32" if "int8_ops" in quant else "")
         accuracy = (quant.get("accuracy") or {}).get("outputs", {})
         cosines = ", ".join(f"{k} cosine {v['cosine']:.5f}" for k, v in accuracy.items())
-        versus = f" (vs fp32: {cosines})" if cosines else ""
+        data = (quant.get("accuracy") or {}).get("data")
+        on = f" on {data} samples" if data else ""
+        versus = f" (vs fp32{on}: {cosines})" if cosines else ""
         click.echo(f"quantize: {quant['mode']}{ops}{versus}")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")

@@ -31,3 +31,4 @@ class CompileConfig:
     per_tensor: bool = False  # one weight scale per tensor instead of per output channel
     exclude: tuple[str, ...] = ()  # op kinds or node names kept in fp32
     accuracy_budget: float | None = None  # max accepted loss, see mcc.quantization
+    holdout: float | None = None  # share of samples kept for the accuracy report (None: auto)

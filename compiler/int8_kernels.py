@@ -1,7 +1,8 @@
 """The int8 compute kernel behind quantized conv2d and dense: u8 x s8 -> s32, dequantized.
 
 One kernel serves both ops (a dense layer is a 1x1 convolution over a [1, 1, M, K]
-NHWC tensor). Activations are uint8 with a zero point, weights int8 symmetric per
+NHWC tensor). Activations are uint8 with a zero point (int8, zero point - 128, where the
+target multiplies s8 x s8: ARM ``sdot``), weights int8 symmetric per
 output channel, packed as ``[OC/16, KH, KW, IC/4, 16, 4]`` so that 16 output
 channels x 4 input channels are 64 contiguous bytes: the operand of one AVX-512 VNNI
 ``vpdpbusd`` (and, with the same blocking, of ARM ``sdot`` / CUDA ``dp4a``). The
@@ -43,10 +44,16 @@ class QConvShape:
     stride: tuple[int, int]
     padding: tuple[int, int, int, int]  # top, left, bottom, right
     zero_point: int
+    x_dtype: str = "uint8"  # "int8" for ARM sdot (mcc.int8_schedule.activation_dtype)
 
     @property
     def ic_padded(self) -> int:
         return -(-self.ic // IC_BLOCK) * IC_BLOCK
+
+    @property
+    def needs_pad_block(self) -> bool:
+        """Whether the input is copied into a padded buffer (spatial padding or IC % 4)."""
+        return any(self.padding) or self.ic % IC_BLOCK != 0
 
     @property
     def oc_blocks(self) -> int:
@@ -85,7 +92,7 @@ def qconv2d_func(shape: QConvShape):
     pt, pl, pb, pr = s.padding
     hp, wp = s.h + pt + pb, s.w + pl + pr
     oh, ow = s.out_hw
-    x = te.placeholder(dims(s.n, s.h, s.w, s.ic), "uint8", name="x")
+    x = te.placeholder(dims(s.n, s.h, s.w, s.ic), s.x_dtype, name="x")
     w = te.placeholder(dims(s.oc_blocks, s.kh, s.kw, s.ic_padded // IC_BLOCK, OC_BLOCK, IC_BLOCK),
                        "int8", name="w")
     bias = te.placeholder(dims(s.oc), "int32", name="bias")
@@ -95,17 +102,21 @@ def qconv2d_func(shape: QConvShape):
         inside = tirx.all(c_h >= pt, c_h < s.h + pt, c_w >= pl, c_w < s.w + pl)
         value = x[n, tirx.min(tirx.max(c_h - pt, 0), s.h - 1),
                   tirx.min(tirx.max(c_w - pl, 0), s.w - 1), tirx.min(c, s.ic - 1)]
-        in_channel = tirx.if_then_else(c < s.ic, value, tirx.const(0, "uint8"))
-        return tirx.if_then_else(inside, in_channel, tirx.const(s.zero_point, "uint8"))
+        in_channel = tirx.if_then_else(c < s.ic, value, tirx.const(0, s.x_dtype))
+        return tirx.if_then_else(inside, in_channel, tirx.const(s.zero_point, s.x_dtype))
 
-    xp = te.compute(dims(s.n, hp, wp, s.ic_padded), padded,
-                    name=PAD_BLOCK)
+    if s.needs_pad_block:
+        xp = te.compute(dims(s.n, hp, wp, s.ic_padded), padded, name=PAD_BLOCK)
+    else:  # nothing to pad: the kernel reads the input in place, no copy
+        xp = x
     rkh = te.reduce_axis(dims(0, s.kh), "rkh")
     rkw = te.reduce_axis(dims(0, s.kw), "rkw")
     ric = te.reduce_axis(dims(0, s.ic_padded), "ric")
     sh, sw = s.stride
+    # over whole 16-channel blocks (the packed weights are zero beyond OC), so that every
+    # step is one 16-lane dot product; the dequantising epilogue keeps the first OC
     acc = te.compute(
-        dims(s.n, oh, ow, s.oc),
+        dims(s.n, oh, ow, s.oc_blocks * OC_BLOCK),
         lambda n, h, ww, o: te.sum(
             xp[n, h * sh + rkh, ww * sw + rkw, ric].astype("int32")
             * w[o // OC_BLOCK, rkh, rkw, ric // IC_BLOCK, o % OC_BLOCK, ric % IC_BLOCK]

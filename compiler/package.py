@@ -46,8 +46,11 @@ def export_module(executable, path: str | Path, metadata: dict, target=None) -> 
         source.write_text(_metadata_source(metadata))
 
         def write(tmp_path: str) -> None:
-            executable.export_library(tmp_path, addons=[str(source)], workspace_dir=workdir,
-                                      **options)
+            from mcc.tvm_log import quiet_tvm
+
+            with quiet_tvm():  # one TVM warning line per constant otherwise
+                executable.export_library(tmp_path, addons=[str(source)],
+                                          workspace_dir=workdir, **options)
             if target is not None and target.is_cuda:
                 from mcc.cuda import require_device_code
 

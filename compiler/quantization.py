@@ -2,12 +2,15 @@
 
     prepare    fold constants and batch norms, convert convolutions to NHWC (the layout
                the int8 kernels read), drop dataflow blocks so tensors can be observed
-    samples    the user's --calibration data (or, said loudly, seeded random inputs)
+    samples    the user's --calibration data (or, said loudly, seeded random inputs), split
+               into calibration samples and held-out samples (--holdout FRACTION; by
+               default 20% once there are 10 samples or more)
     calibrate  mcc.passes.calibrate: fp32 ranges of every quantizable op's input
     quantize   mcc.passes.quantize: those ops become u8 x s8 -> s32 kernels
     budget     with --accuracy-budget, the most sensitive ops go back to fp32, one step
                at a time, until the measured loss fits the budget
-    accuracy   after the build: the int8 module against the fp32 outputs on the samples
+    accuracy   after the build: the int8 module against the fp32 outputs on the held-out
+               samples (on the calibration samples when none are held out, and it says so)
 
 ``--quantize fp16`` is TVM's mixed-precision pass (fp16 compute, fp32 accumulation),
 meant for GPUs.
@@ -25,6 +28,8 @@ MODES = ("int8", "fp16")
 QDQ = "qdq"  # an already-quantized ONNX model: its own scales, no calibration
 RANDOM = "random"  # --calibration random: speed tests only
 RANDOM_SAMPLES = 4
+AUTO_HOLDOUT = 0.2  # share of the samples held out of calibration when --holdout is not given,
+AUTO_HOLDOUT_MIN_SAMPLES = 10  # once there are at least this many
 
 
 @dataclass
@@ -43,10 +48,12 @@ class OutputAccuracy:
 
 @dataclass
 class AccuracyReport:
-    """int8 vs fp32 on the calibration samples."""
+    """int8 vs fp32 on the held-out samples (``data="held-out"``) or, when none were held
+    out, on the calibration samples themselves (``data="calibration"``)."""
 
     samples: int
     outputs: list[OutputAccuracy]
+    data: str = "calibration"
 
     @property
     def loss(self) -> float:
@@ -57,7 +64,11 @@ class AccuracyReport:
         return worst
 
     def lines(self) -> list[str]:
-        out = [f"[mcc] accuracy vs fp32 on {self.samples} calibration sample(s):"]
+        if self.data == "held-out":
+            where = f"{self.samples} held-out sample(s), not used for calibration"
+        else:
+            where = f"{self.samples} calibration sample(s), none held out"
+        out = [f"[mcc] accuracy vs fp32 on {where}:"]
         for o in self.outputs:
             top1 = "" if o.top1 is None else f", top-1 agreement {o.top1 * 100:.1f}%"
             out.append(f"[mcc]   {o.name}: cosine {o.cosine:.5f}, max abs err {o.max_abs:.4g}"
@@ -71,11 +82,32 @@ class AccuracyReport:
         return text + (f", top-1 agreement {min(top1) * 100:.1f}%" if top1 else "")
 
     def to_json(self) -> dict:
-        return {"samples": self.samples, "reference": "fp32 (this model, before quantization)",
+        return {"samples": self.samples, "data": self.data,
+                "reference": "fp32 (this model, before quantization)",
                 "outputs": {o.name: o.to_json() for o in self.outputs}}
 
 
-def measure_accuracy(fp32: list[dict], quantized: list[dict]) -> AccuracyReport:
+def split_holdout(samples: list[dict], fraction: float | None) -> tuple[list, list]:
+    """(calibration samples, held-out samples): a seeded random ``fraction`` of the samples
+    is held out; ``None`` holds out AUTO_HOLDOUT once there are AUTO_HOLDOUT_MIN_SAMPLES."""
+    n = len(samples)
+    if fraction is None:
+        fraction = AUTO_HOLDOUT if n >= AUTO_HOLDOUT_MIN_SAMPLES else 0.0
+    if not 0.0 <= fraction < 1.0:
+        raise MccError(f"--holdout {fraction:g} must be a fraction in [0, 1)")
+    if fraction == 0.0:
+        return list(samples), []
+    k = max(1, round(n * fraction))
+    if n - k < 1:
+        raise MccError(f"--holdout {fraction:g} leaves no sample for calibration ({n} "
+                       "sample(s) in the data); give more samples or --holdout 0")
+    held = set(np.random.default_rng(0).permutation(n)[:k].tolist())
+    return ([s for i, s in enumerate(samples) if i not in held],
+            [s for i, s in enumerate(samples) if i in held])
+
+
+def measure_accuracy(fp32: list[dict], quantized: list[dict],
+                     data: str = "calibration") -> AccuracyReport:
     """Per output: cosine similarity and max abs error over all samples, and top-1
     agreement for [batch, classes] outputs."""
     outputs = []
@@ -89,7 +121,7 @@ def measure_accuracy(fp32: list[dict], quantized: list[dict]) -> AccuracyReport:
         if ref.ndim == 3 and ref.shape[-1] > 1:  # samples x batch x classes
             top1 = float((ref.argmax(-1) == got.argmax(-1)).mean())
         outputs.append(OutputAccuracy(name, cosine, float(np.abs(a - b).max()), top1))
-    return AccuracyReport(len(fp32), outputs)
+    return AccuracyReport(len(fp32), outputs, data)
 
 
 def wants_quantization(config, mod) -> bool:
@@ -108,7 +140,8 @@ class Quantizer:
     target: object  # tvm.target.Target
     say: object = print
     sites: list = field(default_factory=list)
-    samples: list = field(default_factory=list)
+    samples: list = field(default_factory=list)  # calibration samples
+    held_out: list = field(default_factory=list)  # samples for the accuracy report only
     calibration: object = None
     report: object = None
     fp32_sites: dict = field(default_factory=dict)  # kept fp32 by the budget: name -> reason
@@ -140,7 +173,7 @@ class Quantizer:
         if not usable:
             raise MccError(nothing_to_quantize(self.sites))
         chosen = self._apply_exclusions(usable)
-        self.samples = self._samples()
+        self.samples, self.held_out = split_holdout(self._samples(), self.config.holdout)
         names = [t.name for t in self.imported.outputs]
         inputs = self._input_names()
         host = resolve_target(None)  # calibration runs the fp32 model here, whatever the target
@@ -148,7 +181,7 @@ class Quantizer:
             prepared, [s.data for s in chosen], [s.name for s in chosen], self.samples,
             self.config.calibration_method,
             lambda m: vm_runner(compile_relax(m, host, host.tvm_target(), self.config.tuning_logs),
-                                inputs), names)
+                                inputs), names, held_out=self.held_out)
         ranges = {s.name: r for s, r in zip(self.calibration.stats, self.calibration.ranges)}
         ranges.update({s.name: s.qdq_range for s in chosen if s.qdq_range is not None})
         mod = self._quantize(prepared, ranges)
@@ -170,10 +203,12 @@ class Quantizer:
     def _quantize(self, prepared, ranges):
         from tvm import relax
 
+        from mcc.int8_schedule import activation_dtype
         from mcc.passes.quantize import quantize
 
         mod, self.report = quantize(prepared, ranges, per_tensor=self.config.per_tensor,
-                                    weights_on_grid=self.mode == QDQ)
+                                    weights_on_grid=self.mode == QDQ,
+                                    activation_dtype=activation_dtype(self.target))
         return relax.transform.ConvertToDataflow(min_size=1)(mod)
 
     def _input_names(self) -> list[str]:
@@ -257,15 +292,22 @@ class Quantizer:
         if not self.config.target.runs_on_host():
             raise MccError(f"--accuracy-budget needs to run the model, and a "
                            f"{self.config.target.name} module cannot run on this machine")
+        # the budget is fitted on the calibration samples; the held-out ones stay unseen
+        # until the final report
         return self.measure(compile_relax(mod, self.config.target, self.target,
-                                          self.config.tuning_logs))
+                                          self.config.tuning_logs), held_out=False)
 
-    def measure(self, executable) -> AccuracyReport:
-        """Run ``executable`` on the calibration samples; compare with the fp32 outputs."""
+    def measure(self, executable, held_out: bool = True) -> AccuracyReport:
+        """Run ``executable`` on the held-out samples (if any and ``held_out``, else on the
+        calibration samples); compare with the fp32 outputs on the same samples."""
         runner = vm_runner(executable, self._input_names())
         names = [t.name for t in self.imported.outputs]
-        quantized = [dict(zip(names, runner(feed))) for feed in self.samples]
-        self.accuracy = measure_accuracy(self.calibration.outputs, quantized)
+        use_held = held_out and bool(self.held_out)
+        feeds = self.held_out if use_held else self.samples
+        reference = self.calibration.held_out_outputs if use_held else self.calibration.outputs
+        quantized = [dict(zip(names, runner(feed))) for feed in feeds]
+        self.accuracy = measure_accuracy(reference, quantized,
+                                         "held-out" if use_held else "calibration")
         return self.accuracy
 
     def summary(self) -> str:
@@ -281,6 +323,8 @@ class Quantizer:
                 f"{len(self.calibration.outputs)} sample(s))")
 
     def to_json(self) -> dict:
+        from mcc.int8_schedule import activation_dtype
+
         if self.mode == "fp16":
             return {"mode": "fp16"}
         fp32 = dict(self.report.skipped)
@@ -290,12 +334,13 @@ class Quantizer:
                     "int8_ops": self.report.quantized, "fp32_ops": fp32}
         return {
             "mode": "int8",
-            "activations": "uint8 asymmetric, per tensor",
+            "activations": f"{activation_dtype(self.target)} asymmetric, per tensor",
             "weights": "int8 symmetric, " + ("per tensor" if self.config.per_tensor
                                              else "per output channel"),
             "calibration": {"method": self.config.calibration_method,
                             "data": self.config.calibration,
-                            "samples": len(self.calibration.outputs)},
+                            "samples": len(self.calibration.outputs),
+                            "held_out_samples": len(self.held_out)},
             "int8_ops": self.report.quantized,
             "fp32_ops": fp32,
             "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
@@ -314,7 +359,9 @@ def prepare(mod, target):
     steps = [T.FoldConstant(), FoldBatchNorm(), T.DecomposeOpsForInference(),
              T.CanonicalizeBindings(), T.FoldConstant(),
              T.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}), T.FoldConstant(),
-             T.ToNonDataflow()]
+             # one layout change per tensor, not per reader: sites that read one tensor then
+             # share its quantized copy (mcc.passes.quantize)
+             T.EliminateCommonSubexpr(), T.ToNonDataflow()]
     with target:
         return tvm.transform.Sequential(steps)(mod)
 

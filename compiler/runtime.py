@@ -29,8 +29,11 @@ class Module:
         import tvm
         from tvm import relax
 
+        from mcc.tvm_log import quiet_tvm
+
         try:
-            library = tvm.runtime.load_module(str(self.path))
+            with quiet_tvm():  # one TVM warning line per constant otherwise
+                library = tvm.runtime.load_module(str(self.path))
         except Exception as err:
             raise MccError(f"cannot load '{self.path}': {first_line(err)}") from None
         is_cuda = self.metadata["target"]["tvm"]["kind"] == "cuda"

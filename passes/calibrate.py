@@ -84,12 +84,16 @@ class Calibration:
     stats: list[TensorStats]
     ranges: list[tuple[float, float]]
     outputs: list[dict[str, np.ndarray]]  # fp32 outputs of main, per sample
+    # fp32 outputs on the held-out samples: run, but not observed (the accuracy report's data)
+    held_out_outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
 def calibrate(mod, observe: list, names: list[str], samples: list[dict], method: str,
-              run_module: Callable, output_names: list[str]) -> Calibration:
+              run_module: Callable, output_names: list[str],
+              held_out: list[dict] = ()) -> Calibration:
     """Run ``mod`` (fp32, non-dataflow ``main``) on ``samples``; observe the ``observe``
-    expressions (named ``names``); return their ranges under ``method``.
+    expressions (named ``names``); return their ranges under ``method``. ``held_out``
+    samples are run for their fp32 outputs only: they do not move any range.
 
     ``run_module(mod) -> callable(feed) -> list of arrays`` builds and runs a module
     (so the caller decides the target and schedules).
@@ -110,7 +114,8 @@ def calibrate(mod, observe: list, names: list[str], samples: list[dict], method:
         outputs.append(dict(zip(output_names, values[:n_out])))
         for stat, value in zip(stats, values[n_out:]):
             stat.observe(value, rng)
-    return Calibration(method, stats, [s.range(method) for s in stats], outputs)
+    held = [dict(zip(output_names, runner(feed)[:n_out])) for feed in held_out]
+    return Calibration(method, stats, [s.range(method) for s in stats], outputs, held)
 
 
 def instrument(mod, observe: list):

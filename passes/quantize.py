@@ -182,14 +182,16 @@ def _grid_steps(flat: np.ndarray, amax: np.ndarray, default: np.ndarray) -> np.n
 
 
 def quantize(mod: tvm.IRModule, ranges: dict[str, tuple[float, float]],
-             per_tensor: bool = False, weights_on_grid: bool = False
-             ) -> tuple[tvm.IRModule, QuantizeReport]:
+             per_tensor: bool = False, weights_on_grid: bool = False,
+             activation_dtype: str = "uint8") -> tuple[tvm.IRModule, QuantizeReport]:
     """Realise every site named in ``ranges`` (site name -> calibrated activation range) as
     an int8 kernel; the other sites stay fp32. ``weights_on_grid``: the model is already
-    quantized, keep its weight steps (see ``weight_params``)."""
+    quantized, keep its weight steps (see ``weight_params``). ``activation_dtype="int8"``
+    stores activations as int8 with the zero point shifted by -128 (the same grid: what
+    s8 x s8 dot products such as ARM's sdot want)."""
     sites = find_sites(mod)
     chosen = {s.var: s for s in sites if s.name in ranges and not s.skip}
-    rewriter = _Realize(mod, chosen, ranges, per_tensor, weights_on_grid)
+    rewriter = _Realize(mod, chosen, ranges, per_tensor, weights_on_grid, activation_dtype)
     func = rewriter.visit_expr(mod["main"])
     out = rewriter.builder_.get()
     out["main"] = func
@@ -200,11 +202,16 @@ def quantize(mod: tvm.IRModule, ranges: dict[str, tuple[float, float]],
 
 @relax.expr_functor.mutator
 class _Realize(relax.PyExprMutator):
-    def __init__(self, mod, chosen, ranges, per_tensor, on_grid):
+    def __init__(self, mod, chosen, ranges, per_tensor, on_grid, activation_dtype):
         super().__init__(mod)
         self.chosen, self.ranges, self.per_tensor = chosen, ranges, per_tensor
         self.on_grid = on_grid
+        self.x_dtype = activation_dtype
+        self.shift = 128 if activation_dtype == "int8" else 0  # uint8 grid -> int8 grid
         self.kernels: dict[QConvShape, relax.GlobalVar] = {}
+        self.quantized: dict = {}  # (input, scale, zero point) -> its uint8 tensor, made once
+        self.bound = {b.var: b.value for block in mod["main"].body.blocks
+                      for b in block.bindings if isinstance(b, relax.VarBinding)}
 
     def visit_var_binding_(self, binding):
         site = self.chosen.get(binding.var)
@@ -212,18 +219,35 @@ class _Realize(relax.PyExprMutator):
             return super().visit_var_binding_(binding)
         data = self.visit_expr(site.data)
         scale, zero_point = activation_params(*self.ranges[site.name])
+        zero_point -= self.shift
         if site.op == "conv2d":
             value = self._conv(site, data, scale, zero_point)
         else:
             value = self._dense(site, data, scale, zero_point)
         self.set_var_remap(binding.var, self.builder_.emit(value, binding.var.name))
 
-    def _quantize_input(self, data, scale: float, zero_point: int):
+    def _quantize_input(self, data, scale: float, zero_point: int, source=None):
+        # sites reading the same tensor with the same range (ResNet's downsample branch and
+        # the first conv of its block) share one uint8 copy
+        key = (data, scale, zero_point)
+        if key not in self.quantized:
+            pool = self.bound.get(source)
+            if _is_max_pool(pool):
+                # quantize(max_pool(v)) == max_pool(quantize(v)) (quantize is monotonic): the
+                # pool runs on 8-bit data, and the quantize fuses into v's producer
+                inner = self._quantize_input(self.visit_expr(pool.args[0]), scale, zero_point)
+                value = self.builder_.emit(relax.Call(pool.op, [inner], pool.attrs), "xq")
+            else:
+                value = self._emit_quantize(data, scale, zero_point)
+            self.quantized[key] = value
+        return self.quantized[key]
+
+    def _emit_quantize(self, data, scale: float, zero_point: int):
         op = relax.op
         shifted = op.add(op.round(op.multiply(data, relax.const(1.0 / scale, "float32"))),
                          relax.const(float(zero_point), "float32"))
-        clipped = op.clip(shifted, 0, 255)
-        return self.builder_.emit(op.astype(clipped, "uint8"), "xq")
+        clipped = op.clip(shifted, -self.shift, 255 - self.shift)
+        return self.builder_.emit(op.astype(clipped, self.x_dtype), "xq")
 
     def _kernel(self, data_q, weight_ohwi: np.ndarray, shape: QConvShape, sx: float):
         wq, sw = weight_params(weight_ohwi, self.per_tensor, self.on_grid)
@@ -247,8 +271,8 @@ class _Realize(relax.PyExprMutator):
         oc, kh, kw, _ = weight.shape
         pad = [int(p) for p in attrs.padding]
         stride = tuple(int(s) for s in attrs.strides)
-        shape = QConvShape(n, h, w, ic, oc, kh, kw, stride, tuple(pad), zx)
-        return self._kernel(self._quantize_input(data, sx, zx), weight, shape, sx)
+        shape = QConvShape(n, h, w, ic, oc, kh, kw, stride, tuple(pad), zx, self.x_dtype)
+        return self._kernel(self._quantize_input(data, sx, zx, site.data), weight, shape, sx)
 
     def _dense(self, site, data, sx, zx):
         dims = _static_shape(site.data)
@@ -256,11 +280,16 @@ class _Realize(relax.PyExprMutator):
         k, n_out = weight.shape
         rows = int(np.prod(dims[:-1]))
         flat = self.builder_.emit(relax.op.reshape(data, [1, 1, rows, k]))
-        shape = QConvShape(1, 1, rows, k, n_out, 1, 1, (1, 1), (0, 0, 0, 0), zx)
+        shape = QConvShape(1, 1, rows, k, n_out, 1, 1, (1, 1), (0, 0, 0, 0), zx, self.x_dtype)
         weight_ohwi = weight.T.reshape(n_out, 1, 1, k)
         y = self.builder_.emit(self._kernel(self._quantize_input(flat, sx, zx), weight_ohwi,
                                             shape, sx))
         return relax.op.reshape(y, dims[:-1] + [n_out])
+
+
+def _is_max_pool(expr) -> bool:
+    return (isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op)
+            and expr.op.name == "relax.nn.max_pool2d")
 
 
 def has_qdq(mod: tvm.IRModule) -> bool:

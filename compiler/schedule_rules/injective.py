@@ -9,6 +9,7 @@ loops.
 from __future__ import annotations
 
 from tvm import s_tir, tirx
+from tvm.s_tir.dlight.base.common_schedules import try_inline
 
 from mcc.schedule_rules.base import CpuRule
 from mcc.schedule_rules.cpu_info import cpu_info
@@ -24,6 +25,9 @@ class Injective(CpuRule):
         sch, blocks = started
         if any(b.is_reduction() or not b.is_injective() for b in blocks):
             return None
+        # a fused elementwise chain (an int8 quantize: multiply, round, add, clip, cast) is
+        # one loop over the data, not one pass and one temporary per op
+        blocks = try_inline(sch, blocks)
         info = cpu_info(target)
         for block in blocks:
             schedule_spatial(sch, block.block_rv, info)

@@ -89,7 +89,9 @@ def _plan(sch, main, info) -> _Plan | None:
     if len(block.writes) != 1:
         return None
     out_dtype = str(block.writes[0].source.dtype)
-    if not out_dtype.startswith("float"):  # integer kernels belong to the int8 rules
+    # integer kernels belong to the int8 rules, except max pooling (int8 ResNet pools its
+    # quantized stem output: no accumulation, so any dtype vectorises the same way)
+    if not out_dtype.startswith("float") and not block.name_hint.startswith("pool_max"):
         return None
     iters = main.iters
     if any(not isinstance(it.dom, (int, tirx.IntImm)) for it in iters):

@@ -117,3 +117,31 @@ def test_info_shows_the_device_code(cuda_modules, cli):
     result = cli("info", cuda_modules["mlp"][0])
     assert result.exit_code == 0, result.output
     assert "SASS sm_75, PTX sm_75" in result.stdout
+
+
+def test_int8_kernels_use_dp4a(tmp_path):
+    """--quantize int8 for a CUDA preset: the int8 kernels are tensorized with __dp4a, and
+    nvcc turns them into PTX dp4a instructions (checked at code level: no GPU here)."""
+    import subprocess
+
+    from mcc.config import CompileConfig
+    from mcc.frontends import import_model
+    from mcc.quantization import Quantizer, compile_relax
+    from mcc.targets import resolve_target
+
+    preset = resolve_target("cuda-sm80")
+    config = CompileConfig(target=preset, quantize="int8", calibration="random")
+    quantizer = Quantizer(import_model(conv_bn_model(), {}), config, preset.tvm_target(),
+                          say=lambda m: None)
+    executable = compile_relax(quantizer.run(), preset, preset.tvm_target())
+    modules, cuda = list(executable.mod.imports), None
+    while modules and cuda is None:  # the CUDA module hangs below the host (llvm) module
+        module = modules.pop()
+        cuda = module if module.kind == "cuda" else None
+        modules += list(module.imports)
+    source = cuda.inspect_source()
+    assert "__dp4a(" in source
+    (tmp_path / "k.cu").write_text(source)
+    subprocess.run(["nvcc", "-ptx", "-arch=sm_80", "-o", str(tmp_path / "k.ptx"),
+                    str(tmp_path / "k.cu")], check=True, capture_output=True)
+    assert "dp4a.u32.s32" in (tmp_path / "k.ptx").read_text()

@@ -59,7 +59,11 @@ def test_digits_cnn_int8_within_one_point_of_fp32(digits, tmp_path):
     assert quant["int8_ops"] == ["conv2d_0", "conv2d_1", "matmul_0"] and quant["fp32_ops"] == {}
     report = quant["accuracy"]["outputs"]["logits"]
     assert report["cosine"] > 0.99 and report["top1_agreement"] >= 0.95
-    assert any("accuracy vs fp32 on 64 calibration sample(s)" in line for line in lines)
+    # 64 samples: 13 (20%) held out of calibration, and the report comes from those
+    assert any("accuracy vs fp32 on 13 held-out sample(s), not used for calibration" in line
+               for line in lines)
+    assert quant["calibration"]["samples"] == 51 and quant["calibration"]["held_out_samples"] == 13
+    assert quant["accuracy"]["data"] == "held-out" and quant["accuracy"]["samples"] == 13
     module = mcc.load(compiled.export(tmp_path / "digits_int8.so"))
     assert module.metadata["quantization"] == quant
     predictions = np.array([module.run({"image": img[None]})["logits"].argmax()
@@ -109,19 +113,87 @@ def test_quantize_pass_structure_and_exclude(digits):
     assert quantizer.to_json()["fp32_ops"] == {"conv2d_0": "excluded", "matmul_0": "excluded"}
 
 
+def test_sites_sharing_an_input_share_one_quantize():
+    """Two convolutions reading the same tensor (ResNet's downsample branch beside its
+    block's first conv) quantize it once, and the result still matches fp32."""
+    from onnx import helper
+
+    from conftest import make_model
+
+    rng = np.random.default_rng(3)
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w1"], ["a"]),
+         helper.make_node("Conv", ["x", "w2"], ["b"], pads=[1, 1, 1, 1]),
+         helper.make_node("Add", ["a", "b"], ["y"])],
+        [("x", [1, 8, 6, 6])], [("y", [1, 16, 6, 6])],
+        [("w1", rng.standard_normal((16, 8, 1, 1))), ("w2", rng.standard_normal((16, 8, 3, 3)))],
+        "shared_input")
+    mod, _ = _quantized_relax(model)
+    casts = []
+
+    def visit(expr):
+        if (isinstance(expr, tvm.relax.Call) and isinstance(expr.op, tvm.ir.Op)
+                and expr.op.name == "relax.astype" and expr.attrs.dtype == "uint8"):
+            casts.append(expr)
+
+    tvm.relax.analysis.post_order_visit(mod["main"], visit)
+    assert len(_int8_calls(mod)) == 2 and len(casts) == 1
+    compiled = mcc.compile(model, quantize="int8", calibration="random")
+    assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.999
+
+
+def test_max_pool_before_int8_convs_runs_on_quantized_data():
+    """conv -> relu -> max pool -> two convs (ResNet's stem): the pool moves after the
+    quantize (they commute), so it reads 8-bit data and no fp32 pool remains."""
+    from onnx import helper
+
+    from conftest import make_model
+
+    rng = np.random.default_rng(4)
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w0"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2],
+                          pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["p", "w1"], ["a"]),
+         helper.make_node("Conv", ["p", "w2"], ["b"], pads=[1, 1, 1, 1]),
+         helper.make_node("Add", ["a", "b"], ["y"])],
+        [("x", [1, 3, 16, 16])], [("y", [1, 16, 8, 8])],
+        [("w0", rng.standard_normal((8, 3, 3, 3))), ("w1", rng.standard_normal((16, 8, 1, 1))),
+         ("w2", rng.standard_normal((16, 8, 3, 3)))], "stem")
+    mod, _ = _quantized_relax(model)
+    pools = []
+
+    def visit(expr):
+        if (isinstance(expr, tvm.relax.Call) and isinstance(expr.op, tvm.ir.Op)
+                and expr.op.name == "relax.nn.max_pool2d"):
+            pools.append(expr.ty.dtype)
+
+    tvm.relax.analysis.post_order_visit(mod["main"], visit)
+    assert pools == ["uint8"]
+    compiled = mcc.compile(model, quantize="int8", calibration="random")
+    assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.999
+
+
 def test_int8_kernel_matches_exact_integer_reference():
     """The scheduled (VNNI on this CPU) kernel vs int64 numpy arithmetic, with padding by the
-    zero point, stride 2, channels that are not multiples of 4 / 16."""
+    zero point, stride 2, channels that are not multiples of 4 / 16, and an unpadded 1x1
+    kernel that reads its input in place (no pad copy)."""
     from mcc.int8_kernels import QConvShape, pack_weight, qconv2d_func
     from mcc.int8_schedule import has_vnni, schedule_kernel
 
     target = resolve_target(None).tvm_target()
     rng = np.random.default_rng(1)
     for shape in (QConvShape(1, 9, 9, 6, 32, 3, 3, (2, 2), (1, 1, 1, 1), 37),
-                  QConvShape(1, 1, 12, 40, 10, 1, 1, (1, 1), (0, 0, 0, 0), 128)):
+                  QConvShape(1, 1, 12, 40, 10, 1, 1, (1, 1), (0, 0, 0, 0), 128),
+                  QConvShape(1, 5, 7, 32, 24, 1, 1, (1, 1), (0, 0, 0, 0), 9),
+                  # rows wider than 28: the 7-pixel x 2-block register tile
+                  QConvShape(1, 2, 35, 8, 32, 1, 3, (1, 1), (0, 1, 0, 1), 200)):
         func = schedule_kernel(qconv2d_func(shape), has_vnni(target))
-        # this CPU has AVX-512 VNNI: the 16-channel kernel must really use vpdpbusd
-        assert ("vpdpbusd" in func.script()) == (has_vnni(target) and shape.oc % 16 == 0)
+        # this CPU has AVX-512 VNNI: every kernel must really use vpdpbusd (OC is computed
+        # in whole 16-channel blocks, so 10 and 24 output channels qualify too)
+        assert ("vpdpbusd" in func.script()) == has_vnni(target)
+        assert ("mcc_qpad" in func.script()) == shape.needs_pad_block
         lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                           target=target)
         s = shape
@@ -153,7 +225,8 @@ def test_quantized_conv_numerics_and_random_calibration_warning(cli, save_onnx, 
     assert "WARNING: calibrating on seeded RANDOM inputs" in result.stderr
     meta = mcc.load(out).metadata["quantization"]
     info = cli("info", out)
-    assert "quantize: int8, 1 ops int8, 0 fp32 (vs fp32: y cosine 0.9" in info.output
+    assert ("quantize: int8, 1 ops int8, 0 fp32 (vs fp32 on calibration samples: y cosine 0.9"
+            in info.output)  # 4 random samples: too few to hold any out
     assert meta["int8_ops"] == ["conv2d_0"] and meta["weights"] == "int8 symmetric, per tensor"
     assert meta["calibration"]["method"] == "percentile"
     assert meta["accuracy"]["outputs"]["y"]["cosine"] > 0.99
@@ -182,6 +255,9 @@ def test_bad_quantization_inputs(cli, save_onnx, tmp_path):
     none = save_onnx(TINY_MODELS["two_outputs"](), "none.onnx")
     result = cli("compile", none, "-o", out, "--quantize", "int8", "--calibration", "random")
     assert_one_line_error(result, "nothing to quantize")
+    result = cli("compile", conv, "-o", out, "--quantize", "int8", "--calibration", "random",
+                 "--holdout", "1.5")
+    assert_one_line_error(result, "--holdout 1.5 must be a fraction in [0, 1)")
     assert not out.exists() and not list(tmp_path.glob(".never.so*"))
 
 
@@ -306,3 +382,13 @@ def test_int8_without_vnni_uses_the_generic_schedule():
     compiled = mcc.compile(TINY_MODELS["conv_bn"](), target="x86-avx2", quantize="int8",
                            calibration="random")
     assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.99
+
+
+def test_saving_and_loading_an_int8_module_prints_no_tvm_scope_lines(capfd, tmp_path):
+    """TVM logs a 'Scope Saving:' / 'Scope Loaded:' warning per constant of an int8 module;
+    mcc's export and load drop them (mcc.tvm_log)."""
+    compiled = mcc.compile(TINY_MODELS["conv_bn"](), quantize="int8", calibration="random",
+                           verify=False)
+    capfd.readouterr()
+    mcc.load(compiled.export(tmp_path / "q.so"))
+    assert "Scope" not in capfd.readouterr().err

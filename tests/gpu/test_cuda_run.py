@@ -60,3 +60,20 @@ def test_cpp_runner_on_gpu_matches_python(tmp_path):
     expected = mcc.load(tmp_path / "model.so").run({"x": x})["y"]
     np.testing.assert_allclose(np.load(tmp_path / "out" / "y.npy"), expected, rtol=1e-6,
                                atol=1e-6)
+
+
+def test_int8_cuda_module_matches_the_x86_int8_build(tmp_path):
+    """int8 on the GPU (dp4a kernels) against the x86 int8 build of the same calibration."""
+    import mcc
+
+    model, calibration = conv_bn_model(), tmp_path / "calibration.npz"
+    np.savez(calibration, x=np.random.default_rng(2).standard_normal((4, 1, 3, 12, 12))
+             .astype(np.float32))
+    gpu = mcc.compile(model, target="cuda", quantize="int8", calibration=calibration)
+    cpu = mcc.compile(model, quantize="int8", calibration=calibration)
+    module = mcc.load(gpu.export(tmp_path / "int8.so"))
+    feed = {"x": np.random.default_rng(6).standard_normal((1, 3, 12, 12)).astype(np.float32)}
+    want = cpu.run(feed)["y"]
+    # the same integer arithmetic; only the fp32 epilogue may round differently
+    np.testing.assert_allclose(module.run(feed)["y"], want, rtol=0,
+                               atol=0.02 * np.abs(want).max())

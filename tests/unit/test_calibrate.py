@@ -61,3 +61,22 @@ def test_quantization_parameters():
     wq, sw = weight_params(on_grid, per_tensor=False, on_grid=True)
     np.testing.assert_allclose(wq * sw[:, None], on_grid, rtol=1e-6)
     assert abs(wq).max() == 126  # 0.9 / (0.9 / 126): the largest k on the grid
+
+
+def test_holdout_split_is_disjoint_seeded_and_automatic():
+    from mcc.quantization import split_holdout
+
+    samples = [{"x": np.full(1, i)} for i in range(20)]
+    calib, held = split_holdout(samples, None)  # automatic: 20% of 10 or more samples
+    ids = lambda part: sorted(int(s["x"][0]) for s in part)  # noqa: E731
+    assert len(held) == 4 and len(calib) == 16
+    assert sorted(ids(calib) + ids(held)) == list(range(20))
+    assert ids(held) == ids(split_holdout(samples, None)[1])  # seeded: the same every time
+    assert ids(held) != [16, 17, 18, 19]  # spread over the data, not its tail
+    assert split_holdout(samples[:9], None) == (samples[:9], [])  # too few: none held out
+    assert len(split_holdout(samples, 0.5)[1]) == 10 and split_holdout(samples, 0.0)[1] == []
+    assert len(split_holdout(samples[:3], 0.1)[1]) == 1  # a fraction asked for holds one at least
+    with pytest.raises(MccError, match="--holdout 1 must be a fraction in"):
+        split_holdout(samples, 1.0)
+    with pytest.raises(MccError, match="leaves no sample for calibration"):
+        split_holdout(samples[:1], 0.5)
