@@ -68,7 +68,6 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     from mcc.build import build
     from mcc.frontends import import_model
     from mcc.package import METADATA_FORMAT, export_module
-    from mcc.pipeline import optimize
     from mcc.schedule import schedule
     from mcc.toolchain import check_toolchain
 
@@ -81,31 +80,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         imported = import_model(model, config.input_shapes, example_inputs)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
 
-    # prune: physically remove channels before the pipeline sees the graph
-    mod, pruned = imported.mod, None
-    if config.prune is not None:
-        from mcc.pruning import prune_model
-
-        with stages.stage("prune") as st:
-            mod, pruned = prune_model(mod, config.prune, config.prune_criterion)
-            st.detail = pruned.summary()
-
-    # quantize: calibrate on sample data (or read an already-quantized model's scales),
-    # then conv2d/matmul become int8 kernels
-    from mcc.quantization import Quantizer, wants_quantization
-
-    quantizer = None
-    if wants_quantization(config, mod):
-        quantizer = Quantizer(dataclasses.replace(imported, mod=mod), config, target,
-                              say=stages.say)
-        with stages.stage("quantize") as st:
-            mod = quantizer.run()
-            st.detail = quantizer.summary()
-
-    # passes: graph-level optimisation and lowering to fused TIR kernels
-    with stages.stage("passes") as st:
-        mod, passes = optimize(mod, target, layout=config.layout)
-        st.detail = f"{len(passes)} passes"
+    # prune, quantize, passes: the fused TIR kernels this compile builds
+    mod, pruned, quantizer, passes = lower(imported, config, target, stages)
 
     # schedule: tuning records first, default rules for the rest
     with stages.stage("schedule") as st:
@@ -218,6 +194,41 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         if not result.ok and quantizer is None:
             raise MccError(result.failure())
     return compiled
+
+
+def lower(imported, config: CompileConfig, target, stages: Stages):
+    """The graph steps from an imported model to fused TIR kernels: (module, prune
+    result, quantizer, pass names). ``mcc tune`` runs the same steps, so that it tunes
+    exactly the kernels a compile with the same options builds."""
+    from mcc.pipeline import optimize
+
+    # prune: physically remove channels before the pipeline sees the graph
+    mod, pruned = imported.mod, None
+    if config.prune is not None:
+        from mcc.pruning import prune_model
+
+        with stages.stage("prune") as st:
+            mod, pruned = prune_model(mod, config.prune, config.prune_criterion)
+            st.detail = pruned.summary()
+
+    # quantize: calibrate on sample data (or read an already-quantized model's scales),
+    # then conv2d/matmul become int8 kernels
+    from mcc.quantization import Quantizer, wants_quantization
+
+    quantizer = None
+    if wants_quantization(config, mod):
+        quantizer = Quantizer(dataclasses.replace(imported, mod=mod), config, target,
+                              say=stages.say)
+        with stages.stage("quantize") as st:
+            mod = quantizer.run()
+            st.detail = quantizer.summary()
+
+    # passes: graph-level optimisation and lowering to fused TIR kernels
+    with stages.stage("passes") as st:
+        mod, passes = optimize(mod, target, layout=config.layout)
+        st.detail = f"{len(passes)} passes"
+
+    return mod, pruned, quantizer, passes
 
 
 def _emulated(target, so_path: Path, compiled: Compiled, stages: Stages):
