@@ -227,3 +227,9 @@ def test_tune_with_compile_options_feeds_a_matching_compile(save_onnx, tmp_path,
     assert result.exit_code == 0, result.stderr
     assert "0 from tuning records" in result.stderr
     assert f"ignored tuning records for other targets: {len(lines)} for llvm" in result.stderr
+    # an int8 compile reports its kernels' sources and the ignored records the same way
+    result = cli("compile", model, "--quantize", "int8", "--calibration", "random",
+                 "--tuning-log", foreign, "-o", tmp_path / "int8.so", "--no-verify")
+    assert result.exit_code == 0, result.stderr
+    assert "0 from tuning records" in result.stderr
+    assert f"ignored tuning records for other targets: {len(lines)} for llvm" in result.stderr
