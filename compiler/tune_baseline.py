@@ -142,6 +142,7 @@ def _measure(todo, target, builder, runner, log_db, say, stop) -> list:
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.utils import remove_build_dir
 
+    from mcc.tune_search import stopped
     from mcc.tuning_log import FAILED_SECS
 
     built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch in todo])
@@ -155,14 +156,15 @@ def _measure(todo, target, builder, runner, log_db, say, stop) -> list:
                 res.artifact_path, device_type=device, args_info=info)])[0]
     out = []
     for i, (task, sch) in enumerate(todo):
-        secs = None
+        secs, cut = None, stopped(built[i].error_msg)
         if i in futures:
             result = futures[i].result()
             if result.error_msg is None:
                 secs = [float(s) for s in result.run_secs]
+            cut = cut or stopped(result.error_msg)
             remove_build_dir(built[i].artifact_path)
-        if secs is None and stop is not None and stop.interrupted:
-            continue  # the interrupt killed its worker: measured again by the next run
+        if secs is None and (cut or (stop is not None and stop.interrupted)):
+            continue  # not measured (or its worker killed by Ctrl-C): left to the next run
         workload = log_db.commit_workload(task.dispatched[0])
         record = ms.database.TuningRecord(sch.trace, workload, secs or [FAILED_SECS * 10],
                                           target, args[i])

@@ -200,8 +200,8 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, 
 
     num_cores = int(target.attrs.get("num-cores", 0) or 0) or ms.utils.cpu_count(logical=False)
     builder = make_builder(arch, max_workers=search.build_workers or num_cores,
-                           timeout_sec=search.build_timeout)
-    runner = _runner(search, rpc_tracker, rpc_key)
+                           timeout_sec=search.build_timeout, stop=stop)
+    runner = _runner(search, rpc_tracker, rpc_key, stop)
     log_db = open_log(log_dir)
     try:
         # the default rules' schedules, measured first: the floor tuning must beat
@@ -281,14 +281,17 @@ def _quiet_logger(name: str):
     return logger
 
 
-def _runner(search: SearchOptions, rpc_tracker, rpc_key):
+def _runner(search: SearchOptions, rpc_tracker, rpc_key, stop):
     from tvm.s_tir import meta_schedule as ms
+
+    from mcc.tune_search import StoppableRunner
 
     evaluator = ms.runner.EvaluatorConfig(number=1, repeat=search.repeat,
                                           min_repeat_ms=search.min_repeat_ms,
                                           enable_cpu_cache_flush=False)
     if rpc_tracker is None:
-        return ms.runner.LocalRunner(timeout_sec=search.run_timeout, evaluator_config=evaluator)
+        return StoppableRunner(ms.runner.LocalRunner(timeout_sec=search.run_timeout,
+                                                     evaluator_config=evaluator), stop)
     host, port = parse_tracker(rpc_tracker)
     config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=rpc_key,
                                  session_timeout_sec=int(search.run_timeout))
