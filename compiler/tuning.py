@@ -194,6 +194,7 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, 
         PersistRecords,
         ProgressCallback,
         SkipKnown,
+        stoppable_cost_model,
         warm_start,
     )
     from mcc.tune_workers import make_builder
@@ -239,7 +240,7 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, 
         workload = database.commit_workload(record.workload.mod)
         database.commit_tuning_record(ms.database.TuningRecord(
             record.trace, workload, record.run_secs, record.target, record.args_info))
-    cost_model = ms.cost_model.XGBModel(num_tuning_cores=num_cores)
+    cost_model = stoppable_cost_model(stop, num_tuning_cores=num_cores)
     warmed = warm_start(cost_model, contexts, database)
     if warmed:
         stages.say(f"[mcc] cost model warm-started on {warmed} known records")
