@@ -123,3 +123,36 @@ def test_target_key_ignores_only_core_count(spec, same):
     assert (target_key(tvm.target.Target(spec)) == target_key(base)) is same
     assert describe_key(target_key(base)) == "llvm x86_64-linux-gnu znver4"
     assert json.loads(target_key(base))["kind"] == "llvm"
+
+
+def test_runner_answers_the_rest_of_a_batch_as_stopped_after_ctrl_c():
+    from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
+
+    from mcc.tune_search import StoppableRunner, stopped
+
+    stop = Stop()
+
+    class Inner:
+        ran = []
+
+        def run(self, inputs):
+            self.ran.extend(inputs)
+            stop.interrupted = True  # Ctrl-C while the first candidate runs
+            return [LocalRunnerFuture(res=[1.0], error_message=None) for _ in inputs]
+
+    inner = Inner()
+    futures = StoppableRunner._cls(inner, stop).run(["a", "b", "c"])
+    assert inner.ran == ["a"]
+    results = [f.result() for f in futures]
+    assert results[0].error_msg is None
+    assert all(stopped(r.error_msg) for r in results[1:])
+
+
+def test_cost_model_aborts_the_search_after_ctrl_c():
+    from mcc.tune_search import SearchAborted, stoppable_cost_model
+
+    stop = Stop()
+    model = stoppable_cost_model(stop, num_tuning_cores=1)
+    stop.interrupted = True
+    with pytest.raises(SearchAborted):
+        model._inst.predict(None, [])
