@@ -291,6 +291,12 @@ def tune(paths, target, trials, time_budget, tuning_log, rpc_tracker, rpc_key, m
         if len(paths) < 2 or not output:
             raise MccError("--merge needs at least two logs and -o LOG: "
                            "mcc tune --merge LOG_A LOG_B -o LOG")
+        given = [f"--{name.replace('_', '-')}" for name in WORKLOAD_OPTIONS
+                 if click.get_current_context().get_parameter_source(name)
+                 == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise MccError(f"{', '.join(given)}: compile options apply to tuning a MODEL; --merge "
+                           "takes logs only")
         report = mcc.merge_tuning_logs(paths, output)
     else:
         if len(paths) != 1:
