@@ -46,10 +46,13 @@ class Stop:
     Ctrl-C only sets a flag. A KeyboardInterrupt raised inside MetaSchedule's C++ loop
     is either swallowed (the task in hand is dropped and tuning goes on: a first test
     of ``mcc tune`` ran to its end after Ctrl-C) or aborts the process in
-    ``std::terminate``. So the search stops at its next safe point instead: no new
-    batch is generated, the batch in flight is joined (its measured records are saved;
-    failures caused by the interrupt are not), and the caller raises
-    :class:`TuneInterrupted`. A second Ctrl-C raises KeyboardInterrupt at once.
+    ``std::terminate``. So the search stops at its next safe points instead: no new
+    batch is generated, the unbuilt and unmeasured rest of the batch in flight is
+    answered :data:`STOPPED` (the measured part is saved; failures caused by the
+    interrupt, whose workers got the SIGINT too, are not), a candidate search in hand is
+    left through the cost model (:func:`stoppable_cost_model`), and the caller raises
+    :class:`TuneInterrupted`. A second Ctrl-C raises KeyboardInterrupt wherever the
+    process is (less clean, but the log stays valid: a cut last line is dropped).
     """
 
     def __init__(self, deadline: float | None = None):
