@@ -208,18 +208,19 @@ class SkipKnown(PySearchStrategy):
                 raise
             if candidates is None or self.stop.now():
                 return None
+            candidates = list(candidates)  # an FFI array: new Python wrappers per access
             known = [self.known.get(trace_key(c.sch.trace)) for c in candidates]
-            fresh = [c for c, secs in zip(candidates, known) if secs is None]
+            fresh = [i for i, secs in enumerate(known) if secs is None]
             self.stats["skipped"] += len(candidates) - len(fresh)
             if fresh:
                 # the last batch before the deadline: only what fits in the time left
                 fits = self.stop.trials_that_fit(len(fresh))
                 if fits == 0:
                     return None
-                dropped = {id(c) for c in fresh[fits:]}
-                kept = [(c, secs) for c, secs in zip(candidates, known) if id(c) not in dropped]
-                self.pending = ([c for c, _ in kept], [secs for _, secs in kept])
-                return fresh[:fits]
+                keep = [i for i, secs in enumerate(known)
+                        if secs is not None or i in fresh[:fits]]
+                self.pending = ([candidates[i] for i in keep], [known[i] for i in keep])
+                return [candidates[i] for i in fresh[:fits]]
             self.inner.notify_runner_results(
                 list(candidates), [ms.runner.RunnerResult(secs, None) for secs in known])
         return None

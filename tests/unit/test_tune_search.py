@@ -82,7 +82,20 @@ def test_last_batch_shrinks_to_the_time_left():
 
     from tvm.s_tir.meta_schedule.runner import RunnerResult
 
-    inner = FakeSearch([["a", "b", "c", "d"]])
+    class FFISearch(FakeSearch):
+        """Candidates as TVM returns them: an array whose every access makes new
+        Python wrapper objects."""
+
+        def generate_measure_candidates(self):
+            names = self.batches.pop(0)
+
+            class Array:
+                def __iter__(self):
+                    return iter([Candidate(n) for n in names])
+
+            return Array()
+
+    inner = FFISearch([["a", "b", "c", "d"]])
     stop = Stop(deadline=time.monotonic() + 30)
     stop.search_start, stop.measured = time.monotonic() - 20, 2  # 10 s per candidate so far
     strategy = SkipKnown._cls(inner, [], stop, {"skipped": 0})
