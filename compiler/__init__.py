@@ -47,8 +47,22 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     ``aarch64-linux-gnu-g++`` for ARM presets). ``progress`` is an optional callable
     receiving one line per stage.
     """
-    from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
     from mcc.driver import compile_model
+
+    config = compile_config(target, input_shapes, tuning_logs, verify, rtol, atol, calibration,
+                            prune, prune_criterion, layout, quantize, calibration_method,
+                            per_tensor, exclude, accuracy_budget, cross_compiler, holdout)
+    return compile_model(model, config, example_inputs=example_inputs, progress=progress)
+
+
+def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, rtol=None,
+                   atol=None, calibration=None, prune=None, prune_criterion="l1",
+                   layout="auto", quantize=None, calibration_method="minmax",
+                   per_tensor=False, exclude=(), accuracy_budget=None, cross_compiler=None,
+                   holdout=None):
+    """The checked ``CompileConfig`` for :func:`compile`'s options (shared with
+    :func:`tune`, which tunes the kernels a compile with the same options builds)."""
+    from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
     from mcc.pruning import check_criterion, parse_prune
     from mcc.targets import resolve_target
 
@@ -57,7 +71,7 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
         raise MccError("--calibration-method, --per-tensor, --exclude, --accuracy-budget and "
                        "--holdout apply to --quantize int8 only")
 
-    config = CompileConfig(
+    return CompileConfig(
         target=resolve_target(target).with_cross_compiler(cross_compiler),
         input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()},
         tuning_logs=tuple(str(d) for d in tuning_logs),
@@ -75,7 +89,6 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
         accuracy_budget=accuracy_budget,
         holdout=holdout,
     )
-    return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 
 
 def load(path):
@@ -110,20 +123,25 @@ def list_targets():
 
 def tune(model, target=None, trials=None, time_budget=None, tuning_log="tuning_logs",
          input_shapes=None, example_inputs=None, rpc_tracker=None, rpc_key=None, search=None,
-         progress=None):
+         progress=None, **compile_options):
     """Auto-tune ``model`` for ``target`` with MetaSchedule; records go to ``tuning_log``.
 
-    ``trials`` (new measurements) or ``time_budget`` (minutes) bound the run; running
-    again resumes from the log. ``rpc_tracker="HOST:PORT"`` with ``rpc_key`` measures on
-    devices registered with a TVM RPC tracker. Returns a ``TuneReport``.
+    ``trials`` (new measurements) or ``time_budget`` (minutes, everything included)
+    bound the run; running again resumes from the log. ``compile_options`` are
+    :func:`compile`'s options that change the kernels (``layout``, ``prune``,
+    ``prune_criterion``, ``quantize``, ``calibration``, ...): a compile with the same
+    options applies the records. ``rpc_tracker="HOST:PORT"`` with ``rpc_key`` measures on
+    devices registered with a TVM RPC tracker. Returns a ``TuneReport``; Ctrl-C stops at
+    the next safe point and raises ``mcc.tune_search.TuneInterrupted`` (a
+    KeyboardInterrupt) saying what was kept.
     """
-    from mcc.targets import resolve_target
     from mcc.tuning import tune_model
 
-    return tune_model(model, resolve_target(target), trials=trials, time_budget=time_budget,
-                      tuning_log=tuning_log, input_shapes=input_shapes,
-                      example_inputs=example_inputs, rpc_tracker=rpc_tracker, rpc_key=rpc_key,
-                      search=search, progress=progress)
+    config = compile_config(target, input_shapes, verify=False, **compile_options)
+    return tune_model(model, config, trials=trials, time_budget=time_budget,
+                      tuning_log=tuning_log, example_inputs=example_inputs,
+                      rpc_tracker=rpc_tracker, rpc_key=rpc_key, search=search,
+                      progress=progress)
 
 
 def merge_tuning_logs(inputs, output):

@@ -46,8 +46,8 @@ class MccGroup(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(0)
-        except KeyboardInterrupt:
-            _stderr("interrupted")
+        except KeyboardInterrupt as err:  # e.g. mcc tune's TuneInterrupted says what it kept
+            _stderr(f"interrupted: {err}" if str(err) else "interrupted")
             sys.exit(130)
         except Exception as err:
             if os.environ.get("MCC_DEBUG"):
@@ -275,20 +275,20 @@ def package(module_path, out_dir, cross_compiler, force):
 @click.option("--trials", type=int, default=None,
               help="new measurements to make (default: 64 per task unless --time-budget)")
 @click.option("--time-budget", type=float, default=None, metavar="MINUTES",
-              help="stop tuning after this many minutes")
+              help="stop after this many minutes (import, baselines and search included)")
 @click.option("--tuning-log", default="tuning_logs", show_default=True, metavar="DIR",
               help="log directory to resume from and append to")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...",
-              help="fix an input's shape (repeatable)")
 @click.option("--rpc-tracker", metavar="HOST:PORT", help="measure on devices of a TVM RPC tracker")
 @click.option("--rpc-key", metavar="KEY", help="device key registered with the RPC tracker")
 @click.option("--merge", is_flag=True, help="merge the given tuning logs instead of tuning")
 @click.option("-o", "--output", metavar="LOG", help="output directory of --merge")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def tune(paths, target, trials, time_budget, tuning_log, input_shapes, rpc_tracker, rpc_key,
-         merge, output, as_json):
+def tune(paths, target, trials, time_budget, tuning_log, rpc_tracker, rpc_key, merge, output,
+         as_json, input_shapes, **compile_options):
     """Auto-tune MODEL with MetaSchedule (resumable; records go to --tuning-log), or merge
-    tuning logs from several machines with --merge LOG_A LOG_B -o LOG."""
+    tuning logs from several machines with --merge LOG_A LOG_B -o LOG. Give the compile
+    options that shape the kernels (--layout, --prune, --quantize, ...) as you will give
+    them to `mcc compile`: it applies the records of kernels it builds."""
     import mcc
     from mcc.tensors import parse_input_shapes
 
@@ -296,6 +296,12 @@ def tune(paths, target, trials, time_budget, tuning_log, input_shapes, rpc_track
         if len(paths) < 2 or not output:
             raise MccError("--merge needs at least two logs and -o LOG: "
                            "mcc tune --merge LOG_A LOG_B -o LOG")
+        given = [f"--{name.replace('_', '-')}" for name in WORKLOAD_OPTIONS
+                 if click.get_current_context().get_parameter_source(name)
+                 == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise MccError(f"{', '.join(given)}: compile options apply to tuning a MODEL; --merge "
+                           "takes logs only")
         report = mcc.merge_tuning_logs(paths, output)
     else:
         if len(paths) != 1:
@@ -304,8 +310,17 @@ def tune(paths, target, trials, time_budget, tuning_log, input_shapes, rpc_track
             raise MccError("-o is for --merge; tuning writes to --tuning-log DIR")
         report = mcc.tune(paths[0], target=target, trials=trials, time_budget=time_budget,
                           tuning_log=tuning_log, input_shapes=parse_input_shapes(input_shapes),
-                          rpc_tracker=rpc_tracker, rpc_key=rpc_key, progress=_stderr)
+                          rpc_tracker=rpc_tracker, rpc_key=rpc_key, progress=_stderr,
+                          **compile_options)
     _print_report(report, as_json)
+
+
+# The options that change which kernels a compile builds are defined once, on
+# `mcc compile`, and shared with `mcc tune`: tuning then sees the kernels compile builds.
+WORKLOAD_OPTIONS = ("input_shapes", "layout", "prune", "prune_criterion", "quantize",
+                    "calibration", "calibration_method", "per_tensor", "exclude",
+                    "accuracy_budget", "holdout")
+tune.params.extend(p for p in compile.params if p.name in WORKLOAD_OPTIONS)
 
 
 @main.command()

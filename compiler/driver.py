@@ -79,41 +79,23 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         imported = import_model(model, config.input_shapes, example_inputs)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
 
-    # prune: physically remove channels before the pipeline sees the graph
-    mod, pruned = imported.mod, None
-    if config.prune is not None:
-        from mcc.pruning import prune_model
-
-        with stages.stage("prune") as st:
-            mod, pruned = prune_model(mod, config.prune, config.prune_criterion)
-            st.detail = pruned.summary()
-
-    # quantize: calibrate on sample data (or read an already-quantized model's scales),
-    # then conv2d/matmul become int8 kernels
-    from mcc.quantization import Quantizer, wants_quantization
-
-    quantizer = None
-    if wants_quantization(config, mod):
-        quantizer = Quantizer(dataclasses.replace(imported, mod=mod), config, target,
-                              say=stages.say)
-        with stages.stage("quantize") as st:
-            mod = quantizer.run()
-            st.detail = quantizer.summary()
+    # prune, quantize: once; the graph steps before any layout is chosen
+    mod, pruned, quantizer = prepare(imported, config, target, stages)
 
     # passes, schedule, build; --layout auto on this CPU: per candidate layout, fastest kept
     from mcc.layout_choice import choose_layout, layouts_to_measure
 
-    def lower(auto_choice=None):
-        return _lower(mod, config, target, stages, auto_choice)
+    def lower_and_build(auto_choice=None):
+        return _lower_and_build(mod, config, target, stages, auto_choice)
 
     layout_choice, candidates = None, layouts_to_measure(mod, config)
     if candidates:
         feed = random_inputs(imported.inputs, seed=config.seed)
-        lowered, layout_choice = choose_layout(candidates, lower, feed,
+        lowered, layout_choice = choose_layout(candidates, lower_and_build, feed,
                                                [t.name for t in imported.inputs], stages.say)
         stages.say(f"[mcc] layout   {layout_choice.summary()}")
     else:
-        lowered = lower()
+        lowered = lower_and_build()
     executable, passes, coverage = lowered.executable, lowered.passes, lowered.coverage
     prune_info = pruned.to_json() if pruned else None
 
@@ -204,6 +186,54 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     return compiled
 
 
+def lower(imported, config: CompileConfig, target, stages: Stages):
+    """The graph steps from an imported model to fused TIR kernels: (module, prune
+    result, quantizer, pass names). ``mcc tune`` runs the same steps, so that it tunes
+    exactly the kernels a compile with the same options builds (``--layout auto``: the
+    table's first candidate, see mcc.layout_choice)."""
+    mod, pruned, quantizer = prepare(imported, config, target, stages)
+    mod, passes = run_passes(mod, config, target, stages)
+    return mod, pruned, quantizer, passes
+
+
+def prepare(imported, config: CompileConfig, target, stages: Stages):
+    """Prune and quantize: (module, prune result, quantizer), before any layout is chosen."""
+    # prune: physically remove channels before the pipeline sees the graph
+    mod, pruned = imported.mod, None
+    if config.prune is not None:
+        from mcc.pruning import prune_model
+
+        with stages.stage("prune") as st:
+            mod, pruned = prune_model(mod, config.prune, config.prune_criterion)
+            st.detail = pruned.summary()
+
+    # quantize: calibrate on sample data (or read an already-quantized model's scales),
+    # then conv2d/matmul become int8 kernels
+    from mcc.quantization import Quantizer, wants_quantization
+
+    quantizer = None
+    if wants_quantization(config, mod):
+        quantizer = Quantizer(dataclasses.replace(imported, mod=mod), config, target,
+                              say=stages.say)
+        with stages.stage("quantize") as st:
+            mod = quantizer.run()
+            st.detail = quantizer.summary()
+    return mod, pruned, quantizer
+
+
+def run_passes(mod, config: CompileConfig, target, stages: Stages, auto_choice=None):
+    """The graph pipeline to fused TIR kernels: (module, pass names).
+
+    ``auto_choice``: the candidate layout of ``--layout auto`` being tried."""
+    from mcc.pipeline import optimize
+
+    with stages.stage("passes") as st:
+        mod, passes = optimize(mod, target, layout=config.layout, say=stages.say,
+                               auto_choice=auto_choice)
+        st.detail = f"{len(passes)} passes"
+    return mod, passes
+
+
 @dataclasses.dataclass
 class _Lowered:
     executable: object
@@ -211,17 +241,13 @@ class _Lowered:
     coverage: object
 
 
-def _lower(mod, config: CompileConfig, target, stages: Stages, auto_choice=None) -> _Lowered:
+def _lower_and_build(mod, config: CompileConfig, target, stages: Stages,
+                     auto_choice=None) -> _Lowered:
     """passes -> schedule -> build for one layout (``auto_choice``: a candidate of auto)."""
     from mcc.build import build
-    from mcc.pipeline import optimize
     from mcc.schedule import schedule
 
-    # passes: graph-level optimisation and lowering to fused TIR kernels
-    with stages.stage("passes") as st:
-        mod, passes = optimize(mod, target, layout=config.layout, say=stages.say,
-                               auto_choice=auto_choice)
-        st.detail = f"{len(passes)} passes"
+    mod, passes = run_passes(mod, config, target, stages, auto_choice)
 
     # schedule: tuning records first, default rules for the rest
     with stages.stage("schedule") as st:

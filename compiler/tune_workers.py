@@ -60,8 +60,9 @@ def build_candidate(mod, target, _params):
     return tvm_build(mod, target=target)
 
 
-def make_builder(arch: str, max_workers: int, timeout_sec: float):
-    """A MetaSchedule builder whose warmed worker processes live for the whole run."""
+def make_builder(arch: str, max_workers: int, timeout_sec: float, stop=None):
+    """A MetaSchedule builder whose warmed worker processes live for the whole run.
+    Once ``stop`` (mcc.tune_search.Stop) fires, the rest of a batch is not built."""
     from functools import partial
 
     from tvm.ir.utils import derived_object
@@ -77,8 +78,23 @@ def make_builder(arch: str, max_workers: int, timeout_sec: float):
                                           initializer=partial(warm_worker, arch))
 
         def build(self, build_inputs):
+            from mcc.tune_search import STOPPED
+
             jobs = [(build_candidate, "s_tir.meta_schedule.builder.default_export",
                      b.mod, b.target, _serialize_params(b.params)) for b in build_inputs]
+            results = []
+            # one job per worker per step: between steps a stop (Ctrl-C, time budget) is
+            # seen; and a worker that Ctrl-C killed is not sent another job, which would
+            # start and warm up a new one first (19 s measured on a busy machine)
+            step = max_workers
+            for start in range(0, len(jobs), step):
+                if stop is not None and stop.now():
+                    results += [BuilderResult(None, STOPPED)] * (len(jobs) - start)
+                    break
+                results += self._build(jobs[start:start + step])
+            return results
+
+        def _build(self, jobs):
             results = []
             for res in self.pool.map_with_error_catching(lambda job: _worker_func(*job), jobs):
                 if res.status == StatusKind.COMPLETE:

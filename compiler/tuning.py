@@ -1,6 +1,8 @@
 """``mcc tune``: MetaSchedule auto-tuning that resumes, respects targets and shows progress.
 
-    import   the model, through the same graph passes as ``mcc compile``
+    import   the model, through the same graph steps as ``mcc compile`` with the same
+             options (prune, quantize, layout, input shapes: ``mcc.driver.lower``), so
+             the tasks are the kernels that compile builds
     tasks    one MetaSchedule task per fused kernel (weighted by how often it runs)
     resume   records already in the log for this target: the cost model is trained
              on them and their candidates are never measured again
@@ -10,6 +12,9 @@
 
 Measurement runs locally, or on remote devices through TVM's RPC tracker
 (``rpc_tracker``/``rpc_key``: MetaSchedule's RPCRunner) while building locally.
+
+A time budget covers the whole run (import, calibration, baselines, search); Ctrl-C
+stops at the next safe point (mcc.tune_search.Stop) and raises TuneInterrupted.
 """
 
 from __future__ import annotations
@@ -85,14 +90,14 @@ def parse_tracker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def tune_model(model, target, *, trials=None, time_budget=None, tuning_log="tuning_logs",
-               input_shapes=None, example_inputs=None, rpc_tracker=None, rpc_key=None,
+def tune_model(model, config, *, trials=None, time_budget=None, tuning_log="tuning_logs",
+               example_inputs=None, rpc_tracker=None, rpc_key=None,
                search: SearchOptions | None = None, progress=None) -> TuneReport:
-    """Tune ``model`` for ``target`` (a resolved TargetPreset); see the module docstring."""
-    from mcc.frontends import import_model
-    from mcc.pipeline import optimize
-    from mcc.tune_workers import load_tensor_intrinsics
+    """Tune ``model`` for ``config`` (a CompileConfig: target and the options that shape
+    the kernels); see the module docstring."""
+    from mcc.tune_search import Stop
 
+    target = config.target
     search = search or SearchOptions()
     if trials is not None and trials < 1:
         raise MccError("--trials must be at least 1")
@@ -105,16 +110,30 @@ def tune_model(model, target, *, trials=None, time_budget=None, tuning_log="tuni
     elif not target.runs_on_host():
         raise MccError(f"target {target.name} ({target.arch}) cannot run on this machine: "
                        "measure on a device with --rpc-tracker HOST:PORT --rpc-key KEY")
-    stages = Stages(progress)
     start = time.monotonic()
-    deadline = start + time_budget * 60 if time_budget else None
+    stop = Stop(start + time_budget * 60 if time_budget else None)
+    log_dir = Path(tuning_log) / target.family
+    with stop.on_ctrl_c():
+        return _tune(model, config, stop, start, trials, log_dir, example_inputs,
+                     rpc_tracker, rpc_key, search, Stages(progress))
+
+
+def _tune(model, config, stop, start, trials, log_dir, example_inputs, rpc_tracker, rpc_key,
+          search, stages) -> TuneReport:
+    from mcc.driver import lower
+    from mcc.frontends import import_model
+    from mcc.tune_workers import load_tensor_intrinsics
+
+    target = config.target
     tvm_target = target.tvm_target()
     load_tensor_intrinsics(target.arch if target.tvm["kind"] == "llvm" else target.tvm["kind"])
 
     with stages.stage("import") as st:
-        imported = import_model(model, input_shapes or {}, example_inputs)
-        mod, _ = optimize(imported.mod, tvm_target)
+        imported = import_model(model, config.input_shapes, example_inputs)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
+    _check_interrupt(stop, 0, log_dir)
+    mod, *_ = lower(imported, config, tvm_target, stages)
+    _check_interrupt(stop, 0, log_dir)
 
     with stages.stage("tasks") as st:
         tasks = _extract_tasks(mod, tvm_target)
@@ -122,26 +141,37 @@ def tune_model(model, target, *, trials=None, time_budget=None, tuning_log="tuni
             raise MccError("the model has no kernels to tune")
         st.detail = f"{len(tasks)} tasks"
 
-    log_dir = Path(tuning_log) / target.family
     with stages.stage("resume") as st:
         found = records_for_target(database_dirs(log_dir, target.family)[-1:], tvm_target)
         known = materialize(found.records)
         st.detail = (f"{len(known)} records for this target in {log_dir}"
                      + (f"; ignored {found.refused_text()}" if found.refused else ""))
+    _check_interrupt(stop, 0, log_dir)
 
     if trials is None:
-        trials = (10**9 if deadline else DEFAULT_TRIALS_PER_TASK * len(tasks))
+        trials = (10**9 if stop.deadline else DEFAULT_TRIALS_PER_TASK * len(tasks))
     with stages.stage("tune") as st:
         result = _run_search(mod, tasks, tvm_target, target.arch, known, log_dir, trials,
-                             deadline, search, rpc_tracker, rpc_key, stages)
+                             stop, search, rpc_tracker, rpc_key, stages)
         st.detail = f"{result['trials']} trials"
+    _check_interrupt(stop, result["saved"], log_dir)
+    if stop.deadline is not None and stop.now():
+        stages.say(f"[mcc] time budget spent after {time.monotonic() - start:.0f} s")
 
     return TuneReport(str(log_dir), describe_key(target_key(tvm_target)), len(tasks),
                       result["trials"], len(known),
                       len(records_for_target([log_dir], tvm_target).records)
-                      if result["trials"] else len(known),
+                      if result["saved"] else len(known),
                       result["skipped"], found.refused, time.monotonic() - start,
                       result["best_us"])
+
+
+def _check_interrupt(stop, saved: int, log_dir: Path) -> None:
+    from mcc.tune_search import TuneInterrupted
+
+    if stop.interrupted:
+        raise TuneInterrupted(f"{saved} new records saved in {log_dir}; run the same command "
+                              "again to continue from them")
 
 
 def _extract_tasks(mod, target):
@@ -154,7 +184,7 @@ def _extract_tasks(mod, target):
     return [t for t in tasks if not t.mod.attrs or not t.mod.attrs.get("tirx.is_scheduled")]
 
 
-def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, deadline, search,
+def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, search,
                 rpc_tracker, rpc_key, stages) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
@@ -164,22 +194,28 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, deadli
         PersistRecords,
         ProgressCallback,
         SkipKnown,
+        stoppable_cost_model,
         warm_start,
     )
     from mcc.tune_workers import make_builder
 
     num_cores = int(target.attrs.get("num-cores", 0) or 0) or ms.utils.cpu_count(logical=False)
     builder = make_builder(arch, max_workers=search.build_workers or num_cores,
-                           timeout_sec=search.build_timeout)
-    runner = _runner(search, rpc_tracker, rpc_key)
+                           timeout_sec=search.build_timeout, stop=stop)
+    runner = _runner(search, rpc_tracker, rpc_key, stop)
     log_db = open_log(log_dir)
     try:
         # the default rules' schedules, measured first: the floor tuning must beat
-        known_records = [*known_records, *measure_baselines(
-            tasks, mod, target, builder, runner, known_records, log_db, stages.say)]
+        baselines = measure_baselines(tasks, mod, target, builder, runner, known_records,
+                                      log_db, stages.say, stop,
+                                      chunk=search.build_workers or num_cores)
     except BaseException:
         builder.shutdown()
         raise
+    known_records = [*known_records, *baselines]
+    if stop.now():
+        builder.shutdown()
+        return {"trials": 0, "saved": len(baselines), "skipped": 0, "best_us": {}}
     inner = ms.search_strategy.EvolutionarySearch(
         population_size=search.population, genetic_num_iters=search.genetic_iters,
         init_min_unmeasured=min(50, search.population))
@@ -190,7 +226,7 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, deadli
     for task, logger, seed in zip(tasks, loggers, seeds):
         contexts.append(ms.TuneContext(
             mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
-            search_strategy=SkipKnown(inner, known_records, deadline, stats),
+            search_strategy=SkipKnown(inner, known_records, stop, stats),
             task_name=task.task_name, logger=logger, rand_state=seed,
             num_threads=num_cores).clone())
     weights = [float(t.weight) for t in tasks]
@@ -204,25 +240,22 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, deadli
         workload = database.commit_workload(record.workload.mod)
         database.commit_tuning_record(ms.database.TuningRecord(
             record.trace, workload, record.run_secs, record.target, record.args_info))
-    cost_model = ms.cost_model.XGBModel(num_tuning_cores=num_cores)
+    cost_model = stoppable_cost_model(stop, num_tuning_cores=num_cores)
     warmed = warm_start(cost_model, contexts, database)
     if warmed:
         stages.say(f"[mcc] cost model warm-started on {warmed} known records")
 
     history: dict[int, list[float]] = {}
     progress = ProgressCallback(stages.emit, [t.task_name for t in tasks], weights, trials,
-                                deadline, history)
-    callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
-                 PersistRecords(log_db), progress]
+                                stop, history)
+    persist = PersistRecords(log_db, stop)
+    callbacks = [*ms.measure_callback.MeasureCallback.create("default"), persist, progress]
     try:
-        GradientScheduler(weights, history).tune(
+        GradientScheduler(weights, history, stop).tune(
             tasks=contexts, task_weights=weights, max_trials_global=trials,
             max_trials_per_task=trials, num_trials_per_iter=search.trials_per_iter,
             builder=builder, runner=runner, measure_callbacks=callbacks, database=database,
             cost_model=cost_model)
-    except KeyboardInterrupt:
-        stages.say(f"[mcc] interrupted: {progress.trials} trials are saved in {log_dir}")
-        raise
     finally:
         builder.shutdown()
     best = {}
@@ -230,7 +263,8 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, deadli
         top = database.get_top_k(database.commit_workload(ctx.mod), 1)
         if top:
             best[ctx.task_name] = round(mean_secs(top[0]) * 1e6, 2)
-    return {"trials": progress.trials, "skipped": stats["skipped"], "best_us": best}
+    return {"trials": progress.trials, "saved": len(baselines) + persist.saved,
+            "skipped": stats["skipped"], "best_us": best}
 
 
 def _quiet_logger(name: str):
@@ -248,14 +282,17 @@ def _quiet_logger(name: str):
     return logger
 
 
-def _runner(search: SearchOptions, rpc_tracker, rpc_key):
+def _runner(search: SearchOptions, rpc_tracker, rpc_key, stop):
     from tvm.s_tir import meta_schedule as ms
+
+    from mcc.tune_search import StoppableRunner
 
     evaluator = ms.runner.EvaluatorConfig(number=1, repeat=search.repeat,
                                           min_repeat_ms=search.min_repeat_ms,
                                           enable_cpu_cache_flush=False)
     if rpc_tracker is None:
-        return ms.runner.LocalRunner(timeout_sec=search.run_timeout, evaluator_config=evaluator)
+        return StoppableRunner(ms.runner.LocalRunner(timeout_sec=search.run_timeout,
+                                                     evaluator_config=evaluator), stop)
     host, port = parse_tracker(rpc_tracker)
     config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=rpc_key,
                                  session_timeout_sec=int(search.run_timeout))

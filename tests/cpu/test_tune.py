@@ -195,6 +195,8 @@ def test_tune_cli_errors(cli, tmp_path):
                           "at least two logs")
     assert_one_line_error(cli("tune", "m.onnx", "--rpc-tracker", "127.0.0.1:9190"),
                           "go together")
+    assert_one_line_error(cli("tune", "--merge", tmp_path, tmp_path, "-o", tmp_path / "x",
+                              "--prune", "zero"), "--prune", "logs only")
     assert_one_line_error(cli("tune", "--merge", tmp_path / "nope", tmp_path, "-o",
                               tmp_path / "x"), "not a directory")
 

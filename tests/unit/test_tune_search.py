@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mcc.tune_search import SkipKnown
+from mcc.tune_search import SkipKnown, Stop
 
 
 class Trace:
@@ -45,7 +45,7 @@ def test_skip_known_answers_known_candidates_from_the_log():
 
     inner = FakeSearch([["a", "b", "c"], ["b", "d"], ["e"]])
     stats = {"skipped": 0}
-    strategy = SkipKnown._cls(inner, [], None, stats)  # the Python object behind the FFI one
+    strategy = SkipKnown._cls(inner, [], Stop(), stats)  # the Python object behind the FFI one
     strategy.known = {trace_key(Trace("b")): [2.0], trace_key(Trace("d")): [3.0]}
 
     fresh = strategy.generate_measure_candidates()
@@ -65,8 +65,58 @@ def test_skip_known_answers_known_candidates_from_the_log():
 
 
 def test_skip_known_stops_at_the_deadline():
-    strategy = SkipKnown._cls(FakeSearch([["a"]]), [], 0.0, {"skipped": 0})
+    strategy = SkipKnown._cls(FakeSearch([["a"]]), [], Stop(deadline=0.0), {"skipped": 0})
     assert strategy.generate_measure_candidates() is None
+
+
+def test_skip_known_stops_after_ctrl_c():
+    stop = Stop()
+    strategy = SkipKnown._cls(FakeSearch([["a"], ["b"]]), [], stop, {"skipped": 0})
+    assert [c.name for c in strategy.generate_measure_candidates()] == ["a"]
+    stop.interrupted = True
+    assert strategy.generate_measure_candidates() is None
+
+
+def test_last_batch_shrinks_to_the_time_left():
+    import time
+
+    from tvm.s_tir.meta_schedule.runner import RunnerResult
+
+    class FFISearch(FakeSearch):
+        """Candidates as TVM returns them: an array whose every access makes new
+        Python wrapper objects."""
+
+        def generate_measure_candidates(self):
+            names = self.batches.pop(0)
+
+            class Array:
+                def __iter__(self):
+                    return iter([Candidate(n) for n in names])
+
+            return Array()
+
+    inner = FFISearch([["a", "b", "c", "d"]])
+    stop = Stop(deadline=time.monotonic() + 30)
+    stop.search_start, stop.measured = time.monotonic() - 20, 2  # 10 s per candidate so far
+    strategy = SkipKnown._cls(inner, [], stop, {"skipped": 0})
+    fresh = strategy.generate_measure_candidates()
+    assert [c.name for c in fresh] in (["a", "b"], ["a", "b", "c"])  # about 30 s left
+    strategy.notify_runner_results(fresh, [RunnerResult([1.0], None)] * len(fresh))
+    assert [n for n, _ in inner.told[0]] == [c.name for c in fresh]
+
+
+def test_ctrl_c_sets_the_flag_and_a_second_one_raises():
+    import signal
+
+    import pytest
+
+    stop = Stop()
+    with stop.on_ctrl_c():
+        signal.raise_signal(signal.SIGINT)
+        assert stop.interrupted
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.parametrize("spec, same", [
@@ -86,3 +136,36 @@ def test_target_key_ignores_only_core_count(spec, same):
     assert (target_key(tvm.target.Target(spec)) == target_key(base)) is same
     assert describe_key(target_key(base)) == "llvm x86_64-linux-gnu znver4"
     assert json.loads(target_key(base))["kind"] == "llvm"
+
+
+def test_runner_answers_the_rest_of_a_batch_as_stopped_after_ctrl_c():
+    from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
+
+    from mcc.tune_search import StoppableRunner, stopped
+
+    stop = Stop()
+
+    class Inner:
+        ran = []
+
+        def run(self, inputs):
+            self.ran.extend(inputs)
+            stop.interrupted = True  # Ctrl-C while the first candidate runs
+            return [LocalRunnerFuture(res=[1.0], error_message=None) for _ in inputs]
+
+    inner = Inner()
+    futures = StoppableRunner._cls(inner, stop).run(["a", "b", "c"])
+    assert inner.ran == ["a"]
+    results = [f.result() for f in futures]
+    assert results[0].error_msg is None
+    assert all(stopped(r.error_msg) for r in results[1:])
+
+
+def test_cost_model_aborts_the_search_after_ctrl_c():
+    from mcc.tune_search import SearchAborted, stoppable_cost_model
+
+    stop = Stop()
+    model = stoppable_cost_model(stop, num_tuning_cores=1)
+    stop.interrupted = True
+    with pytest.raises(SearchAborted):
+        model._inst.predict(None, [])

@@ -1,0 +1,235 @@
+"""mcc tune under the user's control: Ctrl-C stops it cleanly and a re-run continues,
+a time budget covers the whole run, and the compile options that change the kernels
+(here --prune zero) are tuned as compile builds them.
+
+Budgets are a few trials of a tiny search on tiny models (seconds each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+import mcc
+from conftest import conv_model, make_model
+from mcc.tuning import SearchOptions
+
+FAMILY = "llvm-x86_64"
+TINY = dict(trials_per_iter=4, population=16, genetic_iters=1, min_repeat_ms=1, seed=0,
+            build_workers=1)
+# `mcc tune` as a user runs it, with the search shrunk to TINY
+CLI = textwrap.dedent(f"""
+    import functools, sys
+    import mcc.tuning
+    mcc.tuning.SearchOptions = functools.partial(mcc.tuning.SearchOptions, **{TINY!r})
+    from mcc.cli import main
+    sys.argv[0] = "mcc"
+    main()
+""")
+STOP_SECONDS = 10  # Ctrl-C to exit, on a busy 2-core machine (about 3 s measured)
+BUDGET_SLACK = 10  # seconds a time budget may be overrun: one batch + worker start-up
+
+
+def _records(log: Path) -> list:
+    path = log / FAMILY / "database_tuning_record.json"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _trace_texts(log: Path) -> list[str]:
+    return [json.dumps([rec[0], rec[1][0]], sort_keys=True) for rec in _records(log)]
+
+
+def _group_alive(pgid: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,pgid="], capture_output=True, text=True).stdout
+    return [int(p) for p, g in (ln.split() for ln in out.splitlines()) if int(g) == pgid]
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """`mcc tune` with a 400-trial budget, Ctrl-C'd (SIGINT to its process group, as a
+    terminal does) once its first search batch is in the log."""
+    root = tmp_path_factory.mktemp("tune_ctrl_c")
+    model, log = root / "conv.onnx", root / "log"
+    onnx.save(conv_model(), str(model))
+    proc = subprocess.Popen([sys.executable, "-c", CLI, "tune", str(model), "--trials", "400",
+                             "--tuning-log", str(log)], cwd=root, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path = log / FAMILY / "database_tuning_record.json"
+    deadline = time.monotonic() + 240
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            # 3 default-rule baselines, then at least one batch of the search
+            if path.exists() and len(path.read_text().splitlines()) >= 5:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, f"tuning ended before Ctrl-C: {proc.stderr.read()}"
+        before = len(path.read_text().splitlines())
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    time.sleep(0.5)
+    return model, log, proc.returncode, proc.stderr.read(), took, before, proc.pid
+
+
+def test_ctrl_c_stops_with_one_line_and_exit_130(interrupted):
+    *_, rc, stderr, took, _, pgid = interrupted
+    assert rc == 130, stderr[-2000:]
+    assert took < STOP_SECONDS, f"{took:.1f} s from Ctrl-C to exit"
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("interrupted: ") and "new records saved in" in lines[-1]
+    assert "run the same command again" in lines[-1]
+    assert "Traceback" not in stderr and "error" not in lines[-1]
+    assert not _group_alive(pgid), "build / run workers outlived the interrupted run"
+
+
+def test_ctrl_c_keeps_valid_records_and_no_partial_files(interrupted):
+    from mcc.targets import resolve_target
+    from mcc.tuning_log import materialize, records_for_target
+
+    _, log, _, stderr, _, before, _ = interrupted
+    files = sorted(p.name for p in (log / FAMILY).iterdir())
+    assert files == ["database_tuning_record.json", "database_workload.json"]
+    for name in files:
+        text = (log / FAMILY / name).read_text()
+        assert text.endswith("\n")
+        for line in text.splitlines():
+            json.loads(line)  # every line complete
+    records = _records(log)
+    assert len(records) >= before
+    saved = int(stderr.strip().splitlines()[-1].split("interrupted: ")[1].split()[0])
+    assert saved == len(records)  # the message counts what the log holds
+    # failures from workers the interrupt killed are not logged as failed candidates
+    assert all(np.mean(rec[1][1]) < 1e9 for rec in records)
+    target = resolve_target(None).tvm_target()
+    assert len(materialize(records_for_target([log / FAMILY], target).records)) == len(records)
+
+
+def test_rerun_after_ctrl_c_continues(interrupted):
+    model, log, *_ = interrupted
+    before = len(_records(log))
+    said = []
+    report = mcc.tune(model, trials=4, tuning_log=log, search=SearchOptions(**TINY),
+                      progress=said.append)
+    assert report.records_before == before
+    assert report.records_after == before + report.trials == len(_records(log))
+    assert report.trials >= 1
+    texts = _trace_texts(log)
+    assert len(set(texts)) == len(texts), "a candidate was measured twice"
+    assert not any("baseline" in s and "default rules" in s for s in said)  # all kept
+    assert any("cost model warm-started on" in s for s in said)
+
+
+def test_time_budget_covers_everything(save_onnx, tmp_path):
+    """A budget spent before the baselines start: nothing is measured, none is overrun."""
+    said = []
+    report = mcc.tune(save_onnx(conv_model()), time_budget=0.01, tuning_log=tmp_path,
+                      search=SearchOptions(**TINY), progress=said.append)
+    assert report.trials == 0 and report.records_after == 0
+    assert any("3 of 3 left for a later run (time budget spent)" in s for s in said)
+    assert report.seconds < 0.6 + BUDGET_SLACK
+
+
+def test_time_budget_is_kept_within_slack(save_onnx, tmp_path):
+    budget_s = 20
+    said = []
+    report = mcc.tune(save_onnx(conv_model()), time_budget=budget_s / 60, tuning_log=tmp_path,
+                      search=SearchOptions(**TINY), progress=said.append)
+    assert report.trials > 0
+    assert report.seconds < budget_s + BUDGET_SLACK, report.seconds
+    assert any("time budget spent" in s for s in said)
+
+
+def zero_filter_model():
+    """Conv (8 filters, 3 all zero) -> Relu -> Conv: --prune zero removes 3 channels."""
+    rng = np.random.default_rng(3)
+    w1 = rng.standard_normal((8, 3, 3, 3))
+    w1[[1, 4, 6]] = 0.0
+    return make_model(
+        [helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("Conv", ["r", "w2"], ["y"], pads=[1, 1, 1, 1])],
+        [("x", [1, 3, 12, 12])], [("y", [1, 4, 12, 12])],
+        [("w1", w1), ("w2", rng.standard_normal((4, 8, 3, 3)) * 0.3)], "zero_filters")
+
+
+def _faster(log: Path, dest: Path) -> set:
+    """A copy of ``log`` whose tuned records beat their baselines (so compile applies
+    them); returns the workload indices with tuned records."""
+    from mcc.tune_baseline import is_baseline_trace_json
+
+    lines = _records(log)
+    base = {ln[0]: np.mean(ln[1][1]) for ln in lines if is_baseline_trace_json(ln[1][0])}
+    tuned, out = set(), []
+    for ln in lines:
+        if not is_baseline_trace_json(ln[1][0]) and np.mean(ln[1][1]) < 1e9 and ln[0] in base:
+            ln[1][1] = [base[ln[0]] * 0.5]
+            tuned.add(ln[0])
+        out.append(json.dumps(ln))
+    (dest / FAMILY).mkdir(parents=True)
+    (dest / FAMILY / "database_workload.json").write_text(
+        (log / FAMILY / "database_workload.json").read_text())
+    (dest / FAMILY / "database_tuning_record.json").write_text("\n".join(out) + "\n")
+    return tuned
+
+
+def test_tune_with_compile_options_feeds_a_matching_compile(save_onnx, tmp_path, cli,
+                                                            monkeypatch):
+    import mcc.tuning
+
+    monkeypatch.setattr(mcc.tuning, "SearchOptions",
+                        lambda **kw: SearchOptions(**{**TINY, **kw}))
+    model = save_onnx(zero_filter_model())
+    log = tmp_path / "log"
+    result = cli("tune", model, "--prune", "zero", "--trials", "8", "--tuning-log", log)
+    assert result.exit_code == 0, result.stderr
+    assert "zero filters: 3 channels removed" in result.stderr  # tuned the pruned model
+    fast = tmp_path / "fast"
+    tuned = _faster(log, fast)
+    assert tuned, "the tiny search measured no valid candidate"
+
+    # the same options: the tuned kernels are the ones compile builds, and it says so
+    result = cli("compile", model, "--prune", "zero", "--tuning-log", fast,
+                 "-o", tmp_path / "pruned.so")
+    assert result.exit_code == 0, result.stderr
+    assert f"{len(tuned)} from tuning records" in result.stderr, result.stderr
+    # without --prune the convolutions have other shapes: their records do not apply
+    plain = mcc.compile(model, tuning_logs=[fast], verify=False).report["schedule"]
+    assert plain["from_records"] < len(tuned)
+    # records measured on another CPU are counted as ignored, not applied
+    foreign = tmp_path / "foreign"
+    _faster(log, foreign)
+    path = foreign / FAMILY / "database_tuning_record.json"
+    lines = [json.loads(ln) for ln in path.read_text().splitlines()]
+    for ln in lines:
+        ln[1][2]["mcpu"] = "sapphirerapids"
+    path.write_text("".join(json.dumps(ln) + "\n" for ln in lines))
+    result = cli("compile", model, "--prune", "zero", "--tuning-log", foreign,
+                 "-o", tmp_path / "foreign.so", "--no-verify")
+    assert result.exit_code == 0, result.stderr
+    assert "0 from tuning records" in result.stderr
+    assert f"ignored tuning records for other targets: {len(lines)} for llvm" in result.stderr
+    # an int8 compile reports its kernels' sources and the ignored records the same way
+    result = cli("compile", model, "--quantize", "int8", "--calibration", "random",
+                 "--tuning-log", foreign, "-o", tmp_path / "int8.so", "--no-verify")
+    assert result.exit_code == 0, result.stderr
+    assert "0 from tuning records" in result.stderr
+    assert f"ignored tuning records for other targets: {len(lines)} for llvm" in result.stderr
