@@ -31,100 +31,66 @@ from mcc.int8_kernels import CONV_BLOCK, OC_BLOCK, PAD_BLOCK
 
 VNNI_INTRIN = "mcc_dot_16x4_u8i8i32_vnni"
 SDOT_INTRIN = "mcc_dot_4x4_i8i8i32_sdot"
-_registered = False
-_registered_sdot = False
+_registered: set[str] = set()
+
+
+def _register_dot(name: str, a_dtype: str, lanes: int, llvm_intrinsic: str) -> None:
+    """A TensorIntrin for ``lanes`` int32 accumulators += 4-byte dot products of one
+    ``a_dtype`` activation word with ``lanes`` int8 weight words: x86 VNNI ``vpdpbusd``
+    (u8 x s8, 16 lanes) and ARM ``sdot`` (s8 x s8, 4 lanes), the descriptions of TVM's own
+    ``dot_16x4_u8i8i32_vnni`` / ``dot_4x4_i8i8s32_sdot``. Registered here: importing
+    tvm.s_tir.tensor_intrin parses every intrinsic TVM has (CUDA, Hexagon, ...), minutes
+    of work on a busy machine."""
+    if name in _registered:
+        return
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((4,), a_dtype, offset_factor=1),
+        B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer((4,), a_dtype, offset_factor=1),
+        B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            # one expression, no named temporaries: TVMScript would make each a local
+            # allocation, which costs a workspace call per tile
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm_intrinsic),
+                C.vload([0], dtype=f"int32x{lanes}"),
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], f"{a_dtype}x4"),
+                                                        dtype="int32"), lanes),
+                              dtype=f"int8x{4 * lanes}"),
+                B.vload([0, 0], dtype=f"int8x{4 * lanes}"),
+                dtype=f"int32x{lanes}")
+
+    TensorIntrin.register(name, desc, impl)
+    _registered.add(name)
 
 
 def _register_sdot() -> None:
-    """ARM ``sdot``: 4 int32 lanes += 4 x (4 int8 . 4 int8); the same description as TVM's
-    ``dot_4x4_i8i8s32_sdot``, registered here so as not to import TVM's intrinsic package."""
-    global _registered_sdot
-    if _registered_sdot:
-        return
-    from tvm.s_tir import TensorIntrin
-    from tvm.script import tirx as T
-
-    @T.prim_func(s_tir=True)
-    def sdot_desc(
-        A: T.Buffer((4,), "int8", offset_factor=1),
-        B: T.Buffer((4, 4), "int8", offset_factor=1),
-        C: T.Buffer((4,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-            T.writes(C[0:4])
-            for i in T.serial(0, 4):
-                for k in T.serial(0, 4):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
-
-    @T.prim_func(s_tir=True)
-    def sdot_impl(
-        A: T.Buffer((4,), "int8", offset_factor=1),
-        B: T.Buffer((4, 4), "int8", offset_factor=1),
-        C: T.Buffer((4,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-            T.writes(C[0:4])
-            C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-                C.vload([0], dtype="int32x4"),
-                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"),
-                                          4), dtype="int8x16"),
-                B.vload([0, 0], dtype="int8x16"),
-                dtype="int32x4")
-
-    TensorIntrin.register(SDOT_INTRIN, sdot_desc, sdot_impl)
-    _registered_sdot = True
+    _register_dot(SDOT_INTRIN, "int8", 4, "llvm.aarch64.neon.sdot.v4i32.v16i8")
 
 
 def _register_vnni() -> None:
-    global _registered
-    if _registered:
-        return
-    # not via tvm.s_tir.tensor_intrin: importing that package parses every intrinsic TVM
-    # has (CUDA, Hexagon, ...), minutes of work on a busy machine
-    from tvm.s_tir import TensorIntrin
-    from tvm.script import tirx as T
-
-    @T.prim_func(s_tir=True)
-    def dot_product_16x4_u8i8i32_desc(
-        A: T.Buffer((4,), "uint8", offset_factor=1),
-        B: T.Buffer((16, 4), "int8", offset_factor=1),
-        C: T.Buffer((16,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            for i in T.serial(0, 16):
-                for k in T.serial(0, 4):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
-
-    @T.prim_func(s_tir=True)
-    def vnni_impl(
-        A: T.Buffer((4,), "uint8", offset_factor=1),
-        B: T.Buffer((16, 4), "int8", offset_factor=1),
-        C: T.Buffer((16,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            # one expression, no named temporaries: TVMScript would make each a local
-            # allocation, which costs a workspace call per tile
-            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                C.vload([0], dtype="int32x16"),
-                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"),
-                                          16), dtype="int8x64"),
-                B.vload([0, 0], dtype="int8x64"),
-                dtype="int32x16")
-
-    TensorIntrin.register(VNNI_INTRIN, dot_product_16x4_u8i8i32_desc, vnni_impl)
-    _registered = True
+    _register_dot(VNNI_INTRIN, "uint8", 16, "llvm.x86.avx512.vpdpbusd.512")
 
 
 def has_vnni(target: tvm.target.Target) -> bool:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import os
-import sys
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,19 +65,12 @@ def relax_specs(mod, input_names: list[str], output_names: list[str]):
     return inputs, outputs
 
 
-@contextlib.contextmanager
 def native_stderr_silenced():
     """Swallow what TVM's C++ side prints to fd 2 (warnings while unwinding a failed
     import), so a user error stays one line."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    from mcc.tvm_log import quiet_tvm
+
+    return quiet_tvm(noise=("",))  # "" is in every line: all of them dropped
 
 
 def call_quietly(fn, *args, **kwargs):

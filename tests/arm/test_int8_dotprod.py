@@ -18,20 +18,13 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_rpi5_int8_uses_sdot_and_matches_the_x86_int8_build(tmp_path):
-    from test_qemu import small_cnn
+    from test_qemu import require_aarch64_runtime, small_cnn
 
     import mcc
     from mcc.emulate import emulated_runner
-    from mcc.errors import MccError
-    from mcc.runtime_libs import runtime_library_dir
     from mcc.targets import resolve_target
 
-    try:  # the aarch64 TVM runtime comes from PyPI wheels (cached after the first time)
-        runtime_library_dir("aarch64")
-    except MccError as err:
-        if "cannot fetch" in str(err):
-            pytest.skip(f"no aarch64 TVM runtime available: {err}")
-        raise
+    require_aarch64_runtime()
     model = small_cnn()
     rng = np.random.default_rng(5)
     calibration = tmp_path / "calibration.npz"

@@ -42,17 +42,23 @@ def small_cnn() -> onnx.ModelProto:
         "small_cnn")
 
 
-@pytest.fixture(scope="module")
-def rpi4_bundle(tmp_path_factory):
+def require_aarch64_runtime():
+    """Skip when the aarch64 TVM runtime (from PyPI wheels, cached after the first time)
+    cannot be fetched: offline machines."""
     from mcc.errors import MccError
     from mcc.runtime_libs import runtime_library_dir
 
-    try:  # the aarch64 TVM runtime comes from PyPI wheels (cached after the first time)
+    try:
         runtime_library_dir("aarch64")
     except MccError as err:
         if "cannot fetch" in str(err):
             pytest.skip(f"no aarch64 TVM runtime available: {err}")
         raise
+
+
+@pytest.fixture(scope="module")
+def rpi4_bundle(tmp_path_factory):
+    require_aarch64_runtime()
     from click.testing import CliRunner
 
     from mcc.cli import main
