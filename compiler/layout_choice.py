@@ -40,7 +40,7 @@ class LayoutChoice:
         return f"auto -> {self.chosen} ({times}){dropped}"
 
     def to_json(self) -> dict:
-        return {"chosen": self.chosen, "timings_ms": {k: round(v, 3) for k, v in
+        return {"chosen": self.chosen, "timings_ms": {k: round(v, 6) for k, v in
                                                       self.timings_ms.items()},
                 "skipped": dict(self.skipped)}
 
