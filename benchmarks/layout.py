@@ -4,8 +4,8 @@
                                           [--repeat N] [--cpu-time] [--json out.json]
 
 Compiles each network once per layout (NCHW, NHWC, NCHWc, auto; each verified
-against ONNX Runtime), then times them in interleaved rounds on the same inputs, so
-background load hits every variant alike, and ONNX Runtime in a block after them. Prints
+against ONNX Runtime), then times them on the same inputs in blocks of ``--repeat`` runs,
+twice, the second pass in reverse order, and ONNX Runtime in a block after them. Prints
 a Markdown table for docs/BENCHMARKS.md. With ``--cpu-time`` everything runs on
 one thread (``TVM_NUM_THREADS=1``, ORT ``intra_op_num_threads=1``) and each call
 is timed by the process's CPU time: the work one core does, which a busy shared
@@ -65,13 +65,16 @@ def main() -> None:
             feed = random_inputs(compiled.inputs, seed=0, symbolic_size=1)
             runners[layout] = compiled.module.runner(feed)
         samples = {k: [] for k in runners}
-        for fn in runners.values():  # warm-up
-            fn()
-        for _ in range(args.repeat):  # interleaved rounds of the mcc builds
-            for key, fn in runners.items():
-                start = clock()
-                fn()
-                samples[key].append((clock() - start) * 1e3)
+        # blocks of runs, twice, the second pass in reverse order so drift in the background
+        # load hits every build alike (call-by-call interleaving of ResNet-50 builds made each
+        # evict the others' 100 MB of weights from cache: +30% on all of them)
+        for order in (list(runners), list(reversed(runners))):
+            for key in order:
+                runners[key]()  # warm-up
+                for _ in range(args.repeat):
+                    start = clock()
+                    runners[key]()
+                    samples[key].append((clock() - start) * 1e3)
         # ONNX Runtime in a block of its own: its worker threads keep spinning after a
         # call and would slow whichever mcc build ran next
         ort_run = _onnxruntime(path, feed, one_thread=args.cpu_time)
