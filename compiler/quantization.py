@@ -391,8 +391,14 @@ def vm_runner(executable, input_names: list[str]):
 
     def run(feed: dict) -> list[np.ndarray]:
         args = [tvm.runtime.tensor(np.ascontiguousarray(feed[n]), device) for n in input_names]
-        result = vm["main"](*args)
-        values = [result] if hasattr(result, "numpy") else list(result)
-        return [v.numpy() for v in values]
+        return [v.numpy() for v in _flat(vm["main"](*args))]
 
     return run
+
+
+def _flat(result) -> list:
+    """The tensors of a VM result in order, nested tuples flattened (a model with several
+    outputs, instrumented for calibration, returns its output tuple inside a tuple)."""
+    if hasattr(result, "numpy"):
+        return [result]
+    return [t for item in result for t in _flat(item)]

@@ -4,9 +4,10 @@ numerics, the int8 kernel against an exact integer reference, and every bad inpu
 import numpy as np
 import pytest
 import tvm
+from onnx import helper
 
 import mcc
-from conftest import TINY_MODELS, assert_one_line_error
+from conftest import TINY_MODELS, assert_one_line_error, make_model
 from mcc.config import CompileConfig
 from mcc.errors import MccError
 from mcc.frontends import import_model
@@ -392,3 +393,18 @@ def test_saving_and_loading_an_int8_module_prints_no_tvm_scope_lines(capfd, tmp_
     capfd.readouterr()
     mcc.load(compiled.export(tmp_path / "q.so"))
     assert "Scope" not in capfd.readouterr().err
+
+
+def test_model_with_two_outputs_quantizes_and_reports_both():
+    """Calibration instruments the model, whose output tuple then sits inside a tuple."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1] * 4),
+             helper.make_node("Relu", ["a"], ["y1"]),
+             helper.make_node("Conv", ["y1", "w2"], ["y2"], pads=[1] * 4)]
+    model = make_model(nodes, [("x", [1, 8, 8, 8])], [("y1", [1, 16, 8, 8]), ("y2", [1, 16, 8, 8])],
+                       [("w1", rng.standard_normal((16, 8, 3, 3)) * 0.2),
+                        ("w2", rng.standard_normal((16, 16, 3, 3)) * 0.2)], "two_outputs")
+    compiled = mcc.compile(model, quantize="int8", calibration="random")
+    outputs = compiled.report["quantization"]["accuracy"]["outputs"]
+    assert set(outputs) == {"y1", "y2"}
+    assert all(o["cosine"] > 0.99 for o in outputs.values())
