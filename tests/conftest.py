@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -9,6 +12,10 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
+
+# benchmarks/ (the networks of models.py, ONNX Runtime's QDQ baseline in int8.py) is
+# shared with the tests rather than written twice
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 
 def make_model(nodes, inputs, outputs, inits=(), name="tiny") -> onnx.ModelProto:

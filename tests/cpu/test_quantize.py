@@ -263,29 +263,14 @@ def test_bad_quantization_inputs(cli, save_onnx, tmp_path):
 
 
 def _ort_qdq(model, path, feeds):
-    """ONNX Runtime's own static QDQ quantization of ``model`` (u8 activations, s8 weights
-    per channel), calibrated on ``feeds``."""
+    """ONNX Runtime's own static QDQ quantization of ``model``, calibrated on ``feeds``:
+    the baseline benchmarks/int8.py times mcc's int8 against."""
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(feeds)
-
-        def get_next(self):
-            return next(self.it, None)
+    from int8 import ort_qdq
 
     fp32 = path.with_suffix(".fp32.onnx")
     onnx.save(model, str(fp32))
-    quantize_static(str(fp32), str(path), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8)
-    return onnx.load(str(path))
+    return onnx.load(str(ort_qdq(fp32, feeds, path)))
 
 
 def test_qdq_model_compiles_to_int8_kernels_matching_onnxruntime(tmp_path):

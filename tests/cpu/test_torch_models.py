@@ -6,8 +6,6 @@ tests check that verification ran and passed, and compare once more on fresh dat
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -15,6 +13,8 @@ import mcc
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
+
+from models import EncoderLayer  # noqa: E402  (benchmarks/models.py, after torch is known)
 
 
 class TinyResNet(nn.Module):
@@ -74,28 +74,6 @@ class TinyMobileNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-class EncoderBlock(nn.Module):
-    """A BERT-style transformer encoder layer: fused QKV, softmax attention, GELU FFN."""
-
-    def __init__(self, hidden=32, heads=4, ffn=64):
-        super().__init__()
-        self.heads, self.head_dim = heads, hidden // heads
-        self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.proj = nn.Linear(hidden, hidden)
-        self.ln1 = nn.LayerNorm(hidden)
-        self.ff1 = nn.Linear(hidden, ffn)
-        self.ff2 = nn.Linear(ffn, hidden)
-        self.ln2 = nn.LayerNorm(hidden)
-
-    def forward(self, x):
-        b, s, h = x.shape
-        q, k, v = self.qkv(x).reshape(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.head_dim), dim=-1)
-        ctx = (attn @ v).transpose(1, 2).reshape(b, s, h)
-        x = self.ln1(x + self.proj(ctx))
-        return self.ln2(x + self.ff2(nn.functional.gelu(self.ff1(x))))
-
-
 class LSTMTagger(nn.Module):
     """Two-layer LSTM over a sequence, then a per-step linear head."""
 
@@ -124,7 +102,8 @@ def _randomized(model):
 CASES = {
     "resnet": (TinyResNet, (1, 3, 16, 16)),
     "mobilenet_v2": (TinyMobileNet, (1, 3, 16, 16)),
-    "transformer_encoder": (EncoderBlock, (2, 10, 32)),
+    # benchmarks/models.py's BERT layer at small width
+    "transformer_encoder": (lambda: EncoderLayer(hidden=32, heads=4, ffn=64), (2, 10, 32)),
     "lstm": (LSTMTagger, (2, 5, 12)),
 }
 

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper
+from test_tune_baseline import _lines, _rewritten
 
 import mcc
 from conftest import conv_model, make_model
@@ -41,13 +42,8 @@ STOP_SECONDS = 10  # Ctrl-C to exit, on a busy 2-core machine (about 3 s measure
 BUDGET_SLACK = 10  # seconds a time budget may be overrun: one batch + worker start-up
 
 
-def _records(log: Path) -> list:
-    path = log / FAMILY / "database_tuning_record.json"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _trace_texts(log: Path) -> list[str]:
-    return [json.dumps([rec[0], rec[1][0]], sort_keys=True) for rec in _records(log)]
+    return [json.dumps([rec[0], rec[1][0]], sort_keys=True) for rec in _lines(log)]
 
 
 def _group_alive(pgid: int) -> list[int]:
@@ -113,7 +109,7 @@ def test_ctrl_c_keeps_valid_records_and_no_partial_files(interrupted):
         assert text.endswith("\n")
         for line in text.splitlines():
             json.loads(line)  # every line complete
-    records = _records(log)
+    records = _lines(log)
     assert len(records) >= before
     saved = int(stderr.strip().splitlines()[-1].split("interrupted: ")[1].split()[0])
     assert saved == len(records)  # the message counts what the log holds
@@ -125,12 +121,12 @@ def test_ctrl_c_keeps_valid_records_and_no_partial_files(interrupted):
 
 def test_rerun_after_ctrl_c_continues(interrupted):
     model, log, *_ = interrupted
-    before = len(_records(log))
+    before = len(_lines(log))
     said = []
     report = mcc.tune(model, trials=4, tuning_log=log, search=SearchOptions(**TINY),
                       progress=said.append)
     assert report.records_before == before
-    assert report.records_after == before + report.trials == len(_records(log))
+    assert report.records_after == before + report.trials == len(_lines(log))
     assert report.trials >= 1
     texts = _trace_texts(log)
     assert len(set(texts)) == len(texts), "a candidate was measured twice"
@@ -171,26 +167,6 @@ def zero_filter_model():
         [("w1", w1), ("w2", rng.standard_normal((4, 8, 3, 3)) * 0.3)], "zero_filters")
 
 
-def _faster(log: Path, dest: Path) -> set:
-    """A copy of ``log`` whose tuned records beat their baselines (so compile applies
-    them); returns the workload indices with tuned records."""
-    from mcc.tune_baseline import is_baseline_trace_json
-
-    lines = _records(log)
-    base = {ln[0]: np.mean(ln[1][1]) for ln in lines if is_baseline_trace_json(ln[1][0])}
-    tuned, out = set(), []
-    for ln in lines:
-        if not is_baseline_trace_json(ln[1][0]) and np.mean(ln[1][1]) < 1e9 and ln[0] in base:
-            ln[1][1] = [base[ln[0]] * 0.5]
-            tuned.add(ln[0])
-        out.append(json.dumps(ln))
-    (dest / FAMILY).mkdir(parents=True)
-    (dest / FAMILY / "database_workload.json").write_text(
-        (log / FAMILY / "database_workload.json").read_text())
-    (dest / FAMILY / "database_tuning_record.json").write_text("\n".join(out) + "\n")
-    return tuned
-
-
 def test_tune_with_compile_options_feeds_a_matching_compile(save_onnx, tmp_path, cli,
                                                             monkeypatch):
     import mcc.tuning
@@ -203,7 +179,7 @@ def test_tune_with_compile_options_feeds_a_matching_compile(save_onnx, tmp_path,
     assert result.exit_code == 0, result.stderr
     assert "zero filters: 3 channels removed" in result.stderr  # tuned the pruned model
     fast = tmp_path / "fast"
-    tuned = _faster(log, fast)
+    _, tuned = _rewritten(log, fast, 0.5)  # tuned records beat their baselines
     assert tuned, "the tiny search measured no valid candidate"
 
     # the same options: the tuned kernels are the ones compile builds, and it says so
@@ -216,7 +192,7 @@ def test_tune_with_compile_options_feeds_a_matching_compile(save_onnx, tmp_path,
     assert plain["from_records"] < len(tuned)
     # records measured on another CPU are counted as ignored, not applied
     foreign = tmp_path / "foreign"
-    _faster(log, foreign)
+    _rewritten(log, foreign, 0.5)
     path = foreign / FAMILY / "database_tuning_record.json"
     lines = [json.loads(ln) for ln in path.read_text().splitlines()]
     for ln in lines:
