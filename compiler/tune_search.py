@@ -36,8 +36,30 @@ from mcc.tuning_log import FAILED_SECS
 
 
 def trace_key(trace) -> str:
-    """A candidate's identity: its schedule trace with every sampling decision."""
-    return json.dumps(trace.as_json(), sort_keys=True, default=str)
+    """A candidate's identity: its schedule trace with every sampling decision.
+
+    ``Trace.as_json`` mixes TVM and Python values: a decision the search sampled or
+    mutated is an IntImm, the same decision read back from a log is an int, a flag may
+    be a bool or 0/1. Both spellings become plain JSON numbers here; keyed on the raw
+    mix, a resumed run took most logged candidates for new ones and measured them again.
+    """
+    return json.dumps(_plain(trace.as_json()), sort_keys=True)
+
+
+def _plain(value):
+    import tvm
+
+    if isinstance(value, (bool, tvm.tirx.IntImm)):
+        return int(value.value if isinstance(value, tvm.tirx.IntImm) else value)
+    if isinstance(value, tvm.tirx.FloatImm):
+        return float(value.value)
+    if isinstance(value, (int, float, str)) or value is None:
+        return value
+    if hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "__iter__"):
+        return [_plain(v) for v in value]
+    return str(value)
 
 
 class Stop:
@@ -134,6 +156,13 @@ class StoppableRunner(PyRunner):
             else:
                 out.extend(self.inner.run([runner_input]))
         return out
+
+    def shutdown(self) -> None:
+        """Kill and reap the measuring worker. LocalRunner never does: its worker was
+        left to notice on its own that mcc had exited, and outlived it after Ctrl-C."""
+        pool = getattr(self.inner, "pool", None)
+        if pool is not None:
+            pool.shutdown()
 
 
 class SearchAborted(Exception):

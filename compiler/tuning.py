@@ -188,6 +188,25 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, 
                 rpc_tracker, rpc_key, stages) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
+    from mcc.tune_workers import make_builder
+
+    num_cores = int(target.attrs.get("num-cores", 0) or 0) or ms.utils.cpu_count(logical=False)
+    builder = make_builder(arch, max_workers=search.build_workers or num_cores,
+                           timeout_sec=search.build_timeout, stop=stop)
+    runner = _runner(search, rpc_tracker, rpc_key, stop)
+    try:
+        return _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
+                       search, builder, runner, stages)
+    finally:
+        builder.shutdown()
+        if hasattr(runner, "shutdown"):
+            runner.shutdown()
+
+
+def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop, search,
+            builder, runner, stages) -> dict:
+    from tvm.s_tir import meta_schedule as ms
+
     from mcc.tune_baseline import is_baseline_trace_json, measure_baselines
     from mcc.tune_search import (
         GradientScheduler,
@@ -197,24 +216,13 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, 
         stoppable_cost_model,
         warm_start,
     )
-    from mcc.tune_workers import make_builder
 
-    num_cores = int(target.attrs.get("num-cores", 0) or 0) or ms.utils.cpu_count(logical=False)
-    builder = make_builder(arch, max_workers=search.build_workers or num_cores,
-                           timeout_sec=search.build_timeout, stop=stop)
-    runner = _runner(search, rpc_tracker, rpc_key, stop)
     log_db = open_log(log_dir)
-    try:
-        # the default rules' schedules, measured first: the floor tuning must beat
-        baselines = measure_baselines(tasks, mod, target, builder, runner, known_records,
-                                      log_db, stages.say, stop,
-                                      chunk=search.build_workers or num_cores)
-    except BaseException:
-        builder.shutdown()
-        raise
+    # the default rules' schedules, measured first: the floor tuning must beat
+    baselines = measure_baselines(tasks, mod, target, builder, runner, known_records, log_db,
+                                  stages.say, stop, chunk=search.build_workers or num_cores)
     known_records = [*known_records, *baselines]
     if stop.now():
-        builder.shutdown()
         return {"trials": 0, "saved": len(baselines), "skipped": 0, "best_us": {}}
     inner = ms.search_strategy.EvolutionarySearch(
         population_size=search.population, genetic_num_iters=search.genetic_iters,
@@ -250,14 +258,11 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, 
                                 stop, history)
     persist = PersistRecords(log_db, stop)
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"), persist, progress]
-    try:
-        GradientScheduler(weights, history, stop).tune(
-            tasks=contexts, task_weights=weights, max_trials_global=trials,
-            max_trials_per_task=trials, num_trials_per_iter=search.trials_per_iter,
-            builder=builder, runner=runner, measure_callbacks=callbacks, database=database,
-            cost_model=cost_model)
-    finally:
-        builder.shutdown()
+    GradientScheduler(weights, history, stop).tune(
+        tasks=contexts, task_weights=weights, max_trials_global=trials,
+        max_trials_per_task=trials, num_trials_per_iter=search.trials_per_iter,
+        builder=builder, runner=runner, measure_callbacks=callbacks, database=database,
+        cost_model=cost_model)
     best = {}
     for ctx in contexts:
         top = database.get_top_k(database.commit_workload(ctx.mod), 1)

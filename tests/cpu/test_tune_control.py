@@ -46,9 +46,18 @@ def _trace_texts(log: Path) -> list[str]:
     return [json.dumps([rec[0], rec[1][0]], sort_keys=True) for rec in _lines(log)]
 
 
-def _group_alive(pgid: int) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,pgid="], capture_output=True, text=True).stdout
-    return [int(p) for p, g in (ln.split() for ln in out.splitlines()) if int(g) == pgid]
+def _group_alive(pgid: int, grace: float = 3.0) -> list[int]:
+    """Processes of group ``pgid`` still running after ``grace`` seconds (zombies, which
+    only wait for a parent to reap them, do not count)."""
+    deadline = time.monotonic() + grace
+    while True:
+        out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True,
+                             text=True).stdout
+        alive = [int(p) for p, g, stat in (ln.split() for ln in out.splitlines())
+                 if int(g) == pgid and not stat.startswith("Z")]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

@@ -170,3 +170,33 @@ def test_cost_model_aborts_the_search_after_ctrl_c():
     stop.interrupted = True
     with pytest.raises(SearchAborted):
         model._inst.predict(None, [])
+
+
+def test_a_mutated_candidate_keys_the_same_as_its_logged_record():
+    """A C++ mutator leaves decisions as IntImms; the record read back from the log holds
+    plain ints. Both must give one key, or a resumed run measures logged candidates again
+    (it did: about one in three reruns of test_rerun_after_ctrl_c_continues)."""
+    import tvm
+    from tvm import s_tir, te
+    from tvm.s_tir import meta_schedule as ms
+
+    from mcc.tune_search import trace_key
+
+    a = te.placeholder((64, 64), name="a")
+    b = te.compute((64, 64), lambda i, j: a[i, j] + 1.0, name="b")
+    mod = tvm.IRModule({"main": te.create_prim_func([a, b])})
+    sch = s_tir.Schedule(mod, seed=1)
+    loop, _ = sch.get_loops(sch.get_sblock("b"))
+    sch.split(loop, sch.sample_perfect_tile(loop, n=2))
+    tile = next(i for i in sch.trace.insts if i.kind.name == "SamplePerfectTile")
+    imm = [tvm.tirx.IntImm("int64", 8), tvm.tirx.IntImm("int64", 8)]
+    mutated = sch.trace.with_decision(tile, imm, remove_postproc=False)
+
+    database = ms.database.MemoryDatabase()
+    workload = database.commit_workload(mod)
+    record = ms.database.TuningRecord(mutated, workload, [1e-6], tvm.target.Target("llvm"))
+    text = json.dumps(record.as_json(), default=lambda v: getattr(v, "value", str(v)))
+    logged = ms.database.TuningRecord.from_json(json.loads(text), workload)
+    assert trace_key(mutated) == trace_key(logged.trace)
+    other = sch.trace.with_decision(tile, [4, 16], remove_postproc=False)
+    assert trace_key(other) != trace_key(logged.trace)
