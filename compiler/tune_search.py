@@ -197,13 +197,23 @@ def _workload_key(mod) -> int:
     return structural_hash(mod)
 
 
+def known_by_workload(records) -> dict[int, dict[str, list]]:
+    """The records' latencies by workload hash, then by trace key: worked out once for
+    all tasks, where each task (and each clone of it) used to hash the whole log again."""
+    out: dict[int, dict[str, list]] = {}
+    for record in records:
+        by_trace = out.setdefault(_workload_key(record.workload.mod), {})
+        by_trace[trace_key(record.trace)] = record.run_secs
+    return out
+
+
 @derived_object
 class SkipKnown(PySearchStrategy):
     """An evolutionary search that never re-measures a candidate the log already holds."""
 
-    def __init__(self, inner, known_records, stop, stats):
+    def __init__(self, inner, known_by_workload, stop, stats):
         self.inner = inner
-        self.known_records = known_records
+        self.known_by_workload = known_by_workload  # from :func:`known_by_workload`
         self.stop = stop  # a Stop, shared across tasks
         self.stats = stats  # shared across tasks: {"skipped": n}
         self.known = {}
@@ -211,9 +221,7 @@ class SkipKnown(PySearchStrategy):
 
     def _initialize_with_tune_context(self, context) -> None:
         self.inner._initialize_with_tune_context(context)
-        workload = _workload_key(context.mod)
-        self.known = {trace_key(r.trace): r.run_secs for r in self.known_records
-                      if _workload_key(r.workload.mod) == workload}
+        self.known = self.known_by_workload.get(_workload_key(context.mod), {})
 
     def pre_tuning(self, max_trials, num_trials_per_iter, design_spaces, database=None,
                    cost_model=None) -> None:
@@ -263,7 +271,7 @@ class SkipKnown(PySearchStrategy):
         self.inner.notify_runner_results(candidates, merged)
 
     def clone(self):
-        return SkipKnown(self.inner.clone(), self.known_records, self.stop, self.stats)
+        return SkipKnown(self.inner.clone(), self.known_by_workload, self.stop, self.stats)
 
 
 def warm_start(cost_model, contexts, database) -> int:

@@ -213,6 +213,7 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
         PersistRecords,
         ProgressCallback,
         SkipKnown,
+        known_by_workload,
         stoppable_cost_model,
         warm_start,
     )
@@ -230,11 +231,12 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
     seeds = ms.utils.fork_seed(search.seed, n=len(tasks))
     loggers = [_quiet_logger(f"mcc.tune.task{i}") for i in range(len(tasks))]
     stats = {"skipped": 0}
+    known = known_by_workload(known_records)
     contexts = []
     for task, logger, seed in zip(tasks, loggers, seeds):
         contexts.append(ms.TuneContext(
             mod=task.dispatched[0], target=task.target, space_generator="post-order-apply",
-            search_strategy=SkipKnown(inner, known_records, stop, stats),
+            search_strategy=SkipKnown(inner, known, stop, stats),
             task_name=task.task_name, logger=logger, rand_state=seed,
             num_threads=num_cores).clone())
     weights = [float(t.weight) for t in tasks]

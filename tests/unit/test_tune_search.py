@@ -45,7 +45,7 @@ def test_skip_known_answers_known_candidates_from_the_log():
 
     inner = FakeSearch([["a", "b", "c"], ["b", "d"], ["e"]])
     stats = {"skipped": 0}
-    strategy = SkipKnown._cls(inner, [], Stop(), stats)  # the Python object behind the FFI one
+    strategy = SkipKnown._cls(inner, {}, Stop(), stats)  # the Python object behind the FFI one
     strategy.known = {trace_key(Trace("b")): [2.0], trace_key(Trace("d")): [3.0]}
 
     fresh = strategy.generate_measure_candidates()
@@ -65,13 +65,13 @@ def test_skip_known_answers_known_candidates_from_the_log():
 
 
 def test_skip_known_stops_at_the_deadline():
-    strategy = SkipKnown._cls(FakeSearch([["a"]]), [], Stop(deadline=0.0), {"skipped": 0})
+    strategy = SkipKnown._cls(FakeSearch([["a"]]), {}, Stop(deadline=0.0), {"skipped": 0})
     assert strategy.generate_measure_candidates() is None
 
 
 def test_skip_known_stops_after_ctrl_c():
     stop = Stop()
-    strategy = SkipKnown._cls(FakeSearch([["a"], ["b"]]), [], stop, {"skipped": 0})
+    strategy = SkipKnown._cls(FakeSearch([["a"], ["b"]]), {}, stop, {"skipped": 0})
     assert [c.name for c in strategy.generate_measure_candidates()] == ["a"]
     stop.interrupted = True
     assert strategy.generate_measure_candidates() is None
@@ -98,7 +98,7 @@ def test_last_batch_shrinks_to_the_time_left():
     inner = FFISearch([["a", "b", "c", "d"]])
     stop = Stop(deadline=time.monotonic() + 30)
     stop.search_start, stop.measured = time.monotonic() - 20, 2  # 10 s per candidate so far
-    strategy = SkipKnown._cls(inner, [], stop, {"skipped": 0})
+    strategy = SkipKnown._cls(inner, {}, stop, {"skipped": 0})
     fresh = strategy.generate_measure_candidates()
     assert [c.name for c in fresh] in (["a", "b"], ["a", "b", "c"])  # about 30 s left
     strategy.notify_runner_results(fresh, [RunnerResult([1.0], None)] * len(fresh))
