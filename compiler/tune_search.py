@@ -50,9 +50,9 @@ def _plain(value):
     import tvm
 
     if isinstance(value, (bool, tvm.tirx.IntImm)):
-        return int(value.value if isinstance(value, tvm.tirx.IntImm) else value)
+        return int(value)
     if isinstance(value, tvm.tirx.FloatImm):
-        return float(value.value)
+        return float(value)
     if isinstance(value, (int, float, str)) or value is None:
         return value
     if hasattr(value, "items"):
