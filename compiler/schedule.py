@@ -132,6 +132,31 @@ def _split_layout_rewrite(mod: tvm.IRModule) -> tvm.IRModule:
     return rest
 
 
+def _apply_records(mod: tvm.IRModule) -> tvm.IRModule:
+    """Apply the current database's records: first to the kernels as tuned now (constant
+    weights marked layout-free, so a record may repack them at compile time), then to
+    those still unscheduled without the mark: records tuned before tasks carried it."""
+    from tvm import relax
+
+    apply = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)
+    mod = apply(mod)
+    scheduled = _scheduled_funcs(mod)
+    marked = {gv: func for gv, func in mod.functions_items()
+              if isinstance(func, tirx.PrimFunc) and gv.name_hint not in scheduled
+              and func.attrs is not None and "layout_free_buffers" in func.attrs}
+    if not marked:
+        return mod
+    legacy = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    for gv, func in marked.items():
+        legacy[gv] = func.without_attr("layout_free_buffers")
+    legacy = apply(legacy)
+    newly = _scheduled_funcs(legacy)
+    for gv in marked:
+        if gv.name_hint in newly:
+            mod[gv] = legacy[gv]
+    return mod
+
+
 def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
              extra_dirs=(), fuse_epilogues: bool = True) -> tuple[tvm.IRModule, ScheduleReport]:
     from tvm import relax
@@ -140,19 +165,19 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
     from mcc.int8_schedule import schedule_int8
     from mcc.schedule_rules import rules_for
 
-    tasks = _prim_funcs(mod)
     dirs = record_dirs_for(family, extra_dirs)
     refused, beaten = {}, 0
     with target:
+        # Constant weights may be repacked by tuned records and by the rules: mark them
+        # (kernels are renamed), schedule, then fold the repacking (split off below).
+        mod = relax.transform.AttachAttrLayoutFreeBuffers()(mod)
+        tasks = _prim_funcs(mod)
         if dirs:
             database, refused, beaten = _database(dirs, target)
             with database:
-                mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+                mod = _apply_records(mod)
         from_records = _scheduled_funcs(mod) & tasks
         mod = schedule_int8(mod, target)  # mcc's int8 kernels (VNNI where available)
-        # Constant weights may be repacked by the rules: mark them (this renames the
-        # kernels, so from here on they are counted, not named), then fold the repacking.
-        mod = relax.transform.AttachAttrLayoutFreeBuffers()(mod)
         rules = [_Tolerant(rule) for rule in rules_for(target, fuse_epilogues)]
         mod = dl.ApplyDefaultSchedule(*rules)(mod)
         scheduled = min(len(tasks), len(_scheduled_funcs(mod)))
