@@ -66,10 +66,32 @@ def record_dirs_for(family: str, extra_dirs: list[str] | tuple[str, ...] = ()) -
     return found
 
 
+_DATABASE_CACHE: dict = {}
+
+
 def _database(dirs: list[Path], target):
+    """``_read_database``, once per process for logs that did not change since: reading
+    and parsing the shipped records took about 0.5 s, and tests and ``--layout auto``
+    compile many times."""
+    from mcc.tuning_log import RECORD_FILE, WORKLOAD_FILE
+
+    stamp = [str(target)]
+    for d in dirs:
+        for name in (WORKLOAD_FILE, RECORD_FILE):
+            st = (d / name).stat()
+            stamp.append((str(d.resolve()), name, st.st_mtime_ns, st.st_size))
+    key = tuple(stamp)
+    if key not in _DATABASE_CACHE:
+        _DATABASE_CACHE.clear()  # one set of logs at a time
+        _DATABASE_CACHE[key] = _read_database(dirs, target)
+    return _DATABASE_CACHE[key]
+
+
+def _read_database(dirs: list[Path], target):
     """The best record per kernel among those measured on ``target`` (mcc.tuning_log) and
     at least as fast as the default rules' baseline for it (mcc.tune_baseline), the count
-    of records refused for other targets, and of kernels where the rules won."""
+    of records refused for other targets, of kernels where the rules won, and the kernels
+    tuned with their weights marked (``_tuned_marked``)."""
     from mcc.tune_baseline import prefer_rules
     from mcc.tuning_log import (
         best_per_workload,
@@ -80,7 +102,30 @@ def _database(dirs: list[Path], target):
 
     found = records_for_target(dirs, target)
     usable, beaten = prefer_rules(found.records)
-    return (memory_database(materialize(best_per_workload(usable))), found.refused, beaten)
+    return (memory_database(materialize(best_per_workload(usable))), found.refused, beaten,
+            _tuned_marked(found.records))
+
+
+def _tuned_marked(raws) -> set[int]:
+    """Kernels (mcc.tune_baseline.kernel_identity) that some record tuned with their weights
+    marked layout-free: an older unmarked record never stands in for those, even where the
+    default rules beat the newer records."""
+    import base64
+
+    from tvm.s_tir import meta_schedule as ms
+
+    from mcc.tune_baseline import kernel_identity
+
+    out, seen = set(), set()
+    for raw in raws:
+        if raw.workload_id in seen:
+            continue
+        seen.add(raw.workload_id)
+        if b"layout_free_buffers" not in base64.b64decode(raw.workload[1]):
+            continue  # the mark is an attribute name in the serialised module
+        for _, func in ms.database.Workload.from_json(raw.workload).mod.functions_items():
+            out.add(kernel_identity(func))
+    return out
 
 
 def _tolerant_rule_base():
@@ -132,18 +177,22 @@ def _split_layout_rewrite(mod: tvm.IRModule) -> tvm.IRModule:
     return rest
 
 
-def _apply_records(mod: tvm.IRModule) -> tvm.IRModule:
+def _apply_records(mod: tvm.IRModule, tuned_marked: set[int]) -> tvm.IRModule:
     """Apply the current database's records: first to the kernels as tuned now (constant
     weights marked layout-free, so a record may repack them at compile time), then to
-    those still unscheduled without the mark: records tuned before tasks carried it."""
+    those still unscheduled without the mark (records tuned before tasks carried it),
+    unless ``tuned_marked`` says a newer record of the kernel exists."""
     from tvm import relax
+
+    from mcc.tune_baseline import kernel_identity
 
     apply = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)
     mod = apply(mod)
     scheduled = _scheduled_funcs(mod)
     marked = {gv: func for gv, func in mod.functions_items()
               if isinstance(func, tirx.PrimFunc) and gv.name_hint not in scheduled
-              and func.attrs is not None and "layout_free_buffers" in func.attrs}
+              and func.attrs is not None and "layout_free_buffers" in func.attrs
+              and kernel_identity(func) not in tuned_marked}
     if not marked:
         return mod
     legacy = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
@@ -173,9 +222,9 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
         mod = relax.transform.AttachAttrLayoutFreeBuffers()(mod)
         tasks = _prim_funcs(mod)
         if dirs:
-            database, refused, beaten = _database(dirs, target)
+            database, refused, beaten, marked = _database(dirs, target)
             with database:
-                mod = _apply_records(mod)
+                mod = _apply_records(mod, marked)
         from_records = _scheduled_funcs(mod) & tasks
         mod = schedule_int8(mod, target)  # mcc's int8 kernels (VNNI where available)
         rules = [_Tolerant(rule) for rule in rules_for(target, fuse_epilogues)]

@@ -30,8 +30,13 @@ def is_baseline(raw) -> bool:
     return is_baseline_trace_json(raw.record[0])
 
 
-def _strip(func):
-    return func.without_attr("layout_free_buffers").without_attr("global_symbol")
+def kernel_identity(func) -> int:
+    """Structural hash of a kernel with the attributes a compile and a task may differ in
+    (the weight mark, the symbol name) stripped."""
+    from tvm_ffi import structural_hash
+
+    return structural_hash(func.without_attr("layout_free_buffers")
+                           .without_attr("global_symbol"))
 
 
 def layout_free_params(relax_mod) -> dict:
@@ -40,7 +45,6 @@ def layout_free_params(relax_mod) -> dict:
     compile time. The default rules repack such weights, so a task must carry the same
     attribute when its baseline is scheduled, or the baseline would measure another kernel."""
     from tvm import relax, tirx
-    from tvm_ffi import structural_hash
 
     attached = relax.transform.AttachAttrLayoutFreeBuffers()(relax_mod)
     out = {}
@@ -48,7 +52,7 @@ def layout_free_params(relax_mod) -> dict:
         if isinstance(func, tirx.PrimFunc) and func.attrs is not None:
             free = func.attrs.get("layout_free_buffers")
             if free is not None and len(free):
-                out[structural_hash(_strip(func))] = [int(i) for i in free]
+                out[kernel_identity(func)] = [int(i) for i in free]
     return out
 
 
@@ -114,7 +118,7 @@ def measure_baselines(tasks, relax_mod, target, builder, runner, known_records, 
         if structural_hash(task.dispatched[0]) in have:
             continue
         func = task.dispatched[0]["main"]
-        sch = default_schedule(func, target, free_of.get(structural_hash(_strip(func))))
+        sch = default_schedule(func, target, free_of.get(kernel_identity(func)))
         if sch is not None:
             todo.append((task, sch))
     out = []

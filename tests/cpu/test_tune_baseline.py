@@ -1,5 +1,7 @@
 """mcc tune measures the default rules' schedule of every task first (a tagged baseline
 record), and mcc compile applies a tuned record only where it is at least as fast.
+Tasks carry the weight mark (layout-free constants) a compile gives kernels; records
+tuned before they did still apply, but never in place of a newer record of the kernel.
 
 One tiny tuning run (4 trials) per module; the slow / fast cases are copies of its log
 with the tuned records' run_secs rewritten, so the preference is decided deterministically.
@@ -7,6 +9,7 @@ with the tuned records' run_secs rewritten, so the preference is decided determi
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -43,6 +46,32 @@ def tuned(tmp_path_factory):
     said = []
     report = mcc.tune(model, trials=4, tuning_log=log, search=TINY, progress=said.append)
     return model, log, report, said
+
+
+@pytest.fixture(scope="module")
+def legacy(tuned, tmp_path_factory):
+    """A log of the same model tuned as mcc did before tasks carried the weight mark."""
+    from tvm.s_tir import meta_schedule as ms
+
+    import mcc.tuning
+
+    def unmarked_tasks(mod, target):
+        return [t for t in ms.relax_integration.extract_tasks(mod, target)
+                if not t.mod.attrs or not t.mod.attrs.get("tirx.is_scheduled")]
+
+    log = tmp_path_factory.mktemp("legacy") / "log"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mcc.tuning, "_extract_tasks", unmarked_tasks)
+        mcc.tune(tuned[0], trials=4, tuning_log=log, search=TINY)
+    return log
+
+
+def _marked_workloads(log: Path) -> int:
+    """Workload lines whose kernel has the weight mark (an attribute name in the
+    base64-serialised module)."""
+    path = log / FAMILY / "database_workload.json"
+    return sum(b"layout_free_buffers" in base64.b64decode(json.loads(line)[1])
+               for line in path.read_text().splitlines() if line.strip())
 
 
 def _rewritten(log: Path, dest: Path, factor: float) -> tuple[Path, set]:
@@ -121,3 +150,38 @@ def test_compile_applies_records_faster_than_rules(tuned, tmp_path, cli):
     result = cli("compile", model, "--tuning-log", slow, "-o", tmp_path / "m.so", "--no-verify")
     assert result.exit_code == 0, result.stderr
     assert f"({len(workloads)} where the default rules beat the tuned records)" in result.stderr
+
+
+def test_tasks_carry_the_weight_mark_so_records_may_repack_weights(tuned):
+    from mcc.frontends import import_model
+    from mcc.pipeline import optimize
+    from mcc.targets import resolve_target
+    from mcc.tuning import _extract_tasks
+
+    model, log, report, _ = tuned
+    target = resolve_target(None).tvm_target()
+    mod, _ = optimize(import_model(model, {}, None).mod, target)
+    marks = [t.dispatched[0]["main"].attrs.get("layout_free_buffers")
+             for t in _extract_tasks(mod, target)]
+    assert any(m is not None and len(m) for m in marks)  # the conv's constant weight
+    assert _marked_workloads(log) == report.tasks
+
+
+def test_records_tuned_without_the_weight_mark_still_apply(tuned, legacy, tmp_path):
+    model = tuned[0]
+    assert _marked_workloads(legacy) == 0
+    fast, workloads = _rewritten(legacy, tmp_path / "fast", 0.5)
+    compiled = mcc.compile(model, tuning_logs=[fast])
+    assert compiled.report["schedule"]["from_records"] == len(workloads) > 0
+    assert compiled.report["verify"]["ok"]
+
+
+def test_an_older_record_never_stands_in_for_a_newer_one(tuned, legacy, tmp_path):
+    """The rules beat the kernel's new records: its fast old records stay unused too."""
+    model, log, *_ = tuned
+    slow_new, new_workloads = _rewritten(log, tmp_path / "new", 3.0)
+    fast_old, old_workloads = _rewritten(legacy, tmp_path / "old", 0.5)
+    assert new_workloads and old_workloads
+    sched = mcc.compile(model, tuning_logs=[slow_new, fast_old]).report["schedule"]
+    assert sched["from_records"] == 0
+    assert sched["from_default_rules"] == sched["tasks"]

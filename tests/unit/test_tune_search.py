@@ -200,3 +200,15 @@ def test_a_mutated_candidate_keys_the_same_as_its_logged_record():
     assert trace_key(mutated) == trace_key(logged.trace)
     other = sch.trace.with_decision(tile, [4, 16], remove_postproc=False)
     assert trace_key(other) != trace_key(logged.trace)
+
+
+def test_cpu_candidates_are_timed_with_cold_weights():
+    from mcc.tuning import SearchOptions, evaluator_config
+
+    cpu = evaluator_config(SearchOptions(), "llvm")
+    assert cpu.enable_cpu_cache_flush and cpu.number == 1 and cpu.min_repeat_ms == 0
+    assert cpu.repeat == SearchOptions().flush_repeat
+    gpu = evaluator_config(SearchOptions(), "cuda")  # a host-side flush means nothing there
+    assert not gpu.enable_cpu_cache_flush and gpu.min_repeat_ms == SearchOptions().min_repeat_ms
+    hot = evaluator_config(SearchOptions(cache_flush=False), "llvm")
+    assert not hot.enable_cpu_cache_flush
