@@ -93,6 +93,7 @@ def _read_database(dirs: list[Path], target):
     of records refused for other targets, of kernels where the rules won, and the kernels
     tuned with their weights marked (``_tuned_marked``)."""
     from mcc.tune_baseline import prefer_rules
+    from mcc.tune_recheck import rechecked_only
     from mcc.tuning_log import (
         best_per_workload,
         materialize,
@@ -101,7 +102,7 @@ def _read_database(dirs: list[Path], target):
     )
 
     found = records_for_target(dirs, target)
-    usable, beaten = prefer_rules(found.records)
+    usable, beaten = prefer_rules(rechecked_only(found.records))
     return (memory_database(materialize(best_per_workload(usable))), found.refused, beaten,
             _tuned_marked(found.records))
 

@@ -84,6 +84,13 @@ class Stop:
         self.measured = 0  # candidates measured since then: paces the last batch
         self.spent = False  # the next batch would not fit in the time left
 
+    def resume_after_reserve(self, seconds: float) -> None:
+        """Give back time a phase before the end kept aside (mcc.tuning's recheck):
+        the deadline moves later and a batch that did not fit no longer counts."""
+        if self.deadline is not None and seconds:
+            self.deadline += seconds
+            self.spent = False
+
     def time_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 

@@ -52,6 +52,11 @@ class SearchOptions:
     # CPU targets: each timed run starts with the kernel's weights flushed from the caches
     cache_flush: bool = True
     flush_repeat: int = 10
+    # at the end, each task's best records and its baseline timed again (mcc.tune_recheck);
+    # with a time budget, this share of it is kept for that; 0 records: no recheck
+    recheck_top: int = 3
+    recheck_rounds: int = 3
+    recheck_share: float = 0.05
     seed: int | None = None
     build_workers: int | None = None  # default: one per core of the target
 
@@ -68,11 +73,13 @@ class TuneReport:
     refused: dict[str, int]
     seconds: float
     best_us: dict[str, float] = field(default_factory=dict)  # task name -> best latency
+    rechecked: int = 0  # records timed again at the end (mcc.tune_recheck), logged anew
 
     def lines(self) -> list[str]:
         out = [f"tuned {self.tasks} tasks for {self.target}: {self.trials} new trials in "
                f"{self.seconds:.0f} s ({self.skipped_known} known candidates not re-measured)",
-               f"log {self.log_dir}: {self.records_before} -> {self.records_after} records"]
+               f"log {self.log_dir}: {self.records_before} -> {self.records_after} records"
+               + (f" ({self.rechecked} of them rechecked timings)" if self.rechecked else "")]
         if self.refused:
             out.append("ignored records for other targets: " + ", ".join(
                 f"{n} for {describe_key(k)}" for k, n in sorted(self.refused.items())))
@@ -83,7 +90,7 @@ class TuneReport:
                 "trials": self.trials, "records_before": self.records_before,
                 "records_after": self.records_after, "skipped_known": self.skipped_known,
                 "refused": self.refused, "seconds": round(self.seconds, 1),
-                "best_us": self.best_us}
+                "best_us": self.best_us, "rechecked": self.rechecked}
 
 
 def parse_tracker(text: str) -> tuple[str, int]:
@@ -166,7 +173,7 @@ def _tune(model, config, stop, start, trials, log_dir, example_inputs, rpc_track
                       len(records_for_target([log_dir], tvm_target).records)
                       if result["saved"] else len(known),
                       result["skipped"], found.refused, time.monotonic() - start,
-                      result["best_us"])
+                      result["best_us"], result["rechecked"])
 
 
 def _check_interrupt(stop, saved: int, log_dir: Path) -> None:
@@ -216,6 +223,7 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
     from tvm.s_tir import meta_schedule as ms
 
     from mcc.tune_baseline import is_baseline_trace_json, measure_baselines
+    from mcc.tune_recheck import is_rechecked_trace_json, recheck
     from mcc.tune_search import (
         GradientScheduler,
         PersistRecords,
@@ -231,8 +239,11 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
     baselines = measure_baselines(tasks, mod, target, builder, runner, known_records, log_db,
                                   stages.say, stop, chunk=search.build_workers or num_cores)
     known_records = [*known_records, *baselines]
+    known_baselines = [r for r in known_records if is_baseline_trace_json(r.trace.as_json())
+                       and not is_rechecked_trace_json(r.trace.as_json())]
     if stop.now():
-        return {"trials": 0, "saved": len(baselines), "skipped": 0, "best_us": {}}
+        return {"trials": 0, "saved": len(baselines), "skipped": 0, "best_us": {},
+                "rechecked": 0}
     inner = ms.search_strategy.EvolutionarySearch(
         population_size=search.population, genetic_num_iters=search.genetic_iters,
         init_min_unmeasured=min(50, search.population))
@@ -253,7 +264,8 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
     # replay their traces, tag included, and a mutated candidate would pass for one.
     database = ms.database.MemoryDatabase(module_equality="structural")
     for record in known_records:
-        if is_baseline_trace_json(record.trace.as_json()):
+        trace_json = record.trace.as_json()
+        if is_baseline_trace_json(trace_json) or is_rechecked_trace_json(trace_json):
             continue
         workload = database.commit_workload(record.workload.mod)
         database.commit_tuning_record(ms.database.TuningRecord(
@@ -268,18 +280,36 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
                                 stop, history)
     persist = PersistRecords(log_db, stop)
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"), persist, progress]
+    reserve = _reserve_for_recheck(stop, search)
     GradientScheduler(weights, history, stop).tune(
         tasks=contexts, task_weights=weights, max_trials_global=trials,
         max_trials_per_task=trials, num_trials_per_iter=search.trials_per_iter,
         builder=builder, runner=runner, measure_callbacks=callbacks, database=database,
         cost_model=cost_model)
+    rechecked = 0
+    if search.recheck_top and not stop.interrupted:
+        stop.resume_after_reserve(reserve)
+        rechecked = recheck(contexts, database, known_baselines, target, builder, runner,
+                            log_db, stop, stages.say, top_k=search.recheck_top,
+                            rounds=search.recheck_rounds)
     best = {}
     for ctx in contexts:
         top = database.get_top_k(database.commit_workload(ctx.mod), 1)
         if top:
             best[ctx.task_name] = round(mean_secs(top[0]) * 1e6, 2)
-    return {"trials": progress.trials, "saved": len(baselines) + persist.saved,
-            "skipped": stats["skipped"], "best_us": best}
+    return {"trials": progress.trials, "saved": len(baselines) + persist.saved + rechecked,
+            "skipped": stats["skipped"], "best_us": best, "rechecked": rechecked}
+
+
+def _reserve_for_recheck(stop, search: SearchOptions) -> float:
+    """Seconds of a time budget kept for the recheck: the search's deadline moves that
+    much earlier (``Stop.resume_after_reserve`` gives them back)."""
+    left = stop.time_left()
+    if left is None or not search.recheck_top:
+        return 0.0
+    reserve = left * search.recheck_share
+    stop.deadline -= reserve
+    return reserve
 
 
 def _quiet_logger(name: str):

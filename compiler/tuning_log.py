@@ -242,6 +242,8 @@ def merge_logs(inputs, output) -> MergeReport:
     the output is written to a temp dir and moved into place, so a failure leaves no
     half-written log.
     """
+    from mcc.tune_recheck import rechecked_only
+
     inputs = [Path(p) for p in inputs]
     by_family: dict[str, list[RawRecord]] = {}
     total = 0
@@ -266,7 +268,7 @@ def merge_logs(inputs, output) -> MergeReport:
     try:
         kept, keys = 0, set()
         for family, raws in sorted(by_family.items()):
-            best = best_per_workload(raws)
+            best = best_per_workload(rechecked_only(raws))  # mcc.tune_recheck
             index: dict[str, int] = {}
             workload_lines, record_lines = [], []
             for raw in best:

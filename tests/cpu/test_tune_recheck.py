@@ -1,0 +1,128 @@
+"""mcc tune's recheck: each tuned task's best records and its default-rule baseline are
+timed again at the end and logged as tagged records, and compile and merge then go by
+those alone. One tiny tuning run; the preference cases are copies of its log with the
+timings rewritten, so they are decided deterministically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mcc
+from conftest import conv_model
+from mcc.tune_baseline import is_baseline_trace_json
+from mcc.tune_recheck import RECHECK_TAG, is_rechecked_trace_json, rechecked_only
+from mcc.tuning import SearchOptions
+
+FAMILY = "llvm-x86_64"
+TINY = SearchOptions(trials_per_iter=4, population=16, genetic_iters=1, min_repeat_ms=1, seed=0,
+                     build_workers=1, recheck_top=2, recheck_rounds=2)
+
+
+def _lines(log: Path) -> list:
+    path = log / FAMILY / "database_tuning_record.json"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tune_recheck")
+    model = root / "conv.onnx"
+    import onnx
+
+    onnx.save(conv_model(), str(model))
+    log = root / "log"
+    said = []
+    report = mcc.tune(model, trials=8, tuning_log=log, search=TINY, progress=said.append)
+    return model, log, report, said
+
+
+def _copy(log: Path, dest: Path, rewrite) -> Path:
+    """A copy of ``log`` with each record line passed through ``rewrite``."""
+    (dest / FAMILY).mkdir(parents=True)
+    (dest / FAMILY / "database_workload.json").write_text(
+        (log / FAMILY / "database_workload.json").read_text())
+    lines = [json.dumps(rewrite(line)) for line in _lines(log)]
+    (dest / FAMILY / "database_tuning_record.json").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def test_each_searched_task_is_timed_again_with_its_baseline(tuned):
+    _, log, report, said = tuned
+    lines = _lines(log)
+    rechecked = [ln for ln in lines if is_rechecked_trace_json(ln[1][0])]
+    searched = {ln[0] for ln in lines if not is_baseline_trace_json(ln[1][0])
+                and not is_rechecked_trace_json(ln[1][0])}
+    assert report.rechecked == len(rechecked) > 0
+    assert report.records_after == len(lines)
+    for workload in {ln[0] for ln in rechecked}:
+        mine = [ln for ln in rechecked if ln[0] == workload]
+        assert sum(is_baseline_trace_json(ln[1][0]) for ln in mine) == 1  # the rules, again
+        assert 2 <= len(mine) <= 1 + TINY.recheck_top
+        assert all(len(ln[1][1]) == 1 and 0 < ln[1][1][0] < 1 for ln in mine)  # one median
+    assert {ln[0] for ln in rechecked} <= searched
+    assert any(s.startswith("[mcc] recheck ") and "default rules" in s for s in said)
+
+
+def test_compile_goes_by_the_rechecked_timings(tuned, tmp_path):
+    """The search's own timings say a record beats the rules by far; the recheck says
+    the rules win: the rules schedule those kernels."""
+    model, log, *_ = tuned
+    lines = _lines(log)
+    rechecked = {ln[0] for ln in lines if is_rechecked_trace_json(ln[1][0])}
+    searched = {ln[0] for ln in lines if not is_baseline_trace_json(ln[1][0])}
+
+    def rules_win_recheck(line):
+        trace = line[1][0]
+        if is_rechecked_trace_json(trace):
+            line[1][1] = [1e-6 if is_baseline_trace_json(trace) else 1e-3]
+        elif not is_baseline_trace_json(trace):
+            line[1][1] = [1e-9]  # a lucky single timing
+        return line
+
+    copy = _copy(log, tmp_path / "rules", rules_win_recheck)
+    compiled = mcc.compile(model, tuning_logs=[copy])
+    sched = compiled.report["schedule"]
+    assert sched["rules_beat_records"] == len(rechecked)
+    assert sched["from_records"] == len(searched - rechecked)  # not rechecked: as before
+    assert compiled.report["verify"]["ok"]
+
+    def record_wins_recheck(line):
+        trace = line[1][0]
+        if is_rechecked_trace_json(trace):
+            line[1][1] = [1e-3 if is_baseline_trace_json(trace) else 1e-6]
+        return line
+
+    copy = _copy(log, tmp_path / "record", record_wins_recheck)
+    compiled = mcc.compile(model, tuning_logs=[copy])
+    assert compiled.report["schedule"]["from_records"] >= len(rechecked)
+    assert compiled.report["verify"]["ok"]
+    x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    untuned = mcc.compile(model, tuning_logs=[], verify=False)
+    np.testing.assert_allclose(compiled.run({"x": x})["y"], untuned.run({"x": x})["y"],
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_merge_keeps_the_rechecked_record(tuned, tmp_path):
+    _, log, *_ = tuned
+    rechecked = {ln[0] for ln in _lines(log) if is_rechecked_trace_json(ln[1][0])}
+    merged = tmp_path / "merged"
+    mcc.merge_tuning_logs([log], merged)
+    kept = _lines(merged)
+    # one record per workload; for a rechecked workload, one of its rechecked records
+    assert sum(is_rechecked_trace_json(ln[1][0]) for ln in kept) == len(rechecked)
+
+
+class Raw:
+    def __init__(self, workload, tag, key="k"):
+        self.workload_id, self.key = workload, key
+        self.record = [[["Annotate", tag]], [1e-6], {}, []]
+
+
+def test_rechecked_only_drops_the_search_timings_of_rechecked_workloads():
+    raws = [Raw("a", "x"), Raw("a", RECHECK_TAG), Raw("b", "x"), Raw("a", "x", key="other")]
+    kept = rechecked_only(raws)
+    assert kept == [raws[1], raws[2], raws[3]]
