@@ -76,7 +76,10 @@ def _time_again(records, target, builder, runner, stop, rounds):
     schedules = []
     for record in records:
         sch = s_tir.Schedule(record.workload.mod)
-        record.trace.apply_to_schedule(sch, remove_postproc=False)
+        try:
+            record.trace.apply_to_schedule(sch, remove_postproc=False)
+        except Exception:  # noqa: BLE001 - a trace that no longer replays: not rechecked
+            return None
         sch.annotate(sch.get_sblock("root"), RECHECK_TAG, 1)
         schedules.append(sch)
     built = builder.build([ms.builder.BuilderInput(sch.mod, target) for sch in schedules])

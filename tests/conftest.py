@@ -94,6 +94,19 @@ TINY_MODELS = {
 }
 
 
+def tune_conv(root: Path, search, trials: int):
+    """``mcc tune`` of :func:`conv_model` saved under ``root``: (model path, log dir,
+    TuneReport, progress lines)."""
+    import mcc
+
+    model = root / "conv.onnx"
+    onnx.save(conv_model(), str(model))
+    said = []
+    report = mcc.tune(model, trials=trials, tuning_log=root / "log", search=search,
+                      progress=said.append)
+    return model, root / "log", report, said
+
+
 @pytest.fixture
 def save_onnx(tmp_path):
     """save_onnx(model, name) -> path of the model written under tmp_path."""

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import mcc
-from conftest import conv_model
+from conftest import tune_conv
 from mcc.tune_baseline import BASELINE_TAG, is_baseline_trace_json
 from mcc.tuning import SearchOptions
 
@@ -37,15 +37,7 @@ def _secs(line) -> float:
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tune_baseline")
-    model = root / "conv.onnx"
-    import onnx
-
-    onnx.save(conv_model(), str(model))
-    log = root / "log"
-    said = []
-    report = mcc.tune(model, trials=4, tuning_log=log, search=TINY, progress=said.append)
-    return model, log, report, said
+    return tune_conv(tmp_path_factory.mktemp("tune_baseline"), TINY, trials=4)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import mcc
-from conftest import conv_model
+from conftest import tune_conv
 from mcc.tune_baseline import is_baseline_trace_json
 from mcc.tune_recheck import RECHECK_TAG, is_rechecked_trace_json, rechecked_only
 from mcc.tuning import SearchOptions
@@ -29,15 +29,7 @@ def _lines(log: Path) -> list:
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tune_recheck")
-    model = root / "conv.onnx"
-    import onnx
-
-    onnx.save(conv_model(), str(model))
-    log = root / "log"
-    said = []
-    report = mcc.tune(model, trials=8, tuning_log=log, search=TINY, progress=said.append)
-    return model, log, report, said
+    return tune_conv(tmp_path_factory.mktemp("tune_recheck"), TINY, trials=8)
 
 
 def _copy(log: Path, dest: Path, rewrite) -> Path:
