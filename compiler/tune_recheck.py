@@ -56,9 +56,10 @@ def recheck(contexts, database, baselines, target, builder, runner, log_db, stop
         medians = _time_again([*records, base], target, builder, runner, stop, rounds)
         if medians is None:
             continue
+        logged_workload = log_db.commit_workload(task.mod)
         for sch, info, secs in medians:
             log_db.commit_tuning_record(ms.database.TuningRecord(
-                sch.trace, log_db.commit_workload(task.mod), [secs], target, info))
+                sch.trace, logged_workload, [secs], target, info))
         done, logged = done + 1, logged + len(medians)
         if say is not None:
             best = min(secs for _, _, secs in medians[:-1])

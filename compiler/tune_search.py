@@ -84,9 +84,18 @@ class Stop:
         self.measured = 0  # candidates measured since then: paces the last batch
         self.spent = False  # the next batch would not fit in the time left
 
+    def keep_aside(self, share: float) -> float:
+        """Keep ``share`` of the time left for a last phase (mcc.tuning's recheck): the
+        deadline moves that much earlier. Returns the seconds kept (0 without a budget)."""
+        left = self.time_left()
+        if left is None or not share:
+            return 0.0
+        self.deadline -= left * share
+        return left * share
+
     def resume_after_reserve(self, seconds: float) -> None:
-        """Give back time a phase before the end kept aside (mcc.tuning's recheck):
-        the deadline moves later and a batch that did not fit no longer counts."""
+        """Give back what :meth:`keep_aside` kept, for the last phase: the deadline
+        moves later and a batch that did not fit no longer counts."""
         if self.deadline is not None and seconds:
             self.deadline += seconds
             self.spent = False

@@ -239,8 +239,10 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
     baselines = measure_baselines(tasks, mod, target, builder, runner, known_records, log_db,
                                   stages.say, stop, chunk=search.build_workers or num_cores)
     known_records = [*known_records, *baselines]
-    known_baselines = [r for r in known_records if is_baseline_trace_json(r.trace.as_json())
-                       and not is_rechecked_trace_json(r.trace.as_json())]
+    # each record's trace serialised once: tags say which are baselines / rechecks
+    traces = [r.trace.as_json() for r in known_records]
+    known_baselines = [r for r, t in zip(known_records, traces)
+                       if is_baseline_trace_json(t) and not is_rechecked_trace_json(t)]
     if stop.now():
         return {"trials": 0, "saved": len(baselines), "skipped": 0, "best_us": {},
                 "rechecked": 0}
@@ -263,8 +265,7 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
     # The baselines stay out of the search's database: the evolutionary search would
     # replay their traces, tag included, and a mutated candidate would pass for one.
     database = ms.database.MemoryDatabase(module_equality="structural")
-    for record in known_records:
-        trace_json = record.trace.as_json()
+    for record, trace_json in zip(known_records, traces):
         if is_baseline_trace_json(trace_json) or is_rechecked_trace_json(trace_json):
             continue
         workload = database.commit_workload(record.workload.mod)
@@ -280,7 +281,7 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
                                 stop, history)
     persist = PersistRecords(log_db, stop)
     callbacks = [*ms.measure_callback.MeasureCallback.create("default"), persist, progress]
-    reserve = _reserve_for_recheck(stop, search)
+    reserve = stop.keep_aside(search.recheck_share if search.recheck_top else 0.0)
     GradientScheduler(weights, history, stop).tune(
         tasks=contexts, task_weights=weights, max_trials_global=trials,
         max_trials_per_task=trials, num_trials_per_iter=search.trials_per_iter,
@@ -299,17 +300,6 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
             best[ctx.task_name] = round(mean_secs(top[0]) * 1e6, 2)
     return {"trials": progress.trials, "saved": len(baselines) + persist.saved + rechecked,
             "skipped": stats["skipped"], "best_us": best, "rechecked": rechecked}
-
-
-def _reserve_for_recheck(stop, search: SearchOptions) -> float:
-    """Seconds of a time budget kept for the recheck: the search's deadline moves that
-    much earlier (``Stop.resume_after_reserve`` gives them back)."""
-    left = stop.time_left()
-    if left is None or not search.recheck_top:
-        return 0.0
-    reserve = left * search.recheck_share
-    stop.deadline -= reserve
-    return reserve
 
 
 def _quiet_logger(name: str):

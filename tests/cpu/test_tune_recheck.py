@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_tune_baseline import _lines
 
 import mcc
 from conftest import tune_conv
@@ -20,11 +21,6 @@ from mcc.tuning import SearchOptions
 FAMILY = "llvm-x86_64"
 TINY = SearchOptions(trials_per_iter=4, population=16, genetic_iters=1, min_repeat_ms=1, seed=0,
                      build_workers=1, recheck_top=2, recheck_rounds=2)
-
-
-def _lines(log: Path) -> list:
-    path = log / FAMILY / "database_tuning_record.json"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
