@@ -24,7 +24,7 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
             verify=True, rtol=None, atol=None, calibration=None, prune=None,
             prune_criterion="l1", layout="auto", quantize=None, calibration_method="minmax",
             per_tensor=False, exclude=(), accuracy_budget=None, progress=None,
-            cross_compiler=None, holdout=None):
+            cross_compiler=None, holdout=None, winograd=True):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
@@ -35,6 +35,8 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     lossless) or a ratio in (0, 1) (remove that share of each layer's lowest-norm filters by
     ``prune_criterion``, "l1" or "l2"; no fine-tuning). ``layout`` is the convolution data
     layout: "NCHW", "NHWC", "NCHWc" (blocked, CPU) or "auto" (fastest for the target).
+    ``winograd`` computes 3x3 stride-1 NHWC convolutions on CPUs as Winograd F(4x4, 3x3)
+    (mcc.passes.winograd; fewer multiplies, float32 error within the verify tolerances).
     ``quantize="int8"`` calibrates
     on the samples (``calibration_method``: minmax, percentile or entropy;
     ``calibration="random"`` only for speed tests) and compiles conv2d / matmul into int8
@@ -51,7 +53,8 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
 
     config = compile_config(target, input_shapes, tuning_logs, verify, rtol, atol, calibration,
                             prune, prune_criterion, layout, quantize, calibration_method,
-                            per_tensor, exclude, accuracy_budget, cross_compiler, holdout)
+                            per_tensor, exclude, accuracy_budget, cross_compiler, holdout,
+                            winograd)
     return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 
 
@@ -59,7 +62,7 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
                    atol=None, calibration=None, prune=None, prune_criterion="l1",
                    layout="auto", quantize=None, calibration_method="minmax",
                    per_tensor=False, exclude=(), accuracy_budget=None, cross_compiler=None,
-                   holdout=None):
+                   holdout=None, winograd=True):
     """The checked ``CompileConfig`` for :func:`compile`'s options (shared with
     :func:`tune`, which tunes the kernels a compile with the same options builds)."""
     from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
@@ -82,6 +85,7 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
         prune=parse_prune(prune),
         prune_criterion=check_criterion(prune_criterion),
         layout=layout,
+        winograd=winograd,
         quantize=quantize,
         calibration_method=calibration_method,
         per_tensor=per_tensor,

@@ -106,9 +106,11 @@ def _target_help() -> str:
                    "(default for ARM targets: aarch64-linux-gnu-g++)")
 @click.option("--layout", type=click.Choice(["NCHW", "NHWC", "NCHWc", "auto"]), default="auto",
               show_default=True, help="convolution data layout (auto: fastest for the target)")
+@click.option("--winograd/--no-winograd", default=True, show_default=True,
+              help="3x3 stride-1 convolutions as Winograd F(4x4, 3x3) on CPUs (NHWC layout)")
 def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
             prune, prune_criterion, cross_compiler, layout, quantize, calibration_method,
-            per_tensor, exclude, accuracy_budget, holdout):
+            per_tensor, exclude, accuracy_budget, holdout, winograd):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
     from mcc.tensors import parse_input_shapes
@@ -122,7 +124,7 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
                            prune_criterion=prune_criterion, layout=layout, quantize=quantize,
                            calibration_method=calibration_method, per_tensor=per_tensor,
                            exclude=exclude, accuracy_budget=accuracy_budget, progress=_stderr,
-                           cross_compiler=cross_compiler, holdout=holdout)
+                           cross_compiler=cross_compiler, holdout=holdout, winograd=winograd)
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
@@ -317,7 +319,7 @@ def tune(paths, target, trials, time_budget, tuning_log, rpc_tracker, rpc_key, m
 
 # The options that change which kernels a compile builds are defined once, on
 # `mcc compile`, and shared with `mcc tune`: tuning then sees the kernels compile builds.
-WORKLOAD_OPTIONS = ("input_shapes", "layout", "prune", "prune_criterion", "quantize",
+WORKLOAD_OPTIONS = ("input_shapes", "layout", "winograd", "prune", "prune_criterion", "quantize",
                     "calibration", "calibration_method", "per_tensor", "exclude",
                     "accuracy_budget", "holdout")
 tune.params.extend(p for p in compile.params if p.name in WORKLOAD_OPTIONS)

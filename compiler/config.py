@@ -25,6 +25,7 @@ class CompileConfig:
     prune: str | float | None = None
     prune_criterion: str = "l1"  # filter norm ranking a ratio prune: "l1" or "l2"
     layout: str = "auto"  # conv data layout: NCHW, NHWC, NCHWc, auto (mcc.passes.layout)
+    winograd: bool = True  # 3x3 stride-1 NHWC convs as Winograd F(4x4, 3x3) on CPUs
     # quantization (mcc.quantization): "int8" / "fp16" / None, and how to calibrate int8
     quantize: str | None = None
     calibration_method: str = "minmax"  # minmax | percentile | entropy

@@ -229,7 +229,7 @@ def run_passes(mod, config: CompileConfig, target, stages: Stages, auto_choice=N
 
     with stages.stage("passes") as st:
         mod, passes = optimize(mod, target, layout=config.layout, say=stages.say,
-                               auto_choice=auto_choice)
+                               auto_choice=auto_choice, winograd=config.winograd)
         st.detail = f"{len(passes)} passes"
     return mod, passes
 

@@ -5,6 +5,8 @@
     FoldConstant             evaluate the remaining weight-only subgraphs
     mcc.FoldBatchNorm        fold BN into conv weights and bias (passes/fold_batch_norm.py)
     mcc.ConvertLayout        conv data layout (NHWC on CPU by default; passes/layout.py)
+    mcc.Winograd             CPU, NHWC: 3x3 stride-1 convs as Winograd F(4x4, 3x3): input
+                             transform, batched matmul, output transform (passes/winograd.py)
     DecomposeOpsForInference remaining BN / layer-norm style ops into elementwise arithmetic
     CanonicalizeBindings     drop trivial rebindings so patterns see through them
     FoldConstant             fold what decomposition exposed
@@ -32,13 +34,14 @@ from mcc.passes import (
     FoldBatchNorm,
     FoldConstantShapes,
     LegalizeDynamicSlice,
+    Winograd,
 )
 
 
-def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None
-                 ) -> list[tuple[str, tvm.transform.Pass]]:
+def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
+                 winograd: bool = False) -> list[tuple[str, tvm.transform.Pass]]:
     T = relax.transform
-    return [
+    steps = [
         ("mcc.FoldConstantShapes", FoldConstantShapes()),
         ("mcc.LegalizeDynamicSlice", LegalizeDynamicSlice()),  # before FoldConstant (see pass)
         ("FoldConstant", T.FoldConstant()),
@@ -55,12 +58,17 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None
         ("FuseTIR", T.FuseTIR()),
         ("DeadCodeElimination", T.DeadCodeElimination()),
     ]
+    if winograd:
+        steps.insert(5, ("mcc.Winograd", Winograd()))  # after ConvertLayout: NHWC convs
+    return steps
 
 
 def optimize(mod: tvm.IRModule, target: tvm.target.Target,
-             layout: str = "auto", say=None, auto_choice: str | None = None
-             ) -> tuple[tvm.IRModule, list[str]]:
+             layout: str = "auto", say=None, auto_choice: str | None = None,
+             winograd: bool = True) -> tuple[tvm.IRModule, list[str]]:
     """Run the graph pipeline for ``target``; return the module and the pass names applied.
+
+    ``winograd``: 3x3 stride-1 convs as Winograd on CPU targets (mcc.passes.winograd).
 
     ``say`` receives a progress line where ``--layout auto`` keeps the imported layout;
     ``auto_choice`` is the candidate of ``auto`` being tried (mcc.layout_choice)."""
@@ -68,7 +76,8 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target,
 
     # an explicit --layout must hold; auto keeps the imported layout where conversion fails
     concrete = auto_choice or resolve_layout(layout, target.kind.name)
-    steps = graph_passes(concrete, strict_layout=layout != "auto", say=say)
+    steps = graph_passes(concrete, strict_layout=layout != "auto", say=say,
+                         winograd=winograd and target.kind.name == "llvm")
     with target:
         for name, graph_pass in steps:
             try:
