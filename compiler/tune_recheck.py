@@ -10,12 +10,18 @@ record, tagged by a root-block annotation (:data:`RECHECK_TAG`) as baselines are
 
 Where a workload has rechecked records, compile and merge go by them alone
 (:func:`rechecked_only`): the search's single timings of it no longer count.
+
+With ``check_outputs`` (a CPU target measured on this machine), a record whose outputs
+differ from the baseline's (mcc.tune_outputs) is not timed: it is logged as a failed
+rechecked record, so it is never applied.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+
+from mcc.tuning_log import FAILED_SECS
 
 RECHECK_TAG = "mcc_rechecked"
 
@@ -33,7 +39,7 @@ def rechecked_only(raws) -> list:
 
 
 def recheck(contexts, database, baselines, target, builder, runner, log_db, stop, say=None,
-            top_k: int = 3, rounds: int = 3) -> int:
+            top_k: int = 3, rounds: int = 3, check_outputs: bool = False) -> int:
     """Time again, for each task (a TuneContext) with searched records in ``database``
     (the search's), its ``top_k`` records and its baseline (``baselines``: TuningRecords);
     log the medians. Returns how many records were logged. Stops between tasks once
@@ -53,26 +59,37 @@ def recheck(contexts, database, baselines, target, builder, runner, log_db, stop
         base = baseline_of.get(structural_hash(task.mod))
         if not records or base is None:
             continue
-        medians = _time_again([*records, base], target, builder, runner, stop, rounds)
+        schedules = _replay([*records, base])
+        if schedules is None:
+            continue
+        wrong = []
+        if check_outputs:
+            from mcc.tune_outputs import outputs_agree
+
+            wrong = [s for s in schedules[:-1] if not outputs_agree(s, schedules[-1], target)]
+        medians = _time_again([s for s in schedules if s not in wrong], target, builder,
+                              runner, stop, rounds)
         if medians is None:
             continue
+        failed = [(sch, ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True),
+                   FAILED_SECS * 10) for sch in wrong]
         logged_workload = log_db.commit_workload(task.mod)
-        for sch, info, secs in medians:
+        for sch, info, secs in [*medians, *failed]:
             log_db.commit_tuning_record(ms.database.TuningRecord(
                 sch.trace, logged_workload, [secs], target, info))
-        done, logged = done + 1, logged + len(medians)
+        done, logged = done + 1, logged + len(medians) + len(failed)
         if say is not None:
-            best = min(secs for _, _, secs in medians[:-1])
-            say(f"[mcc] recheck {task.task_name}: best record {best * 1e6:.1f} us, "
-                f"default rules {medians[-1][2] * 1e6:.1f} us (medians of {rounds} rounds)")
+            best = min((secs for _, _, secs in medians[:-1]), default=None)
+            timed = "none correct" if best is None else f"best record {best * 1e6:.1f} us"
+            say(f"[mcc] recheck {task.task_name}: {timed}, default rules "
+                f"{medians[-1][2] * 1e6:.1f} us (medians of {rounds} rounds)"
+                + (f"; {len(wrong)} with wrong outputs refused" if wrong else ""))
     return logged
 
 
-def _time_again(records, target, builder, runner, stop, rounds):
-    """[(tagged schedule, args info, median secs)] per record, or None if any failed."""
+def _replay(records):
+    """Each record's schedule, tagged as rechecked; None if a trace no longer replays."""
     from tvm import s_tir
-    from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.meta_schedule.utils import remove_build_dir
 
     schedules = []
     for record in records:
@@ -83,6 +100,14 @@ def _time_again(records, target, builder, runner, stop, rounds):
             return None
         sch.annotate(sch.get_sblock("root"), RECHECK_TAG, 1)
         schedules.append(sch)
+    return schedules
+
+
+def _time_again(schedules, target, builder, runner, stop, rounds):
+    """[(schedule, args info, median secs)] per schedule, or None if any failed."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.utils import remove_build_dir
+
     built = builder.build([ms.builder.BuilderInput(sch.mod, target) for sch in schedules])
     infos = [ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
              for sch in schedules]

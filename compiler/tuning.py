@@ -161,8 +161,11 @@ def _tune(model, config, stop, start, trials, log_dir, example_inputs, rpc_track
     if trials is None:
         trials = (10**9 if stop.deadline else DEFAULT_TRIALS_PER_TASK * len(tasks))
     with stages.stage("tune") as st:
+        # a CPU module measured here can also be run here: records are checked against the
+        # default schedule's outputs before the recheck keeps them (mcc.tune_outputs)
+        check_outputs = rpc_tracker is None and not target.is_cuda and target.runs_on_host()
         result = _run_search(mod, tasks, tvm_target, target.arch, known, log_dir, trials,
-                             stop, search, rpc_tracker, rpc_key, stages)
+                             stop, search, rpc_tracker, rpc_key, stages, check_outputs)
         st.detail = f"{result['trials']} trials"
     _check_interrupt(stop, result["saved"], log_dir)
     if stop.deadline is not None and stop.now():
@@ -200,7 +203,7 @@ def _extract_tasks(mod, target):
 
 
 def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, search,
-                rpc_tracker, rpc_key, stages) -> dict:
+                rpc_tracker, rpc_key, stages, check_outputs=False) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
     from mcc.tune_workers import make_builder
@@ -211,7 +214,7 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, 
     runner = _runner(search, target.kind.name, rpc_tracker, rpc_key, stop)
     try:
         return _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
-                       search, builder, runner, stages)
+                       search, builder, runner, stages, check_outputs)
     finally:
         builder.shutdown()
         if hasattr(runner, "shutdown"):
@@ -219,7 +222,7 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, 
 
 
 def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop, search,
-            builder, runner, stages) -> dict:
+            builder, runner, stages, check_outputs=False) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
     from mcc.tune_baseline import is_baseline_trace_json, measure_baselines
@@ -292,7 +295,7 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
         stop.resume_after_reserve(reserve)
         rechecked = recheck(contexts, database, known_baselines, target, builder, runner,
                             log_db, stop, stages.say, top_k=search.recheck_top,
-                            rounds=search.recheck_rounds)
+                            rounds=search.recheck_rounds, check_outputs=check_outputs)
     best = {}
     for ctx in contexts:
         top = database.get_top_k(database.commit_workload(ctx.mod), 1)

@@ -25,6 +25,7 @@ import numpy as np
 import tvm
 from tvm import relax, te, topi
 from tvm.relax import PyExprMutator, expr_functor
+# TOPI's own construction of the transform matrices (private helpers, used as TOPI does)
 from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_points
 
 KERNEL = 3
@@ -132,14 +133,12 @@ class _WinogradRewriter(PyExprMutator):
     def __init__(self, mod, max_weight_mib):
         super().__init__(mod)
         self.max_weight_mib = max_weight_mib
-        self.rewritten = 0
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
         m = eligible(call, self.max_weight_mib)
         if m is None:
             return call
-        self.rewritten += 1
         bb = self.builder_
         data, weight = call.args
         pad = tuple(int(p) for p in call.attrs.padding)

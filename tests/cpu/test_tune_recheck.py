@@ -114,3 +114,50 @@ def test_rechecked_only_drops_the_search_timings_of_rechecked_workloads():
     raws = [Raw("a", "x"), Raw("a", RECHECK_TAG), Raw("b", "x"), Raw("a", "x", key="other")]
     kept = rechecked_only(raws)
     assert kept == [raws[1], raws[2], raws[3]]
+
+
+def _scaled(factor: float):
+    """A schedule of y = x * factor (64 floats), split and vectorised."""
+    import tvm
+    from tvm import s_tir, te
+
+    x = te.placeholder((64,), name="x")
+    y = te.compute((64,), lambda i: x[i] * factor, name="y")
+    sch = s_tir.Schedule(tvm.IRModule({"main": te.create_prim_func([x, y])}))
+    (loop,) = sch.get_loops(sch.get_sblock("y"))
+    sch.vectorize(sch.split(loop, [None, 16])[1])
+    return sch
+
+
+def test_outputs_agree_tells_a_wrong_schedule():
+    from mcc.targets import resolve_target
+    from mcc.tune_outputs import outputs_agree
+
+    target = resolve_target(None).tvm_target()
+    assert outputs_agree(_scaled(2.0), _scaled(2.0), target)
+    assert outputs_agree(_scaled(2.001), _scaled(2.0), target)  # 0.05%: rounding-sized
+    assert not outputs_agree(_scaled(2.01), _scaled(2.0), target)
+    assert not outputs_agree(_scaled(3.0), _scaled(2.0), target)
+
+
+def test_records_with_wrong_outputs_are_refused(tmp_path, monkeypatch):
+    """Every searched record "computes wrong outputs": the recheck logs them as failed, the
+    report says so, and compile schedules every tuned kernel by the rules."""
+    import mcc.tune_outputs
+
+    def only_the_rules_agree(candidate, reference, target, seed=0):
+        return candidate is reference
+
+    monkeypatch.setattr(mcc.tune_outputs, "outputs_agree", only_the_rules_agree)
+    model, log, report, said = tune_conv(tmp_path, TINY, trials=8)
+    refused = [s for s in said if "with wrong outputs refused" in s]
+    assert refused and all("none correct" in s for s in refused)
+    lines = _lines(log)
+    failed = [ln for ln in lines if is_rechecked_trace_json(ln[1][0])
+              and not is_baseline_trace_json(ln[1][0])]
+    assert failed and all(ln[1][1][0] >= 1e9 for ln in failed)
+    compiled = mcc.compile(model, tuning_logs=[log])
+    sched = compiled.report["schedule"]
+    assert sched["from_records"] == 0 and sched["from_default_rules"] == sched["tasks"]
+    assert len({ln[0] for ln in failed}) == sched["tasks"]  # every kernel was tuned
+    assert compiled.report["verify"]["ok"]
