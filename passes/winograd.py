@@ -25,7 +25,6 @@ import numpy as np
 import tvm
 from tvm import relax, te, topi
 from tvm.relax import PyExprMutator, expr_functor
-# TOPI's own construction of the transform matrices (private helpers, used as TOPI does)
 from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_points
 
 KERNEL = 3
@@ -33,7 +32,8 @@ MAX_WEIGHT_MIB = 16.0  # transformed weights of one conv; above this the matmul 
 
 
 def transform_matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A, B, G) of F(m x m, 3 x 3), in float64: A is alpha x m, B alpha x alpha, G alpha x 3."""
+    """(A, B, G) of F(m x m, 3 x 3), in float64: A is alpha x m, B alpha x alpha, G alpha x 3
+    (TOPI's own construction, through its private helpers)."""
     points = _interpolation_points(m + KERNEL - 2)
     return _cook_toom_convolution(points, m, KERNEL)
 
