@@ -15,11 +15,25 @@ import numpy as np
 RTOL = 1e-3  # of the largest output magnitude: float reductions may be reordered
 
 
-def outputs_agree(candidate, reference, target, seed: int = 0) -> bool:
-    """Whether schedule ``candidate`` (an s_tir.Schedule) gives ``reference``'s outputs on
-    random inputs, built here for ``target`` (a CPU target this machine runs)."""
-    got, expected = (_run(sch, target, seed) for sch in (candidate, reference))
-    return all(_close(g, e) for g, e in zip(got, expected))
+def disagreeing(candidates, reference, target, seed: int = 0) -> list[int]:
+    """Indices of the schedules in ``candidates`` (s_tir.Schedule) whose outputs differ from
+    ``reference``'s on the same random inputs, or that fail to build or run; each is built
+    here for ``target`` (a CPU target this machine runs). None are refused when the
+    reference itself cannot run here: there is nothing to check against."""
+    try:
+        expected = _run(reference, target, seed)
+    except Exception:  # noqa: BLE001 - the recheck then times them as before
+        return []
+    wrong = []
+    for i, candidate in enumerate(candidates):
+        try:
+            got = _run(candidate, target, seed)
+        except Exception:  # noqa: BLE001 - a candidate that cannot run here is not kept
+            wrong.append(i)
+            continue
+        if not all(_close(g, e) for g, e in zip(got, expected)):
+            wrong.append(i)
+    return wrong
 
 
 def _close(got: np.ndarray, expected: np.ndarray) -> bool:

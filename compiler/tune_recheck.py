@@ -62,17 +62,18 @@ def recheck(contexts, database, baselines, target, builder, runner, log_db, stop
         schedules = _replay([*records, base])
         if schedules is None:
             continue
-        wrong = []
+        searched, base_sch = schedules[:-1], schedules[-1]
+        wrong = set()
         if check_outputs:
-            from mcc.tune_outputs import outputs_agree
+            from mcc.tune_outputs import disagreeing
 
-            wrong = [s for s in schedules[:-1] if not outputs_agree(s, schedules[-1], target)]
-        medians = _time_again([s for s in schedules if s not in wrong], target, builder,
-                              runner, stop, rounds)
+            wrong = set(disagreeing(searched, base_sch, target))
+        medians = _time_again([s for i, s in enumerate(searched) if i not in wrong] + [base_sch],
+                              target, builder, runner, stop, rounds)
         if medians is None:
             continue
         failed = [(sch, ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True),
-                   FAILED_SECS * 10) for sch in wrong]
+                   FAILED_SECS * 10) for sch in (searched[i] for i in sorted(wrong))]
         logged_workload = log_db.commit_workload(task.mod)
         for sch, info, secs in [*medians, *failed]:
             log_db.commit_tuning_record(ms.database.TuningRecord(

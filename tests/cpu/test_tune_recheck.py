@@ -129,15 +129,13 @@ def _scaled(factor: float):
     return sch
 
 
-def test_outputs_agree_tells_a_wrong_schedule():
+def test_disagreeing_tells_the_wrong_schedules():
     from mcc.targets import resolve_target
-    from mcc.tune_outputs import outputs_agree
+    from mcc.tune_outputs import disagreeing
 
     target = resolve_target(None).tvm_target()
-    assert outputs_agree(_scaled(2.0), _scaled(2.0), target)
-    assert outputs_agree(_scaled(2.001), _scaled(2.0), target)  # 0.05%: rounding-sized
-    assert not outputs_agree(_scaled(2.01), _scaled(2.0), target)
-    assert not outputs_agree(_scaled(3.0), _scaled(2.0), target)
+    candidates = [_scaled(2.0), _scaled(2.01), _scaled(2.001), _scaled(3.0)]
+    assert disagreeing(candidates, _scaled(2.0), target) == [1, 3]  # 0.05% is rounding-sized
 
 
 def test_records_with_wrong_outputs_are_refused(tmp_path, monkeypatch):
@@ -145,10 +143,10 @@ def test_records_with_wrong_outputs_are_refused(tmp_path, monkeypatch):
     report says so, and compile schedules every tuned kernel by the rules."""
     import mcc.tune_outputs
 
-    def only_the_rules_agree(candidate, reference, target, seed=0):
-        return candidate is reference
+    def all_disagree(candidates, reference, target, seed=0):
+        return list(range(len(candidates)))
 
-    monkeypatch.setattr(mcc.tune_outputs, "outputs_agree", only_the_rules_agree)
+    monkeypatch.setattr(mcc.tune_outputs, "disagreeing", all_disagree)
     model, log, report, said = tune_conv(tmp_path, TINY, trials=8)
     refused = [s for s in said if "with wrong outputs refused" in s]
     assert refused and all("none correct" in s for s in refused)
