@@ -7,7 +7,8 @@ lever left: one tuned ResNet-50 stage-3 convolution took 1,054 us direct and 773
 F(4x4, 3x3) (cold, the same 256 trials each).
 
 Each eligible ``relax.nn.conv2d`` (NHWC data, HWIO constant weight, float32, 3x3, stride
-1, no dilation or groups, static shape) becomes three kernels:
+1, no dilation or groups, static shape, 64+ channels in and out, output map 12x12 or
+larger) becomes three kernels:
 
     V = input_transform(data)       (alpha^2, tiles, C_in)    B^T d B per tile
     M = matmul(V, U)                (alpha^2, tiles, C_out)   U = G g G^T, built here in numpy
@@ -29,6 +30,10 @@ from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_poi
 
 KERNEL = 3
 MAX_WEIGHT_MIB = 16.0  # transformed weights of one conv; above this the matmul is memory-bound
+# fewer channels in or out: the three kernels cost more than the multiplies they save. Under
+# mcc's rules (benchmarks/winograd.py) Winograd took 0.77x the direct time at 56x56 x 64
+# channels, but 2.3x at 56x56 x 32 and 5.6x at 32x32 x 16
+MIN_CHANNELS = 64
 
 
 def transform_matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,6 +123,8 @@ def eligible(call: relax.Call, max_weight_mib: float = MAX_WEIGHT_MIB) -> int | 
         return None
     data_shape, weight_shape, out_shape = (_static_shape(e) for e in (data, weight, call))
     if None in (data_shape, weight_shape, out_shape) or weight_shape[:2] != (KERNEL, KERNEL):
+        return None
+    if min(weight_shape[2:]) < MIN_CHANNELS:
         return None
     if not (data.ty.dtype == weight.ty.dtype == call.ty.dtype == "float32"):
         return None
