@@ -105,9 +105,15 @@ def _onnx_conv_relu(hw=16):
         "conv_relu_add")
 
 
-def _kernel_names(model, **options):
+def _optimized(model, **options):
+    """(module, pass names) after mcc's graph pipeline in NHWC for this CPU."""
     target = tvm.target.Target(host_tvm_target())
     mod, passes = optimize(import_model(model, {}, None).mod, target, layout="NHWC", **options)
+    return mod, passes
+
+
+def _kernel_names(model, **options):
+    mod, passes = _optimized(model, **options)
     return passes, [gv.name_hint for gv, f in mod.functions_items()
                     if isinstance(f, tvm.tirx.PrimFunc)]
 
@@ -146,7 +152,7 @@ def test_default_rules_take_all_three_kernels():
     from mcc.schedule_rules import TiledReduction
 
     target = tvm.target.Target(host_tvm_target())
-    mod, _ = optimize(import_model(_onnx_conv_relu(), {}, None).mod, target, layout="NHWC")
+    mod, _ = _optimized(_onnx_conv_relu())
     taken = [gv.name_hint for gv, f in mod.functions_items()
              if isinstance(f, tvm.tirx.PrimFunc) and TiledReduction().apply(f, target, False)]
     assert sorted(taken) == ["fused_winograd_output_transform_add_relu_add1", "matmul",
