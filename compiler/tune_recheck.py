@@ -63,17 +63,18 @@ def recheck(contexts, database, baselines, target, builder, runner, log_db, stop
         if schedules is None:
             continue
         searched, base_sch = schedules[:-1], schedules[-1]
-        wrong = set()
+        refused = set()
         if check_outputs:
             from mcc.tune_outputs import disagreeing
 
-            wrong = set(disagreeing(searched, base_sch, target))
-        medians = _time_again([s for i, s in enumerate(searched) if i not in wrong] + [base_sch],
-                              target, builder, runner, stop, rounds)
+            refused = set(disagreeing(searched, base_sch, target))
+        wrong = [s for i, s in enumerate(searched) if i in refused]
+        kept = [s for i, s in enumerate(searched) if i not in refused]
+        medians = _time_again([*kept, base_sch], target, builder, runner, stop, rounds)
         if medians is None:
             continue
         failed = [(sch, ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True),
-                   FAILED_SECS * 10) for sch in (searched[i] for i in sorted(wrong))]
+                   FAILED_SECS * 10) for sch in wrong]
         logged_workload = log_db.commit_workload(task.mod)
         for sch, info, secs in [*medians, *failed]:
             log_db.commit_tuning_record(ms.database.TuningRecord(

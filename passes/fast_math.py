@@ -9,8 +9,10 @@ vectorisable polynomials), only applied to calls of Relax operators.
 from __future__ import annotations
 
 import tvm
-from tvm import relax, topi
+from tvm import topi
 from tvm.relax import PyExprMutator, expr_functor
+
+from mcc.passes.rewrite import rewrite_functions
 
 _FAST = {
     "relax.exp": lambda bb, call: bb.call_te(topi.fast_exp, call.args[0]),
@@ -39,8 +41,4 @@ class FastMath:
     """Module pass form of :func:`fast_math`."""
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
-        rewriter = _FastMathRewriter(mod)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return rewrite_functions(_FastMathRewriter(mod), mod)

@@ -31,6 +31,8 @@ import numpy as np
 import tvm
 from tvm import relax, tirx
 
+from mcc.passes.rewrite import rewrite_functions
+
 CONV_KERNELS = ("conv2d_nchwc", "depthwise_conv2d_nchwc")  # the PrimFunc names this pass emits
 
 _UNARY = {"relax.nn.relu", "relax.clip", "relax.sigmoid", "relax.tanh", "relax.nn.silu",
@@ -56,11 +58,7 @@ def block_size(channels: int, lanes: int) -> int | None:
 
 def to_blocked_layout(mod: tvm.IRModule, lanes: int) -> tvm.IRModule:
     """Return ``mod`` with its convolutions and their neighbours in NCHW[b]c (see module doc)."""
-    rewriter = _Blocker(mod, lanes)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-    mod = rewriter.builder_.get()
+    mod = rewrite_functions(_Blocker(mod, lanes), mod)
     T = relax.transform
     mod = T.EliminateCommonSubexpr()(mod)  # one block(x) for every reader of x
     return T.DeadCodeElimination()(mod)  # unblock(y) that nothing reads any more

@@ -28,6 +28,9 @@ from tvm import relax, te, topi
 from tvm.relax import PyExprMutator, expr_functor
 from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_points
 
+from mcc.passes.channel_graph import static_shape
+from mcc.passes.rewrite import rewrite_functions
+
 KERNEL = 3
 MAX_WEIGHT_MIB = 16.0  # transformed weights of one conv; above this the matmul is memory-bound
 # fewer channels in or out: the three kernels cost more than the multiplies they save. Under
@@ -102,13 +105,6 @@ def output_transform(prod: te.Tensor, a_mat: te.Tensor, m: int,
         name="winograd_output_transform")
 
 
-def _static_shape(expr) -> tuple[int, ...] | None:
-    shape = getattr(expr.ty, "shape", None)
-    if shape is None or not all(isinstance(d, tvm.tirx.IntImm) for d in shape):
-        return None
-    return tuple(int(d) for d in shape)
-
-
 def eligible(call: relax.Call, max_weight_mib: float = MAX_WEIGHT_MIB) -> int | None:
     """The tile size to rewrite ``call`` with, or None when it is not a conv this pass handles."""
     if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.conv2d"):
@@ -121,7 +117,7 @@ def eligible(call: relax.Call, max_weight_mib: float = MAX_WEIGHT_MIB) -> int | 
             or [int(d) for d in attrs.dilation] != [1, 1]
             or not isinstance(weight, tvm.ir.GenericConst)):
         return None
-    data_shape, weight_shape, out_shape = (_static_shape(e) for e in (data, weight, call))
+    data_shape, weight_shape, out_shape = (static_shape(e) for e in (data, weight, call))
     if None in (data_shape, weight_shape, out_shape) or weight_shape[:2] != (KERNEL, KERNEL):
         return None
     if min(weight_shape[2:]) < MIN_CHANNELS:
@@ -154,7 +150,7 @@ class _WinogradRewriter(PyExprMutator):
         v = bb.emit(bb.call_te(input_transform, data, b_mat, m, pad,
                                primfunc_name_hint="winograd_input_transform"))
         prod = bb.emit(relax.op.matmul(v, relax.const(u)))
-        return bb.call_te(output_transform, prod, a_mat, m, _static_shape(call),
+        return bb.call_te(output_transform, prod, a_mat, m, static_shape(call),
                           primfunc_name_hint="winograd_output_transform")
 
 
@@ -171,8 +167,4 @@ class Winograd:
         self.max_weight_mib = max_weight_mib
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
-        rewriter = _WinogradRewriter(mod, self.max_weight_mib)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return rewrite_functions(_WinogradRewriter(mod, self.max_weight_mib), mod)
