@@ -66,14 +66,43 @@ class Module:
 
         arrays = check_feed(self.inputs, feed)
         tensors = [tvm.runtime.tensor(a, self._device) for a in arrays]
-        names = [t.name for t in self.outputs]
+        specs = self.outputs
 
         def run() -> dict[str, np.ndarray]:
             result = self._main(*tensors)
-            values = [result] if hasattr(result, "numpy") else list(result)
-            return {name: v.numpy() for name, v in zip(names, values)}
+            if len(specs) > 1:
+                values = list(result)
+            elif _is_tuple(result) and len(result) == 1:
+                values = [result[0]]
+            else:
+                values = [result]  # one output: a tensor, a shape value or a scalar
+            return {spec.name: output_array(v, spec.dtype) for spec, v in zip(specs, values)}
 
         return run
+
+
+def _is_tuple(value) -> bool:
+    return not hasattr(value, "numpy") and type(value).__name__ in ("Array", "list", "tuple")
+
+
+def output_array(value, dtype: str | None = None):
+    """One VM result as numpy: a tensor as is; a computed shape (ONNX ``Shape``) as int64[n]
+    and a scalar (Relax PrimValue) as a 0-d array, both of the declared ``dtype``; a tuple
+    (an ONNX sequence) as a list of arrays."""
+    if hasattr(value, "numpy"):
+        return value.numpy()
+    if type(value).__name__ == "Shape":
+        array = np.array([int(v) for v in value], dtype=np.int64)
+    elif isinstance(value, (bool, int, float, np.generic)):
+        array = np.array(value)
+    else:
+        return [output_array(v) for v in value]
+    if dtype and str(array.dtype) != dtype:
+        try:
+            array = array.astype(dtype)
+        except TypeError:  # a dtype numpy does not know: keep what the VM gave
+            pass
+    return array
 
 
 def load(path: str | Path) -> Module:

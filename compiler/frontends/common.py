@@ -25,6 +25,7 @@ class ImportedModel:
     reference: Reference  # runs the original model (ONNX Runtime / eager PyTorch)
     reference_name: str  # "onnxruntime" or "pytorch"
     source: dict = field(default_factory=dict)  # format, path, sha256: stored in metadata
+    feed_plan: object = None  # mcc.feeds.FeedPlan: value rules for synthetic integer inputs
 
 
 def _dim(value) -> Dim:
@@ -47,6 +48,8 @@ def tensor_specs_from_type(names: list[str], ty) -> list[TensorSpec]:
 def _spec(name: str, ty) -> TensorSpec:
     if not hasattr(ty, "dtype"):  # a shape value (ONNX Shape output): int64[ndim] at run time
         return TensorSpec(name, (max(int(getattr(ty, "ndim", -1)), 0),), "int64")
+    if not hasattr(ty, "shape"):  # a scalar (Relax PrimValue): a 0-d array at run time
+        return TensorSpec(name, (), str(ty.dtype))
     return TensorSpec(name, _shape(ty), str(ty.dtype))
 
 
