@@ -63,7 +63,7 @@ def _plain(value):
 
 
 class Stop:
-    """When tuning must end: at ``deadline`` (time.monotonic), or after Ctrl-C.
+    """When tuning must end: at ``deadline`` (on :attr:`clock`), or after Ctrl-C.
 
     Ctrl-C only sets a flag. A KeyboardInterrupt raised inside MetaSchedule's C++ loop
     is either swallowed (the task in hand is dropped and tuning goes on: a first test
@@ -75,7 +75,12 @@ class Stop:
     left through the cost model (:func:`stoppable_cost_model`), and the caller raises
     :class:`TuneInterrupted`. A second Ctrl-C raises KeyboardInterrupt wherever the
     process is (less clean, but the log stays valid: a cut last line is dropped).
+
+    Every reading of the time goes through :attr:`clock`, so that tests can run a budget
+    on a virtual clock and check what it stops, whatever the machine's speed.
     """
+
+    clock = staticmethod(time.monotonic)
 
     def __init__(self, deadline: float | None = None):
         self.deadline = deadline
@@ -101,7 +106,7 @@ class Stop:
             self.spent = False
 
     def time_left(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
+        return None if self.deadline is None else self.deadline - self.clock()
 
     def now(self) -> bool:
         left = self.time_left()
@@ -114,7 +119,7 @@ class Stop:
         left = self.time_left()
         if left is None or not self.measured or self.search_start is None:
             return wanted
-        pace = (time.monotonic() - self.search_start) / self.measured
+        pace = (self.clock() - self.search_start) / self.measured
         fits = max(0, min(wanted, int(left / pace)))
         self.spent = fits == 0
         return fits
@@ -249,7 +254,7 @@ class SkipKnown(PySearchStrategy):
 
     def generate_measure_candidates(self):
         if self.stop.search_start is None:
-            self.stop.search_start = time.monotonic()
+            self.stop.search_start = self.stop.clock()
         for _ in range(16):  # bounded: a search space smaller than the log ends here
             if self.stop.now():
                 return None

@@ -19,7 +19,6 @@ stops at the next safe point (mcc.tune_search.Stop) and raises TuneInterrupted.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +119,7 @@ def tune_model(model, config, *, trials=None, time_budget=None, tuning_log="tuni
     elif not target.runs_on_host():
         raise MccError(f"target {target.name} ({target.arch}) cannot run on this machine: "
                        "measure on a device with --rpc-tracker HOST:PORT --rpc-key KEY")
-    start = time.monotonic()
+    start = Stop.clock()
     stop = Stop(start + time_budget * 60 if time_budget else None)
     log_dir = Path(tuning_log) / target.family
     with stop.on_ctrl_c():
@@ -169,13 +168,13 @@ def _tune(model, config, stop, start, trials, log_dir, example_inputs, rpc_track
         st.detail = f"{result['trials']} trials"
     _check_interrupt(stop, result["saved"], log_dir)
     if stop.deadline is not None and stop.now():
-        stages.say(f"[mcc] time budget spent after {time.monotonic() - start:.0f} s")
+        stages.say(f"[mcc] time budget spent after {stop.clock() - start:.0f} s")
 
     return TuneReport(str(log_dir), describe_key(target_key(tvm_target)), len(tasks),
                       result["trials"], len(known),
                       len(records_for_target([log_dir], tvm_target).records)
                       if result["saved"] else len(known),
-                      result["skipped"], found.refused, time.monotonic() - start,
+                      result["skipped"], found.refused, stop.clock() - start,
                       result["best_us"], result["rechecked"])
 
 
