@@ -24,12 +24,15 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
             verify=True, rtol=None, atol=None, calibration=None, prune=None,
             prune_criterion="l1", layout="auto", quantize=None, calibration_method="minmax",
             per_tensor=False, exclude=(), accuracy_budget=None, progress=None,
-            cross_compiler=None, holdout=None, winograd=True):
+            cross_compiler=None, holdout=None, winograd=True, bind=None):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
 
     Returns a ``Compiled`` with ``.export(path)``, ``.run(feed)`` and ``.report``.
+    ``bind`` ({input name: values}) freezes ONNX graph inputs to constants before import
+    (shape operands such as reduce axes, TopK's k, Resize sizes); they are then no
+    longer inputs of the module.
     ``calibration`` names sample inputs (an .npz keyed by input name, or a directory of them)
     for the passes that need real data. ``prune`` is ``"zero"`` (remove all-zero filters,
     lossless) or a ratio in (0, 1) (remove that share of each layer's lowest-norm filters by
@@ -54,7 +57,7 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     config = compile_config(target, input_shapes, tuning_logs, verify, rtol, atol, calibration,
                             prune, prune_criterion, layout, quantize, calibration_method,
                             per_tensor, exclude, accuracy_budget, cross_compiler, holdout,
-                            winograd)
+                            winograd, bind=bind)
     return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 
 
@@ -62,9 +65,10 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
                    atol=None, calibration=None, prune=None, prune_criterion="l1",
                    layout="auto", quantize=None, calibration_method="minmax",
                    per_tensor=False, exclude=(), accuracy_budget=None, cross_compiler=None,
-                   holdout=None, winograd=True):
+                   holdout=None, winograd=True, bind=None):
     """The checked ``CompileConfig`` for :func:`compile`'s options (shared with
     :func:`tune`, which tunes the kernels a compile with the same options builds)."""
+    from mcc.bind import check_bind
     from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
     from mcc.pruning import check_criterion, parse_prune
     from mcc.targets import resolve_target
@@ -92,6 +96,7 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
         exclude=tuple(exclude),
         accuracy_budget=accuracy_budget,
         holdout=holdout,
+        bind=check_bind(bind),
     )
 
 

@@ -74,6 +74,10 @@ def _target_help() -> str:
 @click.option("--target", default=None, help=_target_help())
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...",
               help="fix an input's shape (repeatable)")
+@click.option("--bind", "bind", multiple=True, metavar="NAME=V1,V2,...",
+              help="freeze an ONNX graph input to these values (a 1-d constant of its dtype: "
+                   "reduce axes, TopK k, Resize sizes, ...); it is then no module input "
+                   "(repeatable)")
 @click.option("--tuning-log", "tuning_logs", multiple=True, metavar="DIR",
               help="extra MetaSchedule tuning-log directory (repeatable)")
 @click.option("--no-verify", is_flag=True, help="skip the comparison with the reference runtime")
@@ -110,9 +114,10 @@ def _target_help() -> str:
               help="3x3 stride-1 convolutions as Winograd F(4x4, 3x3) on CPUs (NHWC layout)")
 def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
             prune, prune_criterion, cross_compiler, layout, quantize, calibration_method,
-            per_tensor, exclude, accuracy_budget, holdout, winograd):
+            per_tensor, exclude, accuracy_budget, holdout, winograd, bind):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
+    from mcc.bind import parse_bind
     from mcc.tensors import parse_input_shapes
 
     out = Path(output) if output else Path.cwd() / (Path(model).stem + ".so")
@@ -124,7 +129,8 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
                            prune_criterion=prune_criterion, layout=layout, quantize=quantize,
                            calibration_method=calibration_method, per_tensor=per_tensor,
                            exclude=exclude, accuracy_budget=accuracy_budget, progress=_stderr,
-                           cross_compiler=cross_compiler, holdout=holdout, winograd=winograd)
+                           cross_compiler=cross_compiler, holdout=holdout, winograd=winograd,
+                           bind=parse_bind(bind))
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
@@ -310,6 +316,9 @@ def tune(paths, target, trials, time_budget, tuning_log, rpc_tracker, rpc_key, m
             raise MccError("mcc tune takes one MODEL (or --merge LOG_A LOG_B -o LOG)")
         if output:
             raise MccError("-o is for --merge; tuning writes to --tuning-log DIR")
+        from mcc.bind import parse_bind
+
+        compile_options["bind"] = parse_bind(compile_options.get("bind", ()))
         report = mcc.tune(paths[0], target=target, trials=trials, time_budget=time_budget,
                           tuning_log=tuning_log, input_shapes=parse_input_shapes(input_shapes),
                           rpc_tracker=rpc_tracker, rpc_key=rpc_key, progress=_stderr,
@@ -321,7 +330,7 @@ def tune(paths, target, trials, time_budget, tuning_log, rpc_tracker, rpc_key, m
 # `mcc compile`, and shared with `mcc tune`: tuning then sees the kernels compile builds.
 WORKLOAD_OPTIONS = ("input_shapes", "layout", "winograd", "prune", "prune_criterion", "quantize",
                     "calibration", "calibration_method", "per_tensor", "exclude",
-                    "accuracy_budget", "holdout")
+                    "accuracy_budget", "holdout", "bind")
 tune.params.extend(p for p in compile.params if p.name in WORKLOAD_OPTIONS)
 
 

@@ -14,6 +14,8 @@ DEFAULT_ATOL = 1e-4
 class CompileConfig:
     target: TargetPreset
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, hash=False)
+    # --bind: graph inputs frozen to these values (numpy arrays) before import (mcc.bind)
+    bind: dict = field(default_factory=dict, hash=False, compare=False)
     tuning_logs: tuple[str, ...] = ()  # extra MetaSchedule log dirs besides tuning_logs/
     verify: bool = True
     rtol: float = DEFAULT_RTOL

@@ -76,7 +76,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
 
     # import: the model as a Relax module plus a reference runner
     with stages.stage("import") as st:
-        imported = import_model(model, config.input_shapes, example_inputs)
+        imported = import_model(model, config.input_shapes, example_inputs, config.bind)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
 
     # prune, quantize: once; the graph steps before any layout is chosen

@@ -138,7 +138,7 @@ def _tune(model, config, stop, start, trials, log_dir, example_inputs, rpc_track
     load_tensor_intrinsics(target.arch if target.tvm["kind"] == "llvm" else target.tvm["kind"])
 
     with stages.stage("import") as st:
-        imported = import_model(model, config.input_shapes, example_inputs)
+        imported = import_model(model, config.input_shapes, example_inputs, config.bind)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
     _check_interrupt(stop, 0, log_dir)
     mod, *_ = lower(imported, config, tvm_target, stages)

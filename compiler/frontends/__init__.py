@@ -17,9 +17,14 @@ __all__ = ["ImportedModel", "import_model"]
 
 
 def import_model(model: Any, input_shapes: dict | None = None,
-                 example_inputs: tuple | None = None) -> ImportedModel:
-    """Dispatch on what ``model`` is: a path (.onnx / .pt2), an ONNX proto or a torch model."""
+                 example_inputs: tuple | None = None, bind: dict | None = None) -> ImportedModel:
+    """Dispatch on what ``model`` is: a path (.onnx / .pt2), an ONNX proto or a torch model.
+    ``bind`` freezes ONNX graph inputs to constants (``--bind``, mcc.bind)."""
     input_shapes = dict(input_shapes or {})
+    is_onnx = isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx" or \
+        type(model).__module__.startswith("onnx")
+    if bind and not is_onnx:
+        raise MccError("--bind applies to ONNX models only")
     if isinstance(model, (str, Path)):
         path = Path(model)
         if not path.exists():
@@ -30,7 +35,7 @@ def import_model(model: Any, input_shapes: dict | None = None,
         if suffix == ".onnx":
             from mcc.frontends.onnx_import import import_onnx
 
-            return import_onnx(path, input_shapes)
+            return import_onnx(path, input_shapes, bind)
         if suffix == ".pt2":
             from mcc.frontends.torch_import import import_torch
 
@@ -42,7 +47,7 @@ def import_model(model: Any, input_shapes: dict | None = None,
     if type(model).__module__.startswith("onnx"):
         from mcc.frontends.onnx_import import import_onnx
 
-        return import_onnx(model, input_shapes)
+        return import_onnx(model, input_shapes, bind)
     if type(model).__module__.startswith("torch") or hasattr(model, "state_dict"):
         from mcc.frontends.torch_import import import_torch
 

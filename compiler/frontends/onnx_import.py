@@ -31,11 +31,12 @@ _BUILTIN_OPS = {"If", "Constant"}
 def import_onnx(model, input_shapes: dict[str, tuple[int, ...]],
                 constant_inputs: dict[str, np.ndarray] | None = None) -> ImportedModel:
     """``constant_inputs`` binds graph inputs to fixed values (they become weights): for
-    inputs that are really compile-time operands (reduce axes, TopK's k, Resize sizes)."""
+    inputs that are really compile-time operands (reduce axes, TopK's k, Resize sizes);
+    see :func:`bind_inputs` (``mcc compile --bind``)."""
     proto, label, raw = _load(model)
     proto = widen_narrow_ints(proto)  # int4/int2 held one per byte (mcc.frontends.subbyte)
     if constant_inputs:
-        proto = _bind_constant_inputs(proto, constant_inputs, label)
+        proto = bind_inputs(proto, constant_inputs, label)
         raw = proto.SerializeToString()
     graph_inputs = _graph_inputs(proto)
     _check_input_shape_names(graph_inputs, input_shapes, label)
@@ -79,24 +80,49 @@ def _load(model):
     return proto, label, proto.SerializeToString()
 
 
-def _bind_constant_inputs(proto, values: dict, label: str):
-    """A copy of the model where the named inputs are initializers holding ``values``."""
+def bind_inputs(proto, values: dict, label: str):
+    """A copy of the model where the named inputs are initializers holding ``values`` (``mcc
+    compile --bind``, and the conformance backend's shape operands), cast to each input's
+    declared dtype and reshaped to its shape where that is static."""
     import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
 
-    names = {vi.name for vi in _graph_inputs(proto)}
-    for name in values:
-        if name not in names:
-            raise MccError(f"constant input '{name}' is not an input of '{label}' "
-                           f"(inputs: {', '.join(sorted(names))})")
+    by_name = {vi.name: vi for vi in _graph_inputs(proto)}
+    arrays = {}
+    for name, value in values.items():
+        if name not in by_name:
+            raise MccError(f"--bind names '{name}', but '{label}' has inputs: "
+                           f"{', '.join(by_name)}")
+        arrays[name] = _bound_value(name, np.asarray(value), by_name[name], helper)
     bound = onnx.ModelProto()
     bound.CopyFrom(proto)
-    kept = [vi for vi in bound.graph.input if vi.name not in values]
+    kept = [vi for vi in bound.graph.input if vi.name not in arrays]
     del bound.graph.input[:]
     bound.graph.input.extend(kept)
-    for name, value in values.items():
-        bound.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+    for name, array in arrays.items():
+        bound.graph.initializer.append(numpy_helper.from_array(array, name))
     return bound
+
+
+def _bound_value(name: str, value: np.ndarray, vi, helper) -> np.ndarray:
+    elem = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+    if not elem:
+        raise MccError(f"--bind {name}: input '{name}' is not a tensor")
+    dtype = helper.tensor_dtype_to_np_dtype(elem)
+    with np.errstate(all="ignore"):
+        array = value.astype(dtype)
+        exact = value.dtype == dtype or bool(np.all(array.astype(value.dtype) == value))
+    if not exact:
+        raise MccError(f"--bind {name}: values {value.reshape(-1).tolist()[:8]} do not fit "
+                       f"input '{name}' of dtype {dtype}")
+    dims = _dims(vi)
+    static = all(isinstance(d, int) and d > 0 for d in dims)
+    if vi.type.tensor_type.HasField("shape") and static:
+        if int(np.prod(dims)) != array.size:
+            raise MccError(f"--bind {name}: {array.size} values, but input '{name}' has "
+                           f"shape {dims}")
+        array = array.reshape(dims)
+    return array
 
 
 def _graph_inputs(proto):
