@@ -22,6 +22,7 @@ CACHE = Path(os.environ.get("MCC_TEST_CACHE", Path.home() / ".cache" / "mcc-test
 
 # (package, version, path of the model inside the wheel)
 SILERO_VAD = ("silero-vad", "6.2.3", "silero_vad/data/silero_vad_16k_sequence.onnx")
+SILERO_VAD_IF = ("silero-vad", "6.2.3", "silero_vad/data/silero_vad.onnx")
 MAGIKA = ("magika", "1.0.3", "magika/models/standard_v3_3/model.onnx")
 
 
@@ -64,6 +65,24 @@ def test_silero_vad_lstm_matches_onnxruntime():
     ours, ref = compiled.run(feed), compiled.reference(feed)
     for name in ref:
         np.testing.assert_allclose(ours[name], ref[name], rtol=1e-4, atol=1e-5)
+
+
+def test_silero_vad_with_sample_rate_if_matches_onnxruntime():
+    """The full Silero VAD: an If on the sample rate around the net, nested Ifs feeding its
+    LSTM. At 512 samples only the 16 kHz branch can run (ONNX Runtime fails on the 8 kHz
+    one too); the other branch becomes a run-time error, not an import failure."""
+    path = packaged_model(*SILERO_VAD_IF)
+    compiled = mcc.compile(path, input_shapes={"input": (1, 512), "state": (2, 1, 128)},
+                           verify=False)  # a random 'sr' would pick the invalid branch
+    rng = np.random.default_rng(5)
+    feed = {"input": (0.3 * rng.standard_normal((1, 512))).astype(np.float32),
+            "state": (0.1 * rng.standard_normal((2, 1, 128))).astype(np.float32),
+            "sr": np.array(16000, np.int64)}
+    ours, ref = compiled.run(feed), compiled.reference(feed)
+    for name in ref:
+        np.testing.assert_allclose(ours[name], ref[name], rtol=1e-4, atol=1e-5)
+    with pytest.raises(Exception, match="else_branch cannot run at the compiled input shapes"):
+        compiled.run({**feed, "sr": np.array(8000, np.int64)})
 
 
 def test_magika_matches_onnxruntime():

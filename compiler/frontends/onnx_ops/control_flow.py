@@ -1,8 +1,15 @@
-"""ONNX Scan (opset 9+), unrolled over its static scan length.
+"""ONNX Scan (opset 9+), unrolled over its static scan length; If branches that cannot run.
 
 The body graph is converted once per step with the same converters as the main
 graph (mcc's on top of TVM's), states threaded from step to step and the
 per-step outputs stacked. Outer-scope values the body reads are visible.
+
+TVM's importer converts both branches of every ``If``. With the input shapes
+fixed, one branch can be invalid there (an exported ``if x.dim() == 3`` or an
+``If`` on the sample rate whose other path expects another frame size: ONNX
+Runtime fails too if that branch runs). :func:`_tolerant_subgraph` lets such a
+branch fail at run time instead of failing the import: it becomes an
+``assert_op`` that names the branch and the error, typed like its sibling.
 """
 
 from __future__ import annotations
@@ -10,8 +17,10 @@ from __future__ import annotations
 import functools
 
 from tvm import relax
+from tvm.relax.frontend.onnx import onnx_frontend
 from tvm.relax.frontend.onnx.onnx_frontend import ONNXGraphImporter, OnnxOpConverter, onnx_input
 
+from mcc.errors import first_line
 from mcc.frontends.onnx_ops import convert_map, register
 from mcc.frontends.onnx_ops._relax import shape_of
 
@@ -110,3 +119,65 @@ class Scan(OnnxOpConverter):
                                                  else axis)))
         results = states + stacked
         return results[0] if len(results) == 1 else relax.Tuple(results)
+
+
+def _branch_key(graph) -> tuple:
+    """Identifies an If branch by value (names are unique in an ONNX model)."""
+    return (graph.name, tuple(o.name for o in graph.output),
+            tuple(name for node in graph.node for name in node.output))
+
+
+def _if_siblings(graph, table: dict | None = None) -> dict:
+    """Branch key -> (the other branch, the If node's name), for every If at any depth."""
+    table = {} if table is None else table
+    for node in graph.node:
+        branches = {a.name: a.g for a in node.attribute if a.HasField("g")}
+        if node.op_type == "If" and len(branches) == 2:
+            then, other = branches["then_branch"], branches["else_branch"]
+            table[_branch_key(then)] = (other, node.name, "then_branch")
+            table[_branch_key(other)] = (then, node.name, "else_branch")
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else list(attr.graphs)):
+                _if_siblings(sub, table)
+    return table
+
+
+_tvm_from_onnx = ONNXGraphImporter.from_onnx
+_tvm_convert_subgraph = ONNXGraphImporter._convert_subgraph
+
+
+def _mcc_active() -> bool:
+    return onnx_frontend._get_convert_map is convert_map  # inside extended_convert_map
+
+
+def _from_onnx(self, graph, opset):
+    if _mcc_active():
+        self._mcc_if_siblings = _if_siblings(graph)
+    return _tvm_from_onnx(self, graph, opset)
+
+
+def _tolerant_subgraph(self, bb, graph):
+    """TVM's branch conversion; a branch that fails while its sibling converts becomes a
+    run-time error (the sibling's value keeps the If's type)."""
+    try:
+        return _tvm_convert_subgraph(self, bb, graph)
+    except Exception as err:
+        found = getattr(self, "_mcc_if_siblings", {}).get(_branch_key(graph))
+        if not _mcc_active() or found is None:
+            raise
+        sibling, node_name, which = found
+        try:
+            value = _tvm_convert_subgraph(self, bb, sibling)
+        except Exception:
+            raise err from None
+        message = (f"ONNX If '{node_name or 'If'}': its {which} cannot run at the compiled "
+                   f"input shapes ({first_line(err)})")
+        check = relax.Var("branch_check", relax.TupleType([]))
+        fail = relax.op.assert_op(relax.const(False), format=message)
+        return relax.SeqExpr([relax.BindingBlock([relax.VarBinding(check, fail)])], value)
+
+
+if not getattr(ONNXGraphImporter, "_mcc_tolerant_if", False):
+    ONNXGraphImporter.from_onnx = _from_onnx
+    ONNXGraphImporter._convert_subgraph = _tolerant_subgraph
+    ONNXGraphImporter._mcc_tolerant_if = True

@@ -69,6 +69,10 @@ class _Recurrent(OnnxOpConverter):
             return inputs[i] if len(inputs) > i else None
 
         bias, seq_lens = get(3), get(4)
+        for name, value in (("X", x), ("W", w), ("R", r)):
+            if len(shape_of(value)) != 3:
+                raise ValueError(f"{cls.__name__} input {name} must be 3-D, got shape "
+                                 f"{shape_of(value)}")
         dtype = dtype_of(x)
         layout = attr.get("layout", 0)
         if layout == 1:
