@@ -48,14 +48,16 @@ def worker() -> None:
 
 
 class Slot:
-    """One worker process; restarted after a timeout or crash."""
+    """One worker process; restarted after a timeout or crash. ``argv``: the worker's
+    command (default: this script's ``--worker``)."""
 
-    def __init__(self):
+    def __init__(self, argv=None):
         self.proc = None
+        self.argv = argv or [sys.executable, __file__, "--worker"]
 
     def start(self):
         env = dict(os.environ, TVM_NUM_THREADS="1", OMP_NUM_THREADS="1")
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker"], cwd=ROOT,
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, bufsize=1, env=env)
         self._lines = queue.Queue()
@@ -95,7 +97,8 @@ class Slot:
             self.proc = None
 
 
-def run_all(names: list[str], ops: dict[str, str], jobs: int, timeout: float) -> list[dict]:
+def run_all(names: list[str], ops: dict[str, str], jobs: int, timeout: float,
+            argv=None) -> list[dict]:
     todo: queue.Queue = queue.Queue()
     for name in names:
         todo.put(name)
@@ -103,7 +106,7 @@ def run_all(names: list[str], ops: dict[str, str], jobs: int, timeout: float) ->
     start = time.perf_counter()
 
     def loop():
-        slot = Slot()
+        slot = Slot(argv)
         try:
             while True:
                 try:

@@ -119,8 +119,9 @@ def _failure_reason(err: BaseException) -> str:
         text = re.sub(r" in '<in-memory ONNX model>'", "", text)
         return _short(text.replace("cannot import '<in-memory ONNX model>': ", "import: "))
     frames = traceback.extract_tb(err.__traceback__)
-    where = "run" if any(f.name == "run" and "onnx_backend" in f.filename for f in frames) \
-        else "compile"
+    where = "run" if any(f.name == "run" and ("onnx_backend" in f.filename
+                                              or f.filename.endswith("runtime.py"))
+                         for f in frames) else "compile"
     return _short(f"{where}: {type(err).__name__}: {first_line(err)}")
 
 
@@ -151,3 +152,52 @@ def run_case(case) -> CaseResult:
         return CaseResult(case.name, op, "fail", _failure_reason(err),
                           time.perf_counter() - start)
     return CaseResult(case.name, op, "pass", "", time.perf_counter() - start, rep.specialized)
+
+
+def run_case_api(case, workdir) -> CaseResult:
+    """One node test through the public API, as a user would run it: the model saved to a
+    file, ``mcc.compile(path, input_shapes=<the test's input shapes>, bind=<the inputs the
+    conformance backend binds: shape operands>, verify=True)``, then ``.run(feed)`` on each
+    data set, compared with ONNX's reference outputs by the runner's own check."""
+    from pathlib import Path
+
+    import onnx
+    from onnx.backend.test.runner import Runner, _normalize_tensor
+
+    import mcc
+    from mcc.frontends.onnx_backend import shape_operand_inputs
+
+    start = time.perf_counter()
+    op = op_of(case)
+    skip = _skip_reason(case)
+    if skip:
+        return CaseResult(case.name, op, "skip", skip)
+    path = Path(workdir) / f"{case.name}.onnx"
+    onnx.save(case.model, str(path))
+    initializers = {init.name for init in case.model.graph.initializer}
+    names = [vi.name for vi in case.model.graph.input if vi.name not in initializers]
+    outputs = [o.name for o in case.model.graph.output]
+    operands = shape_operand_inputs(case.model)
+    try:
+        compiled = None
+        for inputs, ref_outputs in case.data_sets:
+            feed = dict(zip(names, (_normalize_tensor(x) for x in inputs)))
+            bind = {name: feed.pop(name) for name in operands if name in feed}
+            if compiled is None:
+                shapes = {k: v.shape for k, v in feed.items() if isinstance(v, np.ndarray)}
+                compiled = mcc.compile(str(path), input_shapes=shapes, bind=bind or None,
+                                       verify=True)
+            expected = [_normalize_tensor(x) for x in ref_outputs]
+            result = compiled.run(feed)
+            actual = [result[name] for name in outputs]
+            try:
+                Runner.assert_similar_outputs(expected, actual, rtol=case.rtol, atol=case.atol)
+            except (AssertionError, TypeError, ValueError, IndexError):
+                return CaseResult(case.name, op, "fail",
+                                  _mismatch_reason(expected, actual, case.rtol, case.atol),
+                                  time.perf_counter() - start, bool(operands))
+    except Exception as err:  # any import/build/verify/run failure is this case's result
+        reason = _failure_reason(err).replace(str(path), "<model>")
+        return CaseResult(case.name, op, "fail", reason, time.perf_counter() - start,
+                          bool(operands))
+    return CaseResult(case.name, op, "pass", "", time.perf_counter() - start, bool(operands))

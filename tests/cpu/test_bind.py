@@ -78,3 +78,11 @@ def test_parse_bind():
     assert bound["k"].dtype == np.int64 and bound["k"].tolist() == [3]
     assert bound["scale"].dtype == np.float64 and bound["scale"].tolist() == [0.5, 2.0]
     assert bound["empty"].shape == (0,)
+
+
+def test_node_test_through_public_api(tmp_path):
+    """benchmarks/onnx_node_tests_api.py's step: TopK's k arrives as an input, is bound."""
+    from mcc.conformance import node_cases, run_case_api
+
+    result = run_case_api(node_cases()["test_top_k"], tmp_path)
+    assert (result.status, result.reason, result.specialized) == ("pass", "", True)
