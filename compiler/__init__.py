@@ -24,7 +24,7 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
             verify=True, rtol=None, atol=None, calibration=None, prune=None,
             prune_criterion="l1", layout="auto", quantize=None, calibration_method="minmax",
             per_tensor=False, exclude=(), accuracy_budget=None, progress=None,
-            cross_compiler=None, holdout=None, winograd=True, bind=None):
+            cross_compiler=None, holdout=None, winograd=True, verify_inputs=None, bind=None):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
@@ -50,14 +50,16 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     ``quantize="fp16"`` is mixed precision for GPUs. ``cross_compiler``
     overrides the C++ compiler that links a module for another architecture (e.g.
     ``aarch64-linux-gnu-g++`` for ARM presets). ``progress`` is an optional callable
-    receiving one line per stage.
+    receiving one line per stage. ``verify_inputs`` (an .npz keyed by input name) is the
+    feed the module is verified on instead of synthetic inputs (default: the first
+    ``calibration`` sample when there are samples).
     """
     from mcc.driver import compile_model
 
     config = compile_config(target, input_shapes, tuning_logs, verify, rtol, atol, calibration,
                             prune, prune_criterion, layout, quantize, calibration_method,
                             per_tensor, exclude, accuracy_budget, cross_compiler, holdout,
-                            winograd, bind=bind)
+                            winograd, verify_inputs, bind=bind)
     return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 
 
@@ -65,7 +67,7 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
                    atol=None, calibration=None, prune=None, prune_criterion="l1",
                    layout="auto", quantize=None, calibration_method="minmax",
                    per_tensor=False, exclude=(), accuracy_budget=None, cross_compiler=None,
-                   holdout=None, winograd=True, bind=None):
+                   holdout=None, winograd=True, verify_inputs=None, bind=None):
     """The checked ``CompileConfig`` for :func:`compile`'s options (shared with
     :func:`tune`, which tunes the kernels a compile with the same options builds)."""
     from mcc.bind import check_bind
@@ -77,6 +79,8 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
                                or calibration_method != "minmax" or holdout is not None):
         raise MccError("--calibration-method, --per-tensor, --exclude, --accuracy-budget and "
                        "--holdout apply to --quantize int8 only")
+    if verify_inputs is not None and not verify:
+        raise MccError("--verify-inputs and --no-verify contradict each other")
 
     return CompileConfig(
         target=resolve_target(target).with_cross_compiler(cross_compiler),
@@ -97,6 +101,7 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
         accuracy_budget=accuracy_budget,
         holdout=holdout,
         bind=check_bind(bind),
+        verify_inputs=None if verify_inputs is None else str(verify_inputs),
     )
 
 

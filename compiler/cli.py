@@ -81,6 +81,9 @@ def _target_help() -> str:
 @click.option("--tuning-log", "tuning_logs", multiple=True, metavar="DIR",
               help="extra MetaSchedule tuning-log directory (repeatable)")
 @click.option("--no-verify", is_flag=True, help="skip the comparison with the reference runtime")
+@click.option("--verify-inputs", metavar="FILE.npz",
+              help="verify on these inputs (keyed by input name) instead of synthetic ones "
+                   "(default: the first --calibration sample, if given)")
 @click.option("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
 @click.option("--atol", type=float, default=None, help="absolute tolerance (default 1e-4)")
 @click.option("--calibration", metavar="DATA",
@@ -114,7 +117,7 @@ def _target_help() -> str:
               help="3x3 stride-1 convolutions as Winograd F(4x4, 3x3) on CPUs (NHWC layout)")
 def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
             prune, prune_criterion, cross_compiler, layout, quantize, calibration_method,
-            per_tensor, exclude, accuracy_budget, holdout, winograd, bind):
+            per_tensor, exclude, accuracy_budget, holdout, winograd, verify_inputs, bind):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
     from mcc.bind import parse_bind
@@ -130,7 +133,7 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
                            calibration_method=calibration_method, per_tensor=per_tensor,
                            exclude=exclude, accuracy_budget=accuracy_budget, progress=_stderr,
                            cross_compiler=cross_compiler, holdout=holdout, winograd=winograd,
-                           bind=parse_bind(bind))
+                           verify_inputs=verify_inputs, bind=parse_bind(bind))
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 

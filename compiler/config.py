@@ -21,6 +21,8 @@ class CompileConfig:
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
     seed: int = 0  # seed of the verification inputs
+    # verify on this feed (.npz keyed by input name) instead of synthetic inputs
+    verify_inputs: str | None = None
     # sample inputs (.npz / directory, see mcc.sample_data) for calibration and accuracy reports
     calibration: str | None = None
     # structured pruning (mcc.pruning): None, "zero" (lossless) or a ratio in (0, 1)

@@ -79,6 +79,12 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         imported = import_model(model, config.input_shapes, example_inputs, config.bind)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
 
+    # the verification feed: the user's (--verify-inputs, or the first --calibration
+    # sample), read now so that a bad file fails before the build; else synthetic inputs
+    # shaped by how the model uses them (mcc.feeds)
+    rules = imported.feed_plan.rules if imported.feed_plan is not None else None
+    user_feed, feed_source = _user_feed(config, imported.inputs)
+
     # prune, quantize: once; the graph steps before any layout is chosen
     mod, pruned, quantizer = prepare(imported, config, target, stages)
 
@@ -90,7 +96,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
 
     layout_choice, candidates = None, layouts_to_measure(mod, config)
     if candidates:
-        feed = random_inputs(imported.inputs, seed=config.seed)
+        feed = random_inputs(imported.inputs, seed=config.seed, rules=rules)
         lowered, layout_choice = choose_layout(candidates, lower_and_build, feed,
                                                [t.name for t in imported.inputs], stages.say)
         stages.say(f"[mcc] layout   {layout_choice.summary()}")
@@ -168,22 +174,59 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         stages.say(f"[mcc] verify   skipped: a {config.target.name} module cannot run here "
                    f"({how})")
     else:
-        from mcc.verify import verify
+        from mcc.verify import ReferenceUnavailable, verify
 
-        with stages.stage("verify") as st:
-            feed = random_inputs(compiled.inputs, seed=config.seed)
-            result = verify(run_module(feed), reference(feed), reference_name,
-                            config.rtol, config.atol)
-            st.detail = result.summary() + how
-            if quantizer is not None:  # reduced precision: the accuracy report is the check
-                worst = max((o.max_abs for o in result.outputs), default=0.0)
-                st.detail = (f"vs {reference_name}: max abs err {worst:.3g} "
-                             f"({quantizer.mode}: tolerances not enforced){how}")
+        try:
+            with stages.stage("verify") as st:
+                feed = (user_feed if user_feed is not None
+                        else random_inputs(compiled.inputs, seed=config.seed, rules=rules))
+                expected = _run_reference(reference, reference_name, feed, imported,
+                                          feed_source)
+                result = verify(run_module(feed), expected, reference_name,
+                                config.rtol, config.atol)
+                st.detail = result.summary() + how + (f" on {feed_source}" if feed_source
+                                                      else "")
+                if quantizer is not None:  # reduced precision: the accuracy report is the check
+                    worst = max((o.max_abs for o in result.outputs), default=0.0)
+                    st.detail = (f"vs {reference_name}: max abs err {worst:.3g} "
+                                 f"({quantizer.mode}: tolerances not enforced){how}")
+        except ReferenceUnavailable as err:
+            stages.say(f"[mcc] verify   skipped: {err}")
+            report["verify"] = {"skipped": str(err)}
+            return compiled
         report["verify"] = result.to_json()
         report["stages"] = stages.to_json()
         if not result.ok and quantizer is None:
             raise MccError(result.failure())
     return compiled
+
+
+def _user_feed(config: CompileConfig, inputs: list[TensorSpec]):
+    """(feed, where it came from) of --verify-inputs or the first --calibration sample, or
+    (None, None) for synthetic inputs."""
+    if not config.verify:
+        return None, None
+    from mcc.sample_data import load_samples, load_verify_feed
+
+    if config.verify_inputs is not None:
+        return load_verify_feed(config.verify_inputs, inputs), f"'{config.verify_inputs}'"
+    if config.calibration is not None and config.calibration != "random":
+        sample = load_samples(config.calibration, inputs, max_samples=1)[0]
+        return sample, f"the first sample of '{config.calibration}'"
+    return None, None
+
+
+def _run_reference(reference, reference_name: str, feed: dict, imported, feed_source):
+    """The reference's outputs on ``feed``; a feed it rejects is a one-line user error."""
+    try:
+        return reference(feed)
+    except MccError:  # ReferenceUnavailable (skips verification) included
+        raise
+    except Exception as err:  # the runtime refused these values (an index out of range, ...)
+        from mcc.feeds import rejected_message
+
+        raise MccError(rejected_message(err, reference_name, imported.feed_plan,
+                                        imported.inputs, feed_source)) from None
 
 
 def lower(imported, config: CompileConfig, target, stages: Stages):

@@ -49,6 +49,28 @@ def load_samples(source: str | Path, inputs: list[TensorSpec],
     return samples
 
 
+def load_verify_feed(source: str | Path, inputs: list[TensorSpec]) -> Sample:
+    """One feed from an .npz keyed by input name (``--verify-inputs``): the arrays as they
+    are when they fit the inputs (a batch of 2 stays a batch of 2), else the first sample
+    of a samples file as :func:`load_samples` reads it."""
+    path = Path(source)
+    if not path.is_file():
+        raise MccError(f"verify inputs '{path}' not found" if not path.exists()
+                       else f"verify inputs '{path}' must be an .npz file")
+    if path.suffix != ".npz":
+        raise MccError(f"verify inputs '{path}' must be an .npz file keyed by input name")
+    arrays = _read_arrays(path, inputs)
+    try:
+        check_feed(inputs, arrays)
+        return arrays
+    except MccError as err:
+        whole = err
+    try:
+        return _split_samples(path, arrays, inputs)[0]
+    except MccError:
+        raise MccError(f"verify inputs '{path}': {whole}") from None
+
+
 def random_samples(inputs: list[TensorSpec], count: int, seed: int = 0) -> list[Sample]:
     """Seeded random samples, for speed tests only: they calibrate nothing real."""
     return [random_inputs(inputs, seed=seed + i) for i in range(count)]

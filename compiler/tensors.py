@@ -67,11 +67,13 @@ def check_feed(specs: list[TensorSpec], feed: dict) -> list[np.ndarray]:
     return arrays
 
 
-def random_inputs(specs: list[TensorSpec], seed: int = 0, symbolic_size: int = 1) -> dict:
+def random_inputs(specs: list[TensorSpec], seed: int = 0, symbolic_size: int = 1,
+                  rules: dict | None = None) -> dict:
     """Seeded inputs for verification and benchmarks.
 
-    Floats are standard normal; integers are drawn from [0, 10) so that they
-    are valid indices for any embedding table or gather; symbolic dims become
+    Floats are standard normal; integers are drawn from [0, 10), or by the input's rule
+    in ``rules`` (name -> mcc.feeds.ValueRule, derived from how the model uses the
+    input: index ranges, non-zero divisors, 0/1 masks); symbolic dims become
     ``symbolic_size``.
     """
     rng = np.random.default_rng(seed)
@@ -81,6 +83,8 @@ def random_inputs(specs: list[TensorSpec], seed: int = 0, symbolic_size: int = 1
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             feed[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind in "iu" and rules and spec.name in rules:
+            feed[spec.name] = rules[spec.name].draw(rng, shape, dtype)
         elif dtype.kind in "iu":
             feed[spec.name] = rng.integers(0, 10, size=shape).astype(dtype)
         elif dtype.kind == "b":

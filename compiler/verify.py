@@ -6,6 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcc.errors import MccError
+
+
+class ReferenceUnavailable(MccError):
+    """The reference runtime cannot run this model at all (e.g. ONNX Runtime lacks one of
+    its ops): the compile skips verification and says why."""
+
 
 @dataclass(frozen=True)
 class OutputError:
@@ -48,7 +55,8 @@ class VerifyReport:
 
 def compare_output(name: str, actual: np.ndarray, expected: np.ndarray,
                    rtol: float, atol: float) -> OutputError:
-    """Elementwise ``|a - e| <= atol + rtol * |e|`` (NaNs must match), with error figures."""
+    """Elementwise ``|a - e| <= atol + rtol * |e|`` (NaNs and infinities must match in place
+    and sign), with error figures."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     if actual.shape != expected.shape:
         return OutputError(name, float("inf"), float("inf"), False,
@@ -59,7 +67,11 @@ def compare_output(name: str, actual: np.ndarray, expected: np.ndarray,
     nan_a, nan_e = np.isnan(a), np.isnan(e)
     if (nan_a != nan_e).any():
         return OutputError(name, float("nan"), float("nan"), False, "NaNs in different places")
-    a, e = np.where(nan_a, 0.0, a), np.where(nan_e, 0.0, e)
+    inf_a, inf_e = np.isinf(a), np.isinf(e)
+    if ((inf_a | inf_e) & (a != e)).any():  # equal infinities compare equal, nothing else
+        return OutputError(name, float("inf"), float("inf"), False,
+                           "infinities in different places or of different sign")
+    a, e = np.where(nan_a | inf_a, 0.0, a), np.where(nan_e | inf_e, 0.0, e)
     diff = np.abs(a - e)
     big = np.abs(e) > atol
     max_rel = float((diff[big] / np.abs(e[big])).max()) if big.any() else 0.0

@@ -85,6 +85,36 @@ def two_output_model():
         [("x", [2, 3])], [("pos", [2, 3]), ("neg", [2, 3])], name="two_outputs")
 
 
+def graph_model(nodes, inputs, outputs, inits=()):
+    """A model of any tensor types: inputs / outputs are (name, TensorProto type, dims)."""
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, t, d) for n, t, d in inputs],
+        [helper.make_tensor_value_info(n, t, d) for n, t, d in outputs],
+        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def tiny_bert():
+    """input_ids -> Gather [30, 8], token_type_ids -> Gather [2, 8], attention_mask ->
+    Unsqueeze -> Cast -> Mul: the embedding block of every BERT export."""
+    rng = np.random.default_rng(0)
+    ids = [(n, TensorProto.INT64, ["batch", "seq"])
+           for n in ("input_ids", "attention_mask", "token_type_ids")]
+    return graph_model(
+        [helper.make_node("Gather", ["word", "input_ids"], ["we"], name="word_gather"),
+         helper.make_node("Gather", ["ttype", "token_type_ids"], ["te"], name="type_gather"),
+         helper.make_node("Add", ["we", "te"], ["e"]),
+         helper.make_node("Unsqueeze", ["attention_mask", "ax"], ["m1"]),
+         helper.make_node("Cast", ["m1"], ["mf"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["e", "mf"], ["y"])],
+        ids, [("y", TensorProto.FLOAT, ["batch", "seq", 8])],
+        [("word", rng.standard_normal((30, 8)).astype(np.float32)),
+         ("ttype", rng.standard_normal((2, 8)).astype(np.float32)),
+         ("ax", np.array([2], np.int64))])
+
+
 TINY_MODELS = {
     "conv": conv_model,
     "conv_bn": conv_bn_model,

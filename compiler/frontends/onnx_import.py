@@ -50,8 +50,10 @@ def import_onnx(model, input_shapes: dict[str, tuple[int, ...]],
     source = {"format": "onnx", "path": label,
               "sha256": hashlib.sha256(raw).hexdigest(),
               "opset": _default_opset(proto), "producer": proto.producer_name}
+    from mcc.feeds import feed_plan
+
     return ImportedModel(mod, inputs, outputs, ort_reference(raw, output_names), "onnxruntime",
-                         source)
+                         source, feed_plan=feed_plan(fixed))
 
 
 def _load(model):
@@ -240,7 +242,9 @@ def _convert(proto, graph_inputs, input_shapes, label):
 
 
 def ort_reference(raw: bytes, output_names: list[str]):
-    """Run the original model in ONNX Runtime (CPU): the numbers mcc must match."""
+    """Run the original model in ONNX Runtime (CPU): the numbers mcc must match.
+
+    A model ONNX Runtime cannot load raises mcc.verify.ReferenceUnavailable."""
     session = None
 
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -248,7 +252,15 @@ def ort_reference(raw: bytes, output_names: list[str]):
         if session is None:
             import onnxruntime as ort
 
-            session = ort.InferenceSession(raw, providers=["CPUExecutionProvider"])
+            from mcc.verify import ReferenceUnavailable
+
+            options = ort.SessionOptions()
+            options.log_severity_level = 4  # failures are raised; no red log lines on stderr
+            try:
+                session = ort.InferenceSession(raw, options, providers=["CPUExecutionProvider"])
+            except Exception as err:  # e.g. NOT_IMPLEMENTED: an op or type ORT lacks
+                raise ReferenceUnavailable(f"onnxruntime cannot load the model: "
+                                           f"{first_line(err)}") from None
         values = session.run(output_names, feed)
         return dict(zip(output_names, values))
 
