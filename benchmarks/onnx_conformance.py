@@ -160,7 +160,8 @@ def write_markdown(results: list[dict], path: Path, command: str, seconds: float
         f"  {specialized} tests that pass only because a shape operand (reduce axes, TopK k,",
         "  Resize sizes, ...) arrives as a graph *input*: TVM needs those at compile time, so",
         "  the backend compiles them with that input bound to the value the test feeds",
-        "  (`import_onnx(..., constant_inputs=...)`), recompiling if it changes.",
+        "  (`import_onnx(..., constant_inputs=...)`, what `mcc compile --bind` does),",
+        "  recompiling if it changes.",
         "- int4/uint4/int2/uint2/float4e2m1 tensors are held one per byte (TVM's runtime",
         "  cannot hold packed sub-byte arrays); the backend converts them at the boundary.",
         "- skip: string tensors (TVM has no string dtype) and training-only ops.",
@@ -178,9 +179,26 @@ def write_markdown(results: list[dict], path: Path, command: str, seconds: float
         lines += ["", f"## {title}", "", "| test | op | reason |", "|---|---|---|"]
         lines += [f"| {r['name']} | {r['op']} | {r['reason'].replace('|', '/')} |"
                   for r in results if r["status"] == status]
+    api_block = _public_api_block(path)  # onnx_node_tests_api.py --doc's paragraph, kept
+    if api_block:
+        lines[8:8] = api_block + [""]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
+
+
+API_BLOCK = ("<!-- public-api -->", "<!-- /public-api -->")
+
+
+def _public_api_block(path: Path) -> list[str]:
+    """The lines of the public-API paragraph (benchmarks/onnx_node_tests_api.py --doc) in
+    the report at ``path``, markers included; [] if none."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    if API_BLOCK[0] in lines and API_BLOCK[1] in lines:
+        return lines[lines.index(API_BLOCK[0]):lines.index(API_BLOCK[1]) + 1]
+    return []
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/onnx_node_tests_api.py             # 150 tests, seed 0
     .venv/bin/python benchmarks/onnx_node_tests_api.py --sample 40 --seed 1
+    .venv/bin/python benchmarks/onnx_node_tests_api.py --doc docs/ONNX_SUPPORT.md  # + the count
 
 Where ``benchmarks/onnx_conformance.py`` drives mcc's import and build in process
 (the ONNX backend API), this runs what a user would for each sampled test
@@ -65,6 +66,30 @@ def group_failures(results: list[dict]) -> dict[str, list[str]]:
     return dict(sorted(groups.items(), key=lambda kv: -len(kv[1])))
 
 
+def write_doc(path: Path, counts: Counter, total: int, command: str, seed: int) -> None:
+    """Put the result as a short paragraph near the top of the conformance report (between
+    markers that onnx_conformance.py keeps when it rewrites the report)."""
+    from onnx_conformance import API_BLOCK
+
+    block = [
+        API_BLOCK[0],
+        f"**Through the public API: {counts['pass']} of {total} sampled node tests pass** "
+        f"(`{command}`: a fixed sample, seed {seed}; each test as a user runs it:",
+        "`mcc.compile(path, input_shapes=<the test's shapes>, bind=<shape-operand inputs>,",
+        "verify=True)`, export, load and verification against ONNX Runtime included, then",
+        f"`.run(feed)` checked like the runner does; fail {counts['fail']}, "
+        f"skip {counts['skip']}).",
+        API_BLOCK[1],
+    ]
+    lines = path.read_text().splitlines()
+    if API_BLOCK[0] in lines and API_BLOCK[1] in lines:
+        lines[lines.index(API_BLOCK[0]):lines.index(API_BLOCK[1]) + 1] = block
+    else:
+        at = next((i for i, line in enumerate(lines) if line.startswith("- command:")), 2)
+        lines[at:at] = block + [""]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=150, help="tests to sample")
@@ -72,6 +97,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--json", type=Path, default=ROOT / "build" / "onnx_node_tests_api.json")
+    parser.add_argument("--doc", type=Path, default=None, metavar="MD",
+                        help="write the pass count into this report (docs/ONNX_SUPPORT.md)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -100,6 +127,9 @@ def main() -> None:
     for reason, tests in group_failures(results).items():
         print(f"  {len(tests):3d}  {reason}")
         print(f"       {', '.join(tests)}")
+    if args.doc is not None:
+        write_doc(args.doc, counts, len(results), command, args.seed)
+        print(f"[api] wrote {args.doc}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"command": command, "seconds": seconds, "seed": args.seed,
                                      "results": results}, indent=1))
