@@ -41,7 +41,7 @@ def import_onnx(model, input_shapes: dict[str, tuple[int, ...]],
     graph_inputs = _graph_inputs(proto)
     _check_input_shape_names(graph_inputs, input_shapes, label)
     _check_supported_ops(proto, label)
-    fixed = _fix_input_shapes(proto, input_shapes)
+    fixed = _strip_declared_shapes(_fix_input_shapes(proto, input_shapes))
     folded = _fold_shape_subgraphs(fixed)
     mod = _convert(folded, graph_inputs, input_shapes, label)
     input_names = [vi.name for vi in graph_inputs]
@@ -200,6 +200,28 @@ def _fix_input_shapes(proto, input_shapes):
                 dim.Clear()
                 dim.dim_value = value
     return fixed
+
+
+def _strip_declared_shapes(proto):
+    """A copy without the shapes the exporter declared for outputs and intermediate values
+    (value_info), in every (sub)graph: they can be wrong (a flattened output, a stale
+    batch size), and shape inference and folding would trust them over what the graph
+    computes (a ``Shape`` of such a value folds to the declared dims). Types are kept."""
+    import onnx
+
+    stripped = onnx.ModelProto()
+    stripped.CopyFrom(proto)
+    stack = [stripped.graph]
+    while stack:
+        graph = stack.pop()
+        del graph.value_info[:]
+        for vi in graph.output:
+            if vi.type.HasField("tensor_type"):
+                vi.type.tensor_type.ClearField("shape")
+        for node in graph.node:
+            for attr in node.attribute:
+                stack.extend([attr.g] if attr.HasField("g") else list(attr.graphs))
+    return stripped
 
 
 def _fold_shape_subgraphs(proto):

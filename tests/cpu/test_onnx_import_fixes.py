@@ -107,3 +107,39 @@ def test_if_branch_errors_still_fail_the_import_when_both_branches_fail():
     with pytest.raises(mcc.MccError, match="cannot import"):
         mcc.compile(model, verify=False,
                     input_shapes={"x": (5, 2, IN), "h0": (1, 2, H), "c0": (1, 2, H)})
+
+
+def wrong_declared_shapes_model():
+    """(N, C, T) features -> (T, N, C), a CRNN head whose exporter declared the output
+    flattened, (1, T*C). Trusted, that folds Shape(out) to (1, T*C) (an intermediate's
+    wrong value_info is dropped the same way, but ONNX Runtime trusts those itself)."""
+    ints = {"ax0": np.array([0], np.int64), "ax1": np.array([1], np.int64),
+            "i0": np.array(0, np.int64), "minus1": np.array([-1], np.int64)}
+    inits = [numpy_helper.from_array(v, k) for k, v in ints.items()]
+    nodes = [helper.make_node("Shape", ["x"], ["x_shape"]),
+             helper.make_node("Gather", ["x_shape", "i0"], ["n"], axis=0),
+             helper.make_node("Unsqueeze", ["n", "ax0"], ["n1"]),
+             helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["feat"]),  # (N, C*T)
+             helper.make_node("Transpose", ["feat"], ["t"], perm=[1, 0]),
+             helper.make_node("Unsqueeze", ["t", "ax1"], ["out"]),  # (C*T, 1, N)
+             helper.make_node("Shape", ["out"], ["out_shape"]),
+             helper.make_node("Reshape", ["x", "out_shape"], ["again"])]
+    graph = helper.make_graph(
+        nodes, "crnn_head", [_value("x", ["N", 4, 8])],
+        [_value("out", [1, 96]), _value("again", [1, 96])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_computed_output_shapes_win_over_declared_ones():
+    compiled = mcc.compile(wrong_declared_shapes_model(), input_shapes={"x": (3, 4, 8)})
+    assert compiled.report["verify"]["ok"]  # against ONNX Runtime
+    feed = {"x": np.random.default_rng(3).standard_normal((3, 4, 8)).astype(np.float32)}
+    ours, ref = compiled.run(feed), compiled.reference(feed)
+    assert ref["out"].shape == (32, 1, 3) and ref["again"].shape == (32, 1, 3)
+    for name in ref:
+        assert ours[name].shape == ref[name].shape
+        np.testing.assert_allclose(ours[name], ref[name], rtol=1e-6, atol=1e-6)
