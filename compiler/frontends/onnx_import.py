@@ -163,11 +163,14 @@ def _default_opset(proto) -> int:
 def _check_supported_ops(proto, label):
     """Name the first unsupported op, its node and the opset, before TVM tries."""
     from mcc.frontends.onnx_ops import convert_map
+    from mcc.frontends.onnx_ops.contrib import DOMAIN, contrib_name
 
     known = set(convert_map()) | _BUILTIN_OPS
     opsets = {e.domain or "ai.onnx": e.version for e in proto.opset_import}
     for index, node, where in _all_nodes(proto.graph):
         domain = node.domain or "ai.onnx"
+        if domain == DOMAIN and contrib_name(node.op_type) in known:
+            continue
         if domain != "ai.onnx" or node.op_type not in known:
             node_name = node.name or f"#{index}"
             raise MccError(f"unsupported ONNX op '{node.op_type}' (domain {domain}, opset "
@@ -248,6 +251,9 @@ def _convert(proto, graph_inputs, input_shapes, label):
     from mcc.frontends.onnx_ops import extended_convert_map
 
     with extended_convert_map():  # mcc's own converters (LSTM, GRU, ...) on top of TVM's
+        from mcc.frontends.onnx_ops.contrib import namespace_contrib_ops
+
+        proto = namespace_contrib_ops(proto)  # com.microsoft ops under their own names
         mod, failure = call_quietly(from_onnx, proto, keep_params_in_input=False)
     if mod is not None:
         return mod

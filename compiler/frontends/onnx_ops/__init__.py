@@ -45,6 +45,7 @@ _CONVERTER_MODULES: tuple[str, ...] = (
     "mcc.frontends.onnx_ops.bitcast",
     "mcc.frontends.onnx_ops.runtime_axis",  # CumSum/CumProd with a run-time axis
     "mcc.frontends.onnx_ops.quantized",  # QLinearConv, QLinearMatMul, ConvInteger (int8)
+    "mcc.frontends.onnx_ops.contrib",  # com.microsoft: FusedMatMul, Gelu, SkipLayerNorm...
     "mcc.frontends.onnx_ops.integer_division",  # integer Div/Mod: no SIGFPE on 0 or -1
 )
 _loaded = False

@@ -1,0 +1,94 @@
+"""Microsoft contrib ops (domain com.microsoft): each compiles and matches ONNX Runtime,
+which implements them; one without a converter is a one-line error naming it."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import mcc
+from conftest import assert_one_line_error
+
+MS = "com.microsoft"
+
+
+def contrib_model(nodes, inputs, outputs, inits=()):
+    """Outputs are declared with the first input's rank (true for every case here)."""
+    rng = np.random.default_rng(7)
+    rank = len(inputs[0][1])
+    graph = helper.make_graph(
+        nodes, "contrib",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [f"{n}{i}" for i in range(rank)])
+         for n in outputs],
+        initializer=[numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), n)
+                     for n, shape in inits])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(MS, 1)])
+    model.ir_version = 8
+    return model
+
+
+def node(op_type, inputs, outputs, **attrs):
+    return helper.make_node(op_type, inputs, outputs, domain=MS, name=f"my_{op_type}", **attrs)
+
+
+CASES = {
+    "FusedMatMul_transB_alpha": ([node("FusedMatMul", ["a", "b"], ["y"], transB=1, alpha=0.5)],
+                                 [("a", [2, 3, 4])], ["y"], [("b", (2, 5, 4))]),
+    "FusedMatMul_transA": ([node("FusedMatMul", ["a", "b"], ["y"], transA=1)],
+                           [("a", [4, 3])], ["y"], [("b", (4, 6))]),
+    "Gelu": ([node("Gelu", ["x"], ["y"])], [("x", [2, 8])], ["y"], []),
+    "FastGelu": ([node("FastGelu", ["x"], ["y"])], [("x", [2, 8])], ["y"], []),
+    "FastGelu_bias": ([node("FastGelu", ["x", "bias"], ["y"])], [("x", [2, 3, 8])], ["y"],
+                      [("bias", (8,))]),
+    "BiasGelu": ([node("BiasGelu", ["x", "bias"], ["y"])], [("x", [2, 3, 8])], ["y"],
+                 [("bias", (8,))]),
+    "QuickGelu": ([node("QuickGelu", ["x"], ["y"], alpha=1.5)], [("x", [2, 8])], ["y"], []),
+    "SkipLayerNormalization": (
+        [node("SkipLayerNormalization", ["x", "skip", "gamma", "beta", "bias"],
+              ["y", "", "", "sum"], epsilon=1e-5)],
+        [("x", [2, 3, 16]), ("skip", [2, 3, 16])], ["y", "sum"],
+        [("gamma", (16,)), ("beta", (16,)), ("bias", (16,))]),
+    "SkipLayerNormalization_no_bias": (
+        [node("SkipLayerNormalization", ["x", "skip", "gamma"], ["y"])],
+        [("x", [2, 3, 16]), ("skip", [2, 3, 16])], ["y"], [("gamma", (16,))]),
+    "SkipSimplifiedLayerNormalization": (
+        [node("SkipSimplifiedLayerNormalization", ["x", "skip", "gamma"], ["y"],
+              epsilon=1e-6)],
+        [("x", [2, 3, 16]), ("skip", [2, 3, 16])], ["y"], [("gamma", (16,))]),
+    "Attention": ([node("Attention", ["x", "w", "b"], ["y"], num_heads=2)],
+                  [("x", [1, 4, 8])], ["y"], [("w", (8, 24)), ("b", (24,))]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_contrib_op_matches_onnxruntime(case):
+    compiled = mcc.compile(contrib_model(*CASES[case]))  # verified against ONNX Runtime
+    verify = compiled.report["verify"]
+    assert verify["ok"], verify
+    assert set(verify["outputs"]) == set(CASES[case][2])
+
+
+def test_contrib_ops_do_not_shadow_onnx_ops_of_the_same_name():
+    """ONNX's own LayerNormalization (axis=1) next to the contrib Gelu."""
+    model = contrib_model(
+        [helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["n"], axis=1),
+         node("Gelu", ["n"], ["y"])],
+        [("x", [2, 3, 4])], ["y"], [("gamma", (3, 4)), ("beta", (3, 4))])
+    assert mcc.compile(model).report["verify"]["ok"]
+
+
+def test_unsupported_contrib_op_names_op_node_and_domain(save_onnx, cli):
+    model = contrib_model(
+        [node("DynamicQuantizeLSTM", ["x", "w", "r"], ["y"], hidden_size=4)],
+        [("x", [2, 1, 3])], ["y"], [("w", (1, 3, 16)), ("r", (1, 4, 16))])
+    path = save_onnx(model)
+    result = cli("compile", path, "-o", path.with_suffix(".so"))
+    assert_one_line_error(result, "DynamicQuantizeLSTM", "com.microsoft", "my_DynamicQuantizeLSTM")
+    with pytest.raises(mcc.MccError, match="unsupported ONNX op 'DynamicQuantizeLSTM' "
+                                           r"\(domain com.microsoft"):
+        mcc.compile(model)
+    assert onnx.checker  # the model itself is valid ONNX
