@@ -64,6 +64,10 @@ class Module:
         (what benchmarks time)."""
         import tvm
 
+        if isinstance(feed, dict):  # int4/uint4/int2/uint2/float4 arrays: held one per byte
+            from mcc.frontends.subbyte import to_storage
+
+            feed = {name: to_storage(np.asarray(value)) for name, value in feed.items()}
         arrays = check_feed(self.inputs, feed)
         tensors = [tvm.runtime.tensor(a, self._device) for a in arrays]
         specs = self.outputs

@@ -57,3 +57,23 @@ def test_scalar_is_the_only_output():
                    [("d", TensorProto.INT64, [])])
     out = mcc.compile(model).run({"x": X})
     assert out["d"].shape == () and out["d"].dtype == np.int64 and out["d"] == 2
+
+
+def test_sub_byte_inputs_are_taken_as_they_come():
+    """int4 / float4 arrays (ml_dtypes) are held one per byte by the module: run converts."""
+    import ml_dtypes
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["a"], ["y"], to=TensorProto.INT8),
+         helper.make_node("Cast", ["f"], ["z"], to=TensorProto.FLOAT)], "narrow",
+        [helper.make_tensor_value_info("a", TensorProto.INT4, [4]),
+         helper.make_tensor_value_info("f", TensorProto.FLOAT4E2M1, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.INT8, [4]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    model.ir_version = 11
+    a = np.array([-8, -1, 0, 7], dtype=ml_dtypes.int4)
+    f = np.array([0.5, -1.5, 6.0], dtype=ml_dtypes.float4_e2m1fn)
+    out = mcc.compile(model, verify=False).run({"a": a, "f": f})
+    np.testing.assert_array_equal(out["y"], np.array([-8, -1, 0, 7], np.int8))
+    np.testing.assert_array_equal(out["z"], np.array([0.5, -1.5, 6.0], np.float32))
