@@ -96,23 +96,39 @@ def graph_model(nodes, inputs, outputs, inits=()):
     return model
 
 
-def tiny_bert():
+def tiny_bert(positions: bool = False):
     """input_ids -> Gather [30, 8], token_type_ids -> Gather [2, 8], attention_mask ->
-    Unsqueeze -> Cast -> Mul: the embedding block of every BERT export."""
+    Unsqueeze -> Cast -> Mul: the embedding block of every BERT export.
+
+    ``positions`` adds position ids the way torch's BERT export computes them,
+    ``Range(0, Gather(Shape(input_ids), 1), 1)`` -> Unsqueeze -> Gather [16, 8], added
+    to the embeddings: with symbolic ``seq`` its length must come out as ``seq``."""
     rng = np.random.default_rng(0)
     ids = [(n, TensorProto.INT64, ["batch", "seq"])
            for n in ("input_ids", "attention_mask", "token_type_ids")]
+    embed = "e"
+    nodes = [helper.make_node("Gather", ["word", "input_ids"], ["we"], name="word_gather"),
+             helper.make_node("Gather", ["ttype", "token_type_ids"], ["te"], name="type_gather"),
+             helper.make_node("Add", ["we", "te"], ["e"])]
+    inits = [("word", rng.standard_normal((30, 8)).astype(np.float32)),
+             ("ttype", rng.standard_normal((2, 8)).astype(np.float32)),
+             ("ax", np.array([2], np.int64))]
+    if positions:
+        embed = "ep"
+        nodes += [helper.make_node("Shape", ["input_ids"], ["ids_shape"]),
+                  helper.make_node("Gather", ["ids_shape", "one"], ["seq_len"], axis=0),
+                  helper.make_node("Range", ["zero", "seq_len", "one"], ["pos"]),
+                  helper.make_node("Unsqueeze", ["pos", "ax0"], ["pos_ids"]),
+                  helper.make_node("Gather", ["ptable", "pos_ids"], ["pe"], name="pos_gather"),
+                  helper.make_node("Add", ["e", "pe"], ["ep"])]
+        inits += [("ptable", rng.standard_normal((16, 8)).astype(np.float32)),
+                  ("zero", np.array(0, np.int64)), ("one", np.array(1, np.int64)),
+                  ("ax0", np.array([0], np.int64))]
     return graph_model(
-        [helper.make_node("Gather", ["word", "input_ids"], ["we"], name="word_gather"),
-         helper.make_node("Gather", ["ttype", "token_type_ids"], ["te"], name="type_gather"),
-         helper.make_node("Add", ["we", "te"], ["e"]),
-         helper.make_node("Unsqueeze", ["attention_mask", "ax"], ["m1"]),
-         helper.make_node("Cast", ["m1"], ["mf"], to=TensorProto.FLOAT),
-         helper.make_node("Mul", ["e", "mf"], ["y"])],
-        ids, [("y", TensorProto.FLOAT, ["batch", "seq", 8])],
-        [("word", rng.standard_normal((30, 8)).astype(np.float32)),
-         ("ttype", rng.standard_normal((2, 8)).astype(np.float32)),
-         ("ax", np.array([2], np.int64))])
+        nodes + [helper.make_node("Unsqueeze", ["attention_mask", "ax"], ["m1"]),
+                 helper.make_node("Cast", ["m1"], ["mf"], to=TensorProto.FLOAT),
+                 helper.make_node("Mul", [embed, "mf"], ["y"])],
+        ids, [("y", TensorProto.FLOAT, ["batch", "seq", 8])], inits)
 
 
 TINY_MODELS = {
