@@ -96,6 +96,15 @@ def _read_arrays(file: Path, inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
     if missing:
         raise MccError(f"'{file}' has no array for input '{missing[0]}' "
                        f"(it has: {', '.join(sorted(arrays)) or 'nothing'})")
+    for spec in inputs:  # .npz keeps bfloat16 / float8 (ml_dtypes) arrays as raw bytes
+        array = arrays[spec.name]
+        if array.dtype.kind == "V":
+            try:
+                want = np.dtype(spec.dtype)
+            except TypeError:
+                continue
+            if want.itemsize == array.dtype.itemsize:
+                arrays[spec.name] = array.view(want)
     return arrays
 
 

@@ -81,7 +81,7 @@ def random_inputs(specs: list[TensorSpec], seed: int = 0, symbolic_size: int = 1
     for spec in specs:
         shape = tuple(d if isinstance(d, int) else symbolic_size for d in spec.shape)
         dtype = np.dtype(spec.dtype)
-        if dtype.kind == "f":
+        if dtype.kind == "f" or dtype.name.startswith(("bfloat", "float")):  # and ml_dtypes floats
             feed[spec.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind in "iu" and rules and spec.name in rules:
             feed[spec.name] = rules[spec.name].draw(rng, shape, dtype)

@@ -273,23 +273,26 @@ def ort_reference(raw: bytes, output_names: list[str]):
     """Run the original model in ONNX Runtime (CPU): the numbers mcc must match.
 
     A model ONNX Runtime cannot load raises mcc.verify.ReferenceUnavailable."""
-    session = None
+    session = boundary = None
 
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        nonlocal session
+        nonlocal session, boundary
         if session is None:
             import onnxruntime as ort
 
+            from mcc.frontends.ort_boundary import numpy_boundary
             from mcc.verify import ReferenceUnavailable
 
             options = ort.SessionOptions()
             options.log_severity_level = 4  # failures are raised; no red log lines on stderr
             try:
-                session = ort.InferenceSession(raw, options, providers=["CPUExecutionProvider"])
+                boundary = numpy_boundary(raw)  # bfloat16/float8/int4 in or out: cast inside
+                session = ort.InferenceSession(boundary.model, options,
+                                               providers=["CPUExecutionProvider"])
             except Exception as err:  # e.g. NOT_IMPLEMENTED: an op or type ORT lacks
                 raise ReferenceUnavailable(f"onnxruntime cannot load the model: "
                                            f"{first_line(err)}") from None
-        values = session.run(output_names, feed)
-        return dict(zip(output_names, values))
+        values = session.run(boundary.fetch_names(output_names), boundary.feed(feed))
+        return {name: boundary.result(name, v) for name, v in zip(output_names, values)}
 
     return run
