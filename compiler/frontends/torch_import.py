@@ -41,7 +41,8 @@ def import_torch(model, input_shapes: dict, example_inputs) -> ImportedModel:
     from tvm.relax.frontend.torch import from_exported_program
 
     mod, failure = call_quietly(from_exported_program, program, keep_params_as_input=False,
-                                unwrap_unit_return_tuple=True)
+                                unwrap_unit_return_tuple=True,
+                                custom_convert_map=_dtype_faithful_converters())
     if mod is None:
         raise MccError(f"cannot import {source['path']}: {failure}")
     mod = _bind_input_shapes(mod, input_names, input_shapes)
@@ -49,6 +50,59 @@ def import_torch(model, input_shapes: dict, example_inputs) -> ImportedModel:
     return ImportedModel(mod, inputs, outputs, eager_reference(torch, eager, input_names,
                                                                 [o.name for o in outputs]),
                          "pytorch", source)
+
+
+def _dtype_faithful_converters() -> dict:
+    """Converters for aten ops whose result dtype TVM's importer gets wrong.
+
+    torch promotes a bool or integer ``cumsum``/``cumprod`` to int64 (``node.meta``
+    records it); TVM's converters keep the input dtype, so a bool cumsum (the position
+    ids of Hugging Face attention masks: ``(ids != pad).cumsum(-1)``) fails to build
+    ("t.MatchesCode(kDLFloat)") and an int32 one overflows. These cast the input to the
+    dtype torch computed first. Integer clamps get their own converter too."""
+    from tvm import relax
+
+    def scan(relax_op):
+        def convert(node, importer):
+            bb = importer.block_builder
+            x = importer.env[node.args[0]]
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            value = node.meta.get("val")
+            want = str(x.ty.dtype)
+            if value is not None and hasattr(value, "dtype"):
+                want = importer._convert_data_type(value.dtype, importer.env)
+            if str(x.ty.dtype) != want:
+                x = bb.emit(relax.op.astype(x, want))
+            return bb.emit(relax_op(x, dim))
+
+        return convert
+
+    def integer_clamp(method, bounds):
+        """clamp/clamp_min/clamp_max of an integer tensor by Python numbers: TVM's converter
+        clips with +-inf for a missing bound, which an integer constant cannot hold."""
+
+        def convert(node, importer):
+            x = importer.env[node.args[0]]
+            dtype = str(x.ty.dtype)
+            limits = [node.args[1 + i] if len(node.args) > 1 + i else node.kwargs.get(k)
+                      for i, k in enumerate(bounds)]
+            if not dtype.startswith(("int", "uint")) or not all(
+                    isinstance(v, (int, type(None))) and not isinstance(v, bool)
+                    for v in limits):
+                return getattr(importer, method)(node)
+            bb = importer.block_builder
+            for kind, value in zip(bounds, limits):
+                if value is not None:
+                    fn = relax.op.maximum if kind == "min" else relax.op.minimum
+                    x = bb.emit(fn(x, relax.const(value, dtype)))
+            return x
+
+        return convert
+
+    return {"cumsum.default": scan(relax.op.cumsum), "cumprod.default": scan(relax.op.cumprod),
+            "clamp.default": integer_clamp("_clamp", ("min", "max")),
+            "clamp_min.default": integer_clamp("_clamp_min", ("min",)),
+            "clamp_max.default": integer_clamp("_clamp_max", ("max",))}
 
 
 def _exported_program(torch, model, example_inputs):
