@@ -79,11 +79,16 @@ def bench(model, target=None, input_shapes=None, repeat: int = 50, warmup: int =
     still exists, the source model recorded in the module's metadata.
     """
     import mcc
+    from mcc.feeds import module_rules
     from mcc.frontends.references import reference_for
 
+    rules = None
     if isinstance(model, (str, Path)) and str(model).endswith(".so"):
         module = mcc.load(model)
         source = reference or module.metadata.get("source", {}).get("path")
+        # in-range integer inputs: the module's recorded rules, else from the ONNX model
+        rules = module_rules(module.metadata, source if source and Path(source).exists()
+                             and str(source).endswith(".onnx") else None)
         ref_name, ref_fn = (reference_for(source, [t.name for t in module.outputs])
                             if source and Path(source).exists() else (None, None))
         if ref_fn is None and progress:
@@ -95,13 +100,21 @@ def bench(model, target=None, input_shapes=None, repeat: int = 50, warmup: int =
         module, ref_name, ref_fn = compiled.module, compiled.reference_name, compiled.reference
         target_name = compiled.metadata["target"]["name"]
     return time_module(module, ref_name, ref_fn, target_name, repeat, warmup, progress,
-                       str(model) if isinstance(model, (str, Path)) else type(model).__name__)
+                       str(model) if isinstance(model, (str, Path)) else type(model).__name__,
+                       rules=rules)
 
 
 def time_module(module, ref_name, ref_fn, target_name: str, repeat: int, warmup: int,
-                progress=None, label: str = "", max_seconds: float = 120.0) -> BenchReport:
-    """Time a loaded module and its reference on the same seeded batch-1 inputs."""
-    feed = random_inputs(module.inputs, seed=0, symbolic_size=1)
+                progress=None, label: str = "", max_seconds: float = 120.0,
+                rules: dict | None = None) -> BenchReport:
+    """Time a loaded module and its reference on the same seeded batch-1 inputs.
+
+    Integer inputs follow ``rules`` (mcc.feeds), by default the module's recorded ones."""
+    if rules is None:
+        from mcc.feeds import module_rules
+
+        rules = module_rules(getattr(module, "metadata", None) or {})
+    feed = random_inputs(module.inputs, seed=0, symbolic_size=1, rules=rules)
     if progress:
         progress(f"[mcc] timing {repeat} runs each (after {warmup} warm-up runs)")
     mcc_timing = time_calls("mcc", module.runner(feed), repeat, warmup, max_seconds)

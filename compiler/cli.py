@@ -145,7 +145,9 @@ def _load_feed(path: str | None, module) -> dict:
 
     if path is None:
         _stderr("[mcc] no --inputs given: running on seeded random inputs (seed 0)")
-        return random_inputs(module.inputs, seed=0)
+        from mcc.feeds import module_rules
+
+        return random_inputs(module.inputs, seed=0, rules=module_rules(module.metadata))
     if not Path(path).exists():
         raise MccError(f"inputs file '{path}' not found")
     try:

@@ -59,7 +59,9 @@ def bundle(module_path: str | Path, out_dir: str | Path, cross_compiler: str | N
         for name in preset.runtime_libs:
             shutil.copyfile(build.lib_dir / name, root / "lib" / name)
         inputs = [TensorSpec.from_json(t) for t in metadata["inputs"]]
-        feeds = _example_inputs(inputs, root / "inputs")
+        from mcc.feeds import module_rules
+
+        feeds = _example_inputs(inputs, root / "inputs", module_rules(metadata))
         binaries = [root / module_path.name, root / "bin" / "mcc_run",
                     *(root / "lib" / name for name in preset.runtime_libs)]
         requirements = _libc_requirements(binaries)
@@ -73,14 +75,16 @@ def bundle(module_path: str | Path, out_dir: str | Path, cross_compiler: str | N
     return out_dir
 
 
-def _example_inputs(inputs: list[TensorSpec], directory: Path) -> list[tuple[str, str]]:
-    """Seeded inputs (symbolic dimensions set to 1) so the bundle runs out of the box."""
+def _example_inputs(inputs: list[TensorSpec], directory: Path,
+                    rules: dict | None = None) -> list[tuple[str, str]]:
+    """Seeded inputs (symbolic dimensions set to 1) so the bundle runs out of the box;
+    integer inputs in the ranges of ``rules`` (mcc.feeds)."""
     from mcc.tensors import random_inputs
 
     fixed = [TensorSpec(t.name, tuple(d if isinstance(d, int) else 1 for d in t.shape), t.dtype)
              for t in inputs]
     feeds = []
-    for name, array in random_inputs(fixed, seed=0).items():
+    for name, array in random_inputs(fixed, seed=0, rules=rules).items():
         file = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) + ".npy"
         np.save(directory / file, np.ascontiguousarray(array))
         feeds.append((name, f"inputs/{file}"))

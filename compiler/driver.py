@@ -117,6 +117,10 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         "source": imported.source,
         "reference": imported.reference_name,
     }
+    if rules:  # value ranges of the integer inputs: run / bench / drift draw in range too
+        from mcc.feeds import rules_to_json
+
+        metadata["feeds"] = rules_to_json(rules)
     if prune_info:
         metadata["prune"] = prune_info
     if layout_choice:

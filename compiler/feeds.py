@@ -305,3 +305,49 @@ def rejected_message(err: BaseException, reference_name: str, plan: FeedPlan | N
     return (f"the reference runtime ({reference_name}) rejected the synthetic verification "
             f"inputs (input {described}): {message}; pass real inputs with --verify-inputs "
             "FILE.npz (or skip the check with --no-verify)")
+
+
+# --- the rules kept with a built module ---------------------------------------------
+# The driver writes them into the module's metadata ("feeds": {input: {low, high, ...}}),
+# so `mcc run` without --inputs, `mcc bench`, the prune drift measure and calibration on
+# random data draw the same in-range values from a .so as verification did.
+
+def rules_to_json(rules: dict[str, ValueRule] | None) -> dict:
+    """``{input: {"low", "high", "nonzero"[, "fill"]}}`` for the module metadata."""
+    out = {}
+    for name, rule in (rules or {}).items():
+        entry = {"low": int(rule.low), "high": int(rule.high), "nonzero": bool(rule.nonzero)}
+        if rule.fill is not None:
+            entry["fill"] = rule.fill
+        out[name] = entry
+    return out
+
+
+def rules_from_json(data) -> dict[str, ValueRule]:
+    """The inverse of :func:`rules_to_json`; entries it cannot read are left out."""
+    rules = {}
+    for name, entry in (data or {}).items():
+        try:
+            rules[str(name)] = ValueRule(int(entry["low"]), int(entry["high"]),
+                                         bool(entry.get("nonzero", False)), entry.get("fill"))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return rules
+
+
+def module_rules(metadata: dict, model_path=None) -> dict[str, ValueRule]:
+    """Feed rules of a built module: its metadata's, or, for a module built before they
+    were recorded, re-derived from the ONNX model at ``model_path`` or at the source path
+    the metadata names (when that file is still there)."""
+    if "feeds" in metadata:
+        return rules_from_json(metadata["feeds"])
+    source = metadata.get("source") or {}
+    path = model_path or (source.get("path") if source.get("format") == "onnx" else None)
+    if path is None or not str(path).endswith(".onnx"):
+        return {}
+    try:
+        import onnx
+
+        return feed_plan(onnx.load(str(path), load_external_data=False)).rules
+    except Exception:  # an aid for synthetic data: without the model, the old rule
+        return {}

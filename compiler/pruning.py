@@ -65,7 +65,10 @@ def measure_drift(module, reference, calibration: str | None, seed: int = 0) -> 
         samples = load_samples(calibration, inputs, max_samples=DRIFT_MAX_SAMPLES)
         source = f"{len(samples)} samples from {calibration}"
     else:
-        samples = random_samples(inputs, DRIFT_RANDOM_SAMPLES, seed=seed)
+        from mcc.feeds import module_rules
+
+        samples = random_samples(inputs, DRIFT_RANDOM_SAMPLES, seed=seed,
+                                 rules=module_rules(getattr(module, "metadata", None) or {}))
         source = f"{len(samples)} seeded random inputs (no --calibration given)"
     names = [t.name for t in module.outputs]
     stats = {name: {"max_abs": 0.0, "sq_err": 0.0, "sq_ref": 0.0, "top1_same": 0, "top1_n": 0}

@@ -241,7 +241,9 @@ class Quantizer:
             self.say("[mcc] WARNING: calibrating on seeded RANDOM inputs (--calibration random): "
                      "int8 ranges and the accuracy report mean nothing for real data; "
                      "use this for speed tests only")
-            return random_samples(self.imported.inputs, RANDOM_SAMPLES, seed=self.config.seed)
+            plan = self.imported.feed_plan
+            return random_samples(self.imported.inputs, RANDOM_SAMPLES, seed=self.config.seed,
+                                  rules=plan.rules if plan is not None else None)
         return load_samples(source, self.imported.inputs)
 
     def sensitivity(self, chosen) -> list[tuple[str, float]]:

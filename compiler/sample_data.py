@@ -71,9 +71,11 @@ def load_verify_feed(source: str | Path, inputs: list[TensorSpec]) -> Sample:
         raise MccError(f"verify inputs '{path}': {whole}") from None
 
 
-def random_samples(inputs: list[TensorSpec], count: int, seed: int = 0) -> list[Sample]:
-    """Seeded random samples, for speed tests only: they calibrate nothing real."""
-    return [random_inputs(inputs, seed=seed + i) for i in range(count)]
+def random_samples(inputs: list[TensorSpec], count: int, seed: int = 0,
+                   rules: dict | None = None) -> list[Sample]:
+    """Seeded random samples, for speed tests only: they calibrate nothing real.
+    ``rules``: value ranges of integer inputs (mcc.feeds), so indices stay in range."""
+    return [random_inputs(inputs, seed=seed + i, rules=rules) for i in range(count)]
 
 
 def _read_arrays(file: Path, inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
