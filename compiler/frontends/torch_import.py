@@ -43,6 +43,10 @@ def import_torch(model, input_shapes: dict, example_inputs) -> ImportedModel:
     mod, failure = call_quietly(from_exported_program, program, keep_params_as_input=False,
                                 unwrap_unit_return_tuple=True,
                                 custom_convert_map=_dtype_faithful_converters())
+    if mod is None and (retry := _views_as_reshapes(torch, program)) is not None:
+        mod, _ = call_quietly(from_exported_program, retry, keep_params_as_input=False,
+                              unwrap_unit_return_tuple=True,
+                              custom_convert_map=_dtype_faithful_converters())
     if mod is None:
         raise MccError(f"cannot import {source['path']}: {failure}")
     mod = _bind_input_shapes(mod, input_names, input_shapes)
@@ -50,6 +54,29 @@ def import_torch(model, input_shapes: dict, example_inputs) -> ImportedModel:
     return ImportedModel(mod, inputs, outputs, eager_reference(torch, eager, input_names,
                                                                 [o.name for o in outputs]),
                          "pytorch", source)
+
+
+def _views_as_reshapes(torch, program):
+    """A copy of ``program`` whose ``aten.view`` calls are ``aten.reshape`` (None if it has
+    none). torch's decompositions (which TVM's importer runs) can give an op's result other
+    strides than export recorded, e.g. the math decomposition of
+    scaled_dot_product_attention, and a later ``view`` of it then fails ("Cannot view a
+    tensor with shape ... and strides ...": Hugging Face GPT-2's ``Conv1D`` after SDPA).
+    In an inference graph a reshape computes the same values and copies when it must."""
+    import copy
+
+    view = torch.ops.aten.view.default
+    if not any(n.op == "call_function" and n.target is view for n in program.graph.nodes):
+        return None
+    try:
+        copied = copy.deepcopy(program)
+    except Exception:  # a program that cannot be copied keeps its first failure
+        return None
+    for node in copied.graph.nodes:
+        if node.op == "call_function" and node.target is view:
+            node.target = torch.ops.aten.reshape.default
+    copied.graph_module.recompile()
+    return copied
 
 
 def _dtype_faithful_converters() -> dict:

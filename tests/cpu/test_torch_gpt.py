@@ -1,7 +1,9 @@
 """A GPT-2-style decoder (plain torch, no transformers) through torch.export: token and
 position embeddings (position ids from the padding mask, as Hugging Face computes them:
 a cumsum of a bool tensor), causal self-attention with a torch.tril mask, tanh GELU,
-LayerNorm, residuals and a tied LM head; it compiles and matches eager PyTorch."""
+LayerNorm, residuals and a tied LM head; it compiles and matches eager PyTorch. The
+SDPA variant views SDPA's output as Hugging Face's Conv1D does (torch's decomposition
+then fails on the view unless mcc retries with reshapes)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,12 @@ class Block(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
         q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        if self.mask == "sdpa_conv1d":  # Hugging Face's default: SDPA, then Conv1D's
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # addmm of a view
+            y = y.transpose(1, 2).reshape(b, t, d)
+            y = torch.addmm(self.proj.bias, y.view(-1, d), self.proj.weight.t()).view(b, t, d)
+            x = x + y
+            return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
         att = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.heads)
         causal = self.causal[:, :, :t, :t]
         if self.mask == "masked_fill_inf":
@@ -60,7 +68,7 @@ class TinyGPT(nn.Module):
         return self.head(self.ln_f(x))
 
 
-@pytest.mark.parametrize("mask", ["masked_fill_inf", "where_finfo_min"])
+@pytest.mark.parametrize("mask", ["masked_fill_inf", "where_finfo_min", "sdpa_conv1d"])
 def test_gpt2_like_decoder_matches_eager(mask):
     torch.manual_seed(0)
     model = TinyGPT(mask).eval()
