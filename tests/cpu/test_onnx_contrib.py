@@ -92,3 +92,48 @@ def test_unsupported_contrib_op_names_op_node_and_domain(save_onnx, cli):
                                            r"\(domain com.microsoft"):
         mcc.compile(model)
     assert onnx.checker  # the model itself is valid ONNX
+
+
+def test_embed_layer_normalization_matches_onnxruntime():
+    """Word + position + segment embeddings, then LayerNorm (BERT exports); the ids must
+    index the tables, so the feed is chosen here."""
+    rng = np.random.default_rng(0)
+    tables = [("we", (50, 16)), ("pe", (8, 16)), ("se", (2, 16)), ("g", (16,)), ("b", (16,))]
+    graph = helper.make_graph(
+        [node("EmbedLayerNormalization", ["ids", "seg", "we", "pe", "se", "g", "b"],
+              ["y", "mask_index"], epsilon=1e-5)], "embed",
+        [helper.make_tensor_value_info("ids", TensorProto.INT32, [2, 8]),
+         helper.make_tensor_value_info("seg", TensorProto.INT32, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8, 16]),
+         helper.make_tensor_value_info("mask_index", TensorProto.INT32, [2])],
+        initializer=[numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+                     for n, s in tables])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(MS, 1)])
+    model.ir_version = 8
+    compiled = mcc.compile(model, verify=False)
+    feed = {"ids": rng.integers(0, 50, (2, 8)).astype(np.int32),
+            "seg": rng.integers(0, 2, (2, 8)).astype(np.int32)}
+    ours, ref = compiled.run(feed), compiled.reference(feed)
+    np.testing.assert_allclose(ours["y"], ref["y"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ours["mask_index"], ref["mask_index"])
+
+
+def test_contrib_op_inside_an_if_branch():
+    then = helper.make_graph([node("FastGelu", ["x"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2, 8])])
+    other = helper.make_graph([node("Gelu", ["x"], ["e"])], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, [2, 8])])
+    model = contrib_model(
+        [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+         helper.make_node("Greater", ["s", "zero"], ["positive"]),
+         helper.make_node("If", ["positive"], ["y"], then_branch=then, else_branch=other)],
+        [("x", [2, 8])], ["y"], [])
+    model.graph.initializer.append(numpy_helper.from_array(np.array(0, np.float32), "zero"))
+    compiled = mcc.compile(model)
+    assert compiled.report["verify"]["ok"]
+    for sign in (1, -1):
+        feed = {"x": sign * np.abs(np.random.default_rng(1).standard_normal((2, 8)))
+                .astype(np.float32)}
+        np.testing.assert_allclose(compiled.run(feed)["y"], compiled.reference(feed)["y"],
+                                   rtol=1e-5, atol=1e-5)
