@@ -48,6 +48,7 @@ _CONVERTER_MODULES: tuple[str, ...] = (
     "mcc.frontends.onnx_ops.contrib",  # com.microsoft: FusedMatMul, Gelu, SkipLayerNorm...
     "mcc.frontends.onnx_ops.integer_division",  # integer Div/Mod: no SIGFPE on 0 or -1
     "mcc.frontends.onnx_ops.range",  # Range(0, seq): an arange of length seq, not range_len_0
+    "mcc.frontends.onnx_ops.newer_forms",  # SpaceToDepth mode=CRD, TopK on unsigned ints
 )
 _loaded = False
 
