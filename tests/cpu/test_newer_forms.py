@@ -46,3 +46,15 @@ def test_top_k_uint8_smallest():
     out = mcc.compile(model).run({"x": np.array([200, 3, 255, 7], np.uint8)})
     np.testing.assert_array_equal(out["v"], [3, 7])
     np.testing.assert_array_equal(out["i"], [1, 3])
+
+
+def test_rms_normalization_over_every_axis():
+    model = _model(helper.make_node("RMSNormalization", ["x", "w"], ["y"], axis=0, epsilon=0.1),
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4]),
+                    helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3, 4])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4])], 23)
+    rng = np.random.default_rng(0)
+    feed = {n: rng.standard_normal((2, 3, 4)).astype(np.float32) for n in ("x", "w")}
+    (ref,) = ReferenceEvaluator(model).run(None, feed)
+    out = mcc.compile(model, verify=False).run(feed)["y"]
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)

@@ -1,6 +1,7 @@
 """Forms of ONNX ops that TVM's importer gets wrong: SpaceToDepth's ``mode`` attribute
-(CRD, added in opset 25; TVM always rearranges DCR) and TopK on unsigned integers
-(TVM's sort kernel rejects them at run time: "Unsupported input dtype: uint64")."""
+(CRD, added in opset 25; TVM always rearranges DCR), TopK on unsigned integers
+(TVM's sort kernel rejects them at run time: "Unsupported input dtype: uint64") and
+RMSNormalization over every axis (``axis=0``: TVM's rms_norm kernel fails to build)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,24 @@ class TopK(onnx_frontend.TopK):
     @classmethod
     def _impl_v1(cls, bb, inputs, attr, params):
         return cls._unsigned(super()._impl_v1, bb, inputs, attr, params)
+
+
+@register("RMSNormalization")
+class RMSNormalization(onnx_frontend.RMSNormalization):
+    """Over every axis (axis 0), as x / sqrt(mean(x^2) + epsilon) * scale in plain ops."""
+
+    @classmethod
+    def _impl_v23(cls, bb, inputs, attr, params):
+        data, scale = inputs[0], inputs[1]
+        ndim = onnx_frontend._get_known_tensor_rank(data)
+        axis = attr.get("axis", -1)
+        if ndim is None or axis not in (0, -ndim):
+            return super()._impl_v23(bb, inputs, attr, params)
+        dtype = dtype_of(data)
+        compute = "float32" if attr.get("stash_type", 1) == 1 else dtype
+        x = op.astype(data, compute) if compute != dtype else data
+        s = op.astype(scale, compute) if dtype_of(scale) != compute else scale
+        mean = op.mean(op.multiply(x, x), axis=list(range(ndim)), keepdims=True)
+        eps = const(attr.get("epsilon", 1e-05), compute)
+        out = op.multiply(op.divide(x, op.sqrt(op.add(mean, eps))), s)
+        return op.astype(out, dtype) if compute != dtype else out
