@@ -17,6 +17,8 @@
     AnnotateTIROpPattern     classify each PrimFunc (injective, reduction, out-elemwise-fusable…)
     FoldConstant             fold constant TIR calls
     FuseOps, FuseTIR         fuse elementwise epilogues/prologues into their producers
+    mcc.OrderSymbolicBindings  (between them) a fused group that takes a symbolic var comes
+                             after the match_cast defining it (FuseOps may put it before)
     DeadCodeElimination      remove functions nobody calls any more
 
 The names listed here are what ``mcc info`` reports under "passes".
@@ -34,6 +36,7 @@ from mcc.passes import (
     FoldBatchNorm,
     FoldConstantShapes,
     LegalizeDynamicSlice,
+    OrderSymbolicBindings,
     Winograd,
 )
 
@@ -55,6 +58,9 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
         ("AnnotateTIROpPattern", T.AnnotateTIROpPattern()),
         ("FoldConstant", T.FoldConstant()),
         ("FuseOps", T.FuseOps()),
+        # FuseOps places groups by dataflow operands only: move a group that takes a
+        # symbolic var back after the match_cast binding it (passes/order_symbolic_bindings)
+        ("mcc.OrderSymbolicBindings", OrderSymbolicBindings()),
         ("FuseTIR", T.FuseTIR()),
         ("DeadCodeElimination", T.DeadCodeElimination()),
     ]

@@ -13,11 +13,13 @@ from mcc.passes.layout import ConvertLayout, convert_layout
 from mcc.passes.legalize_dynamic_slice import LegalizeDynamicSlice, legalize_dynamic_slice
 from mcc.passes.model_cost import model_cost
 from mcc.passes.op_count import count_ops
+from mcc.passes.order_symbolic_bindings import OrderSymbolicBindings, order_symbolic_bindings
 from mcc.passes.prune_channels import prune_channels
 from mcc.passes.quantize import quantize
 from mcc.passes.winograd import Winograd, winograd
 
 __all__ = ["ConvertLayout", "FastMath", "FoldBatchNorm", "FoldConstantShapes",
-           "LegalizeDynamicSlice", "calibrate", "convert_layout", "count_ops", "fast_math",
+           "LegalizeDynamicSlice", "OrderSymbolicBindings", "calibrate", "convert_layout",
+           "count_ops", "fast_math",
            "fold_batch_norm", "fold_constant_shapes", "legalize_dynamic_slice", "model_cost",
-           "prune_channels", "quantize", "winograd", "Winograd"]
+           "order_symbolic_bindings", "prune_channels", "quantize", "winograd", "Winograd"]
