@@ -76,8 +76,9 @@ def write_doc(path: Path, counts: Counter, total: int, command: str, seed: int) 
         f"**Through the public API: {counts['pass']} of {total} sampled node tests pass** "
         f"(`{command}`: a fixed sample, seed {seed}; each test as a user runs it:",
         "`mcc.compile(path, input_shapes=<the test's shapes>, bind=<shape-operand inputs>,",
-        "verify=True)`, export, load and verification against ONNX Runtime included, then",
-        f"`.run(feed)` checked like the runner does; fail {counts['fail']}, "
+        "verify=True)`, export, load and verification against ONNX Runtime included (on the",
+        "test's inputs where synthetic ones are rejected and the error says to pass real",
+        f"ones), then `.run(feed)` checked like the runner does; fail {counts['fail']}, "
         f"skip {counts['skip']}).",
         API_BLOCK[1],
     ]
