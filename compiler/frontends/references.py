@@ -20,7 +20,9 @@ def reference_for(path: str | Path, output_names: list[str]):
         from mcc.frontends.torch_import import _torch, eager_reference
 
         torch = _torch()
-        program = torch.export.load(str(path))
+        from mcc.frontends.safe_pt2 import load_exported_program
+
+        program = load_exported_program(torch, path)
         return "pytorch", eager_reference(torch, program.module(),
                                           list(program.graph_signature.user_inputs),
                                           output_names)

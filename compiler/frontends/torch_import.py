@@ -7,7 +7,6 @@ fixes them; fixing binds the Relax function's symbolic variables.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -136,13 +135,9 @@ def _exported_program(torch, model, example_inputs):
     """(ExportedProgram, eager callable, source metadata) for a path, module or program."""
     if isinstance(model, (str, Path)):
         path = Path(model)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                program = torch.export.load(str(path))
-        except Exception as err:
-            raise MccError(f"'{path}' is not a valid torch.export program (.pt2): "
-                           f"{first_line(err)}") from None
+        from mcc.frontends.safe_pt2 import load_exported_program
+
+        program = load_exported_program(torch, path)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         return program, program.module(), {"format": "pt2", "path": str(path), "sha256": digest}
     if isinstance(model, torch.export.ExportedProgram):
