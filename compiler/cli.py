@@ -197,14 +197,24 @@ def run(module_path, inputs_path, output_path):
 @click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
 def info(module_path, as_json):
     """Show a compiled module's metadata (read without loading it)."""
+    from mcc.integrity import check
     from mcc.package import read_metadata
 
-    meta = read_metadata(module_path)
+    intact, detail = check(module_path)
+    try:
+        meta = read_metadata(module_path)
+    except MccError as err:
+        if intact is False:
+            raise MccError(f"'{module_path}': integrity check FAILED: {detail}") from None
+        raise err from None
     if as_json:
+        meta = dict(meta, integrity={"ok": intact, "detail": detail})
         click.echo(json.dumps(meta, indent=2, sort_keys=True))
         return
     target = meta["target"]
     click.echo(f"module:   {module_path}")
+    click.echo("integrity: " + {True: f"ok (sha256 {detail[:16]}...)", None: f"none ({detail})",
+                                False: f"FAILED ({detail})"}[intact])
     click.echo(f"target:   {target['name']} {json.dumps(target['tvm'], sort_keys=True)}")
     for kind in ("inputs", "outputs"):
         for t in meta[kind]:
@@ -245,6 +255,8 @@ def info(module_path, as_json):
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")
     click.echo(f"versions: mcc {meta['mcc_version']}, TVM {meta['tvm_version']}")
+    if intact is False:
+        raise MccError(f"'{module_path}': integrity check FAILED: {detail}")
 
 
 @main.command()

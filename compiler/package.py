@@ -43,7 +43,9 @@ def export_module(executable, path: str | Path, metadata: dict, target=None) -> 
     options = export_options(target) if target is not None else {}
     with tempfile.TemporaryDirectory(prefix="mcc-export-") as workdir:
         source = Path(workdir) / "mcc_metadata.cc"
-        source.write_text(_metadata_source(metadata))
+        from mcc.integrity import digest_source, seal
+
+        source.write_text(_metadata_source(metadata) + digest_source())
 
         def write(tmp_path: str) -> None:
             from mcc.tvm_log import quiet_tvm
@@ -55,6 +57,7 @@ def export_module(executable, path: str | Path, metadata: dict, target=None) -> 
                 from mcc.cuda import require_device_code
 
                 require_device_code(tmp_path, target.cuda_arch)
+            seal(tmp_path)  # last: any later change to the file fails mcc's integrity check
 
         return atomic_write(path, write)
 

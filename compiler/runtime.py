@@ -21,7 +21,10 @@ class Module:
     """A loaded mcc module: ``inputs``, ``outputs``, ``metadata`` and ``run(feed)``."""
 
     def __init__(self, path: str | Path):
+        from mcc.integrity import require_intact
+
         self.path = Path(path)
+        require_intact(self.path)  # before anything reads or dlopens it
         self.metadata = read_metadata(self.path)
         self.inputs = [TensorSpec.from_json(t) for t in self.metadata["inputs"]]
         self.outputs = [TensorSpec.from_json(t) for t in self.metadata["outputs"]]
