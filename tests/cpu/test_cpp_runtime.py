@@ -99,6 +99,9 @@ def test_runner_refuses_another_architecture(x86_bundles, tmp_path):
     data[18:20] = (183).to_bytes(2, "little")  # claim aarch64 in the ELF header
     fake = tmp_path / "arm.so"
     fake.write_bytes(bytes(data))
+    from mcc.integrity import seal
+
+    seal(fake)  # a consistent module, only built for another machine
     result = _run(bundle / "bin" / "mcc_run", fake, "--list")
     assert result.returncode == 1
     assert ("is built for x86 (aarch64) and cannot run on this machine: it is x86_64"
@@ -138,3 +141,24 @@ def test_package_errors_are_one_line_and_write_nothing(x86_bundles, cli, tmp_pat
 
     result = cli("package", existing / "conv_bn.so", "-o", tmp_path / "no" / "such" / "dir")
     assert_one_line_error(result, "does not exist")
+
+
+@pytest.mark.parametrize("how", ["truncated", "rodata_flipped"])
+def test_runner_refuses_a_damaged_module(x86_bundles, tmp_path, how):
+    from mcc.elf import section_range
+
+    bundle = x86_bundles["conv_bn"]
+    data = bytearray((bundle / "conv_bn.so").read_bytes())
+    if how == "truncated":
+        data = data[: len(data) * 2 // 3]
+    else:
+        offset, size = section_range(bundle / "conv_bn.so", ".rodata")
+        for i in range(64):
+            data[offset + (i * 37) % size] ^= 0xFF
+    damaged = tmp_path / "damaged.so"
+    damaged.write_bytes(bytes(data))
+    result = _run(bundle / "bin" / "mcc_run", damaged, "--list")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "integrity check" in lines[0], lines

@@ -2,6 +2,8 @@
 // section `.mcc_metadata` before anything is loaded, then TVM's Relax VM.
 #include "mcc/runtime.h"
 
+#include "integrity.h"
+
 #include <dlfcn.h>
 #include <sched.h>
 
@@ -71,7 +73,10 @@ std::string ReadElfSection(const std::string& path, const std::string& name, int
   if (!f) throw Error("module file " + Quote(path) + " not found or not readable");
   std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   auto read = [&](size_t at, size_t n) {
-    if (at + n > data.size()) throw Error(Quote(path) + " is truncated or not a shared library");
+    if (at + n > data.size()) {
+      throw Error("integrity check failed for " + Quote(path) +
+                  ": truncated or damaged ELF headers");
+    }
     uint64_t v = 0;
     std::memcpy(&v, data.data() + at, n);
     return v;
@@ -93,7 +98,10 @@ std::string ReadElfSection(const std::string& path, const std::string& name, int
     if (name_at < data.size() && std::strcmp(data.c_str() + name_at, name.c_str()) == 0) {
       uint64_t offset = read(header + 0x18, 8), size = read(header + 0x20, 8);
       read(offset, 0);
-      if (offset + size > data.size()) throw Error(Quote(path) + " is truncated");
+      if (offset + size > data.size()) {
+        throw Error("integrity check failed for " + Quote(path) + ": truncated");
+      }
+      if (name == ".mcc_metadata") VerifyIntegrity(path, data);  // before anything trusts it
       std::string bytes = data.substr(offset, size);
       return bytes.substr(0, bytes.find('\0'));
     }
