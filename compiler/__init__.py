@@ -81,6 +81,9 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
                        "--holdout apply to --quantize int8 only")
     if verify_inputs is not None and not verify:
         raise MccError("--verify-inputs and --no-verify contradict each other")
+    from mcc.input_checks import check_tuning_logs
+
+    check_tuning_logs(tuning_logs)
 
     return CompileConfig(
         target=resolve_target(target).with_cross_compiler(cross_compiler),

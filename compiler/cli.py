@@ -126,6 +126,9 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
     out = Path(output) if output else Path.cwd() / (Path(model).stem + ".so")
     if out.suffix != ".so":
         raise MccError(f"output '{out}' must end in .so")
+    from mcc.input_checks import check_output_folder
+
+    check_output_folder(out)  # before compiling, not after minutes of work
     compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                            tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
                            calibration=calibration, prune=prune,
@@ -179,6 +182,10 @@ def run(module_path, inputs_path, output_path):
 
     import mcc
 
+    if output_path:
+        from mcc.input_checks import check_output_folder
+
+        check_output_folder(output_path)
     module = mcc.load(module_path)
     outputs = module.run(_load_feed(inputs_path, module))
     for name, value in outputs.items():

@@ -78,6 +78,9 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     with stages.stage("import") as st:
         imported = import_model(model, config.input_shapes, example_inputs, config.bind)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
+        from mcc.input_checks import check_input_specs
+
+        check_input_specs(imported.inputs)  # 0-size or unallocatable inputs: before any work
 
     # the verification feed: the user's (--verify-inputs, or the first --calibration
     # sample), read now so that a bad file fails before the build; else synthetic inputs

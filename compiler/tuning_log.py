@@ -100,7 +100,11 @@ class RawRecord:
 
 def _json_lines(path: Path) -> list:
     out = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise MccError(f"tuning log '{path}' is not a text (JSON lines) file") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -40,6 +40,9 @@ def import_onnx(model, input_shapes: dict[str, tuple[int, ...]],
         raw = proto.SerializeToString()
     graph_inputs = _graph_inputs(proto)
     _check_input_shape_names(graph_inputs, input_shapes, label)
+    from mcc.frontends.onnx_checks import check_zero_dims
+
+    check_zero_dims(graph_inputs, input_shapes, label)
     _check_supported_ops(proto, label)
     fixed = _strip_declared_shapes(_fix_input_shapes(proto, input_shapes))
     folded = _fold_shape_subgraphs(fixed)
@@ -66,8 +69,10 @@ def _load(model):
     else:
         path = Path(model)
         label = str(path)
+        from mcc.frontends.onnx_checks import load_onnx_file
+
         try:
-            proto = onnx.load(str(path))
+            proto = load_onnx_file(path)
         except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as err:
             raise MccError(f"'{label}' is not a valid ONNX model (cannot parse it: "
                            f"{first_line(err)})") from None
@@ -75,9 +80,12 @@ def _load(model):
             raise MccError(f"cannot read '{label}': {err.strerror}") from None
     if proto.ir_version == 0 or not proto.graph.node or not proto.graph.output:
         raise MccError(f"'{label}' is not a valid ONNX model (no graph, nodes or outputs found)")
+    from mcc.frontends.onnx_checks import check_opset
+
+    check_opset(proto, label)
     try:
         onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as err:
+    except (onnx.checker.ValidationError, UnicodeDecodeError) as err:
         raise MccError(f"'{label}' is not a valid ONNX model: {first_line(err)}") from None
     return proto, label, proto.SerializeToString()
 
