@@ -24,7 +24,8 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
             verify=True, rtol=None, atol=None, calibration=None, prune=None,
             prune_criterion="l1", layout="auto", quantize=None, calibration_method="minmax",
             per_tensor=False, exclude=(), accuracy_budget=None, progress=None,
-            cross_compiler=None, holdout=None, winograd=True, verify_inputs=None, bind=None):
+            cross_compiler=None, holdout=None, winograd=True, verify_inputs=None, bind=None,
+            precision="fp32"):
     """Compile ``model`` (a path, an ``onnx.ModelProto``, a ``torch.nn.Module`` with
     ``example_inputs`` or a ``torch.export.ExportedProgram``) for ``target`` (a preset
     name, a TVM target dict/JSON, or None for this machine's CPU).
@@ -52,14 +53,16 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_l
     ``aarch64-linux-gnu-g++`` for ARM presets). ``progress`` is an optional callable
     receiving one line per stage. ``verify_inputs`` (an .npz keyed by input name) is the
     feed the module is verified on instead of synthetic inputs (default: the first
-    ``calibration`` sample when there are samples).
+    ``calibration`` sample when there are samples). ``precision="bf16"`` runs conv2d and
+    constant-weight matmuls as bf16 kernels (AVX-512 BF16 CPUs; mcc.passes.bf16), verified
+    by cosine similarity >= 0.999 per output.
     """
     from mcc.driver import compile_model
 
     config = compile_config(target, input_shapes, tuning_logs, verify, rtol, atol, calibration,
                             prune, prune_criterion, layout, quantize, calibration_method,
                             per_tensor, exclude, accuracy_budget, cross_compiler, holdout,
-                            winograd, verify_inputs, bind=bind)
+                            winograd, verify_inputs, bind=bind, precision=precision)
     return compile_model(model, config, example_inputs=example_inputs, progress=progress)
 
 
@@ -67,7 +70,8 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
                    atol=None, calibration=None, prune=None, prune_criterion="l1",
                    layout="auto", quantize=None, calibration_method="minmax",
                    per_tensor=False, exclude=(), accuracy_budget=None, cross_compiler=None,
-                   holdout=None, winograd=True, verify_inputs=None, bind=None):
+                   holdout=None, winograd=True, verify_inputs=None, bind=None,
+                   precision="fp32"):
     """The checked ``CompileConfig`` for :func:`compile`'s options (shared with
     :func:`tune`, which tunes the kernels a compile with the same options builds)."""
     from mcc.bind import check_bind
@@ -84,9 +88,14 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
     from mcc.input_checks import check_tuning_logs
 
     check_tuning_logs(tuning_logs)
+    preset = resolve_target(target).with_cross_compiler(cross_compiler)
+    if precision != "fp32":  # --precision bf16: an AVX-512 BF16 CPU, no --quantize
+        from mcc.schedule_rules.bf16 import check_precision
+
+        check_precision(precision, quantize, preset)
 
     return CompileConfig(
-        target=resolve_target(target).with_cross_compiler(cross_compiler),
+        target=preset,
         input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()},
         tuning_logs=tuple(str(d) for d in tuning_logs),
         verify=verify,
@@ -105,6 +114,7 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
         holdout=holdout,
         bind=check_bind(bind),
         verify_inputs=None if verify_inputs is None else str(verify_inputs),
+        precision=precision,
     )
 
 

@@ -37,3 +37,4 @@ class CompileConfig:
     exclude: tuple[str, ...] = ()  # op kinds or node names kept in fp32
     accuracy_budget: float | None = None  # max accepted loss, see mcc.quantization
     holdout: float | None = None  # share of samples kept for the accuracy report (None: auto)
+    precision: str = "fp32"  # "bf16": conv2d / matmul as bf16 kernels (mcc.passes.bf16)

@@ -128,6 +128,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         metadata["prune"] = prune_info
     if layout_choice:
         metadata["layout_choice"] = layout_choice.to_json()
+    if config.precision != "fp32":
+        metadata["precision"] = {"mode": config.precision, "bf16_kernels": lowered.bf16_kernels}
 
     # accuracy: the quantized module against fp32 on the calibration samples
     if quantizer is not None:
@@ -164,6 +166,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         report["layout_choice"] = layout_choice.to_json()
     if quantizer is not None:
         report["quantization"] = metadata["quantization"]
+    if "precision" in metadata:
+        report["precision"] = metadata["precision"]
     compiled = Compiled(workdir, so_path, metadata, imported.reference, imported.reference_name,
                         report)
 
@@ -189,7 +193,8 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
                         else random_inputs(compiled.inputs, seed=config.seed, rules=rules))
                 expected = _run_reference(reference, reference_name, feed, imported,
                                           feed_source)
-                result = verify(run_module(feed), expected, reference_name,
+                actual = run_module(feed)
+                result = verify(actual, expected, reference_name,
                                 config.rtol, config.atol)
                 st.detail = result.summary() + how + (f" on {feed_source}" if feed_source
                                                       else "")
@@ -197,6 +202,11 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
                     worst = max((o.max_abs for o in result.outputs), default=0.0)
                     st.detail = (f"vs {reference_name}: max abs err {worst:.3g} "
                                  f"({quantizer.mode}: tolerances not enforced){how}")
+                if config.precision == "bf16":  # per-output cosine >= 0.999 is the check
+                    from mcc.verify import cosine_check
+
+                    result = cosine_check(result, actual, expected)
+                    st.detail = result.summary() + how
         except ReferenceUnavailable as err:
             stages.say(f"[mcc] verify   skipped: {err}")
             report["verify"] = {"skipped": str(err)}
@@ -279,7 +289,8 @@ def run_passes(mod, config: CompileConfig, target, stages: Stages, auto_choice=N
 
     with stages.stage("passes") as st:
         mod, passes = optimize(mod, target, layout=config.layout, say=stages.say,
-                               auto_choice=auto_choice, winograd=config.winograd)
+                               auto_choice=auto_choice, winograd=config.winograd,
+                               bf16=config.precision == "bf16")
         st.detail = f"{len(passes)} passes"
     return mod, passes
 
@@ -289,6 +300,7 @@ class _Lowered:
     executable: object
     passes: list
     coverage: object
+    bf16_kernels: int = 0  # --precision bf16: call sites of bf16 kernels
 
 
 def _lower_and_build(mod, config: CompileConfig, target, stages: Stages,
@@ -298,6 +310,11 @@ def _lower_and_build(mod, config: CompileConfig, target, stages: Stages,
     from mcc.schedule import schedule
 
     mod, passes = run_passes(mod, config, target, stages, auto_choice)
+    bf16_kernels = 0
+    if config.precision == "bf16":
+        from mcc.passes.bf16 import count_bf16_kernels
+
+        bf16_kernels = count_bf16_kernels(mod)
 
     # schedule: tuning records first, default rules for the rest
     with stages.stage("schedule") as st:
@@ -327,7 +344,7 @@ def _lower_and_build(mod, config: CompileConfig, target, stages: Stages,
             executable = build(mod, target)
         st.detail = (f"target {config.target.name} "
                      f"({config.target.cuda_arch or config.target.tvm.get('mcpu', 'generic')})")
-    return _Lowered(executable, passes, coverage)
+    return _Lowered(executable, passes, coverage, bf16_kernels)
 
 
 def _emulated(target, so_path: Path, compiled: Compiled, stages: Stages):

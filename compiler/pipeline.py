@@ -5,6 +5,8 @@
     FoldConstant             evaluate the remaining weight-only subgraphs
     mcc.FoldBatchNorm        fold BN into conv weights and bias (passes/fold_batch_norm.py)
     mcc.ConvertLayout        conv data layout (NHWC on CPU by default; passes/layout.py)
+    mcc.Bf16                 --precision bf16: conv2d / constant-weight matmul as bf16
+                             kernels (passes/bf16.py), before Winograd
     mcc.Winograd             CPU, NHWC: 3x3 stride-1 convs as Winograd F(4x4, 3x3): input
                              transform, batched matmul, output transform (passes/winograd.py)
     DecomposeOpsForInference remaining BN / layer-norm style ops into elementwise arithmetic
@@ -42,7 +44,8 @@ from mcc.passes import (
 
 
 def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
-                 winograd: bool = False) -> list[tuple[str, tvm.transform.Pass]]:
+                 winograd: bool = False, bf16: bool = False
+                 ) -> list[tuple[str, tvm.transform.Pass]]:
     T = relax.transform
     steps = [
         ("mcc.FoldConstantShapes", FoldConstantShapes()),
@@ -66,12 +69,16 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
     ]
     if winograd:
         steps.insert(5, ("mcc.Winograd", Winograd()))  # after ConvertLayout: NHWC convs
+    if bf16:  # --precision bf16, before Winograd: bf16 sites stay direct (passes/bf16.py)
+        from mcc.passes.bf16 import Bf16
+
+        steps.insert(5, ("mcc.Bf16", Bf16()))
     return steps
 
 
 def optimize(mod: tvm.IRModule, target: tvm.target.Target,
              layout: str = "auto", say=None, auto_choice: str | None = None,
-             winograd: bool = True) -> tuple[tvm.IRModule, list[str]]:
+             winograd: bool = True, bf16: bool = False) -> tuple[tvm.IRModule, list[str]]:
     """Run the graph pipeline for ``target``; return the module and the pass names applied.
 
     ``winograd``: 3x3 stride-1 convs as Winograd on CPU targets (mcc.passes.winograd).
@@ -83,7 +90,7 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target,
     # an explicit --layout must hold; auto keeps the imported layout where conversion fails
     concrete = auto_choice or resolve_layout(layout, target.kind.name)
     steps = graph_passes(concrete, strict_layout=layout != "auto", say=say,
-                         winograd=winograd and target.kind.name == "llvm")
+                         winograd=winograd and target.kind.name == "llvm", bf16=bf16)
     with target:
         for name, graph_pass in steps:
             try:

@@ -214,6 +214,7 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
 
     from mcc.int8_schedule import schedule_int8
     from mcc.schedule_rules import rules_for
+    from mcc.schedule_rules.bf16 import schedule_bf16
 
     dirs = record_dirs_for(family, extra_dirs)
     refused, beaten = {}, 0
@@ -228,6 +229,7 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
                 mod = _apply_records(mod, marked)
         from_records = _scheduled_funcs(mod) & tasks
         mod = schedule_int8(mod, target)  # mcc's int8 kernels (VNNI where available)
+        mod = schedule_bf16(mod, target)  # mcc's bf16 kernels (AVX-512 BF16)
         rules = [_Tolerant(rule) for rule in rules_for(target, fuse_epilogues)]
         mod = dl.ApplyDefaultSchedule(*rules)(mod)
         scheduled = min(len(tasks), len(_scheduled_funcs(mod)))

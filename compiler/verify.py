@@ -84,3 +84,56 @@ def verify(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], refer
     outputs = tuple(compare_output(name, actual[name], expected[name], rtol, atol)
                     for name in expected)
     return VerifyReport(reference, rtol, atol, outputs)
+
+
+def cosine(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Cosine similarity of two tensors, flattened, in float64 (1.0 for two zero tensors)."""
+    a = np.nan_to_num(np.asarray(actual, np.float64).reshape(-1))
+    e = np.nan_to_num(np.asarray(expected, np.float64).reshape(-1))
+    if a.shape != e.shape:
+        return float("nan")
+    na, ne = np.linalg.norm(a), np.linalg.norm(e)
+    if na == 0 or ne == 0:
+        return 1.0 if na == ne else 0.0
+    return float(a @ e / (na * ne))
+
+
+@dataclass(frozen=True)
+class CosineReport:
+    """Reduced-precision verification (``--precision bf16``): each output's cosine similarity
+    to the fp32 reference must be at least ``minimum``; the elementwise errors are reported."""
+
+    base: VerifyReport
+    cosines: dict
+    minimum: float
+
+    @property
+    def outputs(self):
+        return self.base.outputs
+
+    @property
+    def ok(self) -> bool:
+        return all(c >= self.minimum for c in self.cosines.values())
+
+    def summary(self) -> str:
+        worst = min(self.cosines.values(), default=1.0)
+        worst_abs = max((o.max_abs for o in self.outputs), default=0.0)
+        return (f"vs {self.base.reference}: min cosine {worst:.7f} (>= {self.minimum:g}), "
+                f"max abs err {worst_abs:.3g} {'ok' if self.ok else 'FAILED'}")
+
+    def failure(self) -> str:
+        name = next(n for n, c in self.cosines.items() if not c >= self.minimum)
+        return (f"verification failed: output '{name}' has cosine similarity "
+                f"{self.cosines[name]:.6f} to {self.base.reference}, below {self.minimum:g}")
+
+    def to_json(self) -> dict:
+        data = self.base.to_json()
+        data.update(ok=self.ok, cosine_min=self.minimum,
+                    cosine={k: round(v, 9) for k, v in self.cosines.items()})
+        return data
+
+
+def cosine_check(base: VerifyReport, actual: dict, expected: dict,
+                 minimum: float = 0.999) -> CosineReport:
+    return CosineReport(base, {name: cosine(actual[name], expected[name]) for name in expected},
+                        minimum)

@@ -1,0 +1,210 @@
+"""Default schedule rule for mcc's bf16 kernels (mcc.passes.bf16): AVX-512 BF16 ``vdpbf16ps``.
+
+Per fused kernel holding a ``mcc_bconv`` block (the convolution, its output block and
+whatever FuseOps fused after it: bias, ReLU, residual add):
+
+    loops      n, h, w/wi, oc/(16 ob) | kh, kw, ic/2 | wi, ob, [16 x 2]: a register tile
+               of wi pixels (rows, for a dense layer) x ob 16-channel blocks, the fp32
+               accumulators in a ``local`` buffer that LLVM keeps in zmm registers
+    parallel   over n * h * (w / wi) * (oc / 16 / ob)
+    tensorize  the innermost 16 x 2 (16 output channels, 2 input channels): one
+               ``vdpbf16ps`` (32 bf16 multiply-adds into 16 fp32 lanes)
+    epilogue   the elementwise tail inlined into one block computed per tile
+    pad        the pad + fp32 -> bf16 cast block: parallel, vectorised
+
+TVM 0.27 cannot pass a ``bfloat16`` vector to an LLVM intrinsic (its legalizer turns
+every bf16 value into fp32), so the intrinsic's implementation calls a 5-line LLVM IR
+function (``LL_CODE``, linked with ``pragma_import_llvm``, always inlined) that bitcasts
+``<16 x i32>`` to ``<32 x bfloat>`` and calls ``llvm.x86.avx512bf16.dpbf16ps.512``.
+
+Only targets whose features include ``avx512bf16`` get this rule; ``--precision bf16`` is
+refused elsewhere (``check_bf16_target``).
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import tirx
+
+from mcc.errors import MccError
+from mcc.passes.bf16 import CONV_BLOCK, IC_BLOCK, OC_BLOCK, PAD_BLOCK
+
+INTRIN = "mcc_dot_16x2_bf16_f32_local"
+DP_FUNC = "mcc_dpbf16ps_512"
+LL_CODE = f"""
+define linkonce_odr <16 x float> @{DP_FUNC}(<16 x float> %c, <16 x i32> %a, <16 x i32> %b) #0 {{
+  %a2 = bitcast <16 x i32> %a to <32 x bfloat>
+  %b2 = bitcast <16 x i32> %b to <32 x bfloat>
+  %r = call <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float> %c, <32 x bfloat> %a2, <32 x bfloat> %b2)
+  ret <16 x float> %r
+}}
+declare <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float>, <32 x bfloat>, <32 x bfloat>)
+attributes #0 = {{ alwaysinline nounwind readnone "target-features"="+avx512bf16,+avx512f,+avx512bw,+avx512vl" }}
+"""  # noqa: E501
+_registered: set[str] = set()
+
+
+def _register() -> None:
+    if INTRIN in _registered:
+        return
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((2,), "uint16", offset_factor=1),
+        B: T.Buffer((16, 2), "uint16", offset_factor=1),
+        C: T.Buffer((16,), "float32", offset_factor=1, scope="local"),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+            T.writes(C[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 2):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.reinterpret(
+                            "float32", T.Cast("uint32", A[vk]) << T.uint32(16)) * T.reinterpret(
+                            "float32", T.Cast("uint32", B[vi, vk]) << T.uint32(16))
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer((2,), "uint16", offset_factor=1),
+        B: T.Buffer((16, 2), "uint16", offset_factor=1),
+        C: T.Buffer((16,), "float32", offset_factor=1, scope="local"),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:2], B[0:16, 0:2])
+            T.writes(C[0:16])
+            C[T.ramp(T.int32(0), 1, 16)] = T.call_pure_extern(
+                "float32x16", DP_FUNC,
+                C.vload([0], dtype="float32x16"),
+                T.broadcast(T.reinterpret(A.vload([0], "uint16x2"), dtype="int32"), 16),
+                T.reinterpret(B.vload([0, 0], dtype="uint16x32"), dtype="int32x16"))
+
+    TensorIntrin.register(INTRIN, desc, impl)
+    _registered.add(INTRIN)
+
+
+def has_bf16(target: tvm.target.Target) -> bool:
+    """Whether ``target`` is an x86 CPU with AVX-512 BF16 (Zen 4/5, Cooper Lake, SPR...)."""
+    if target.kind.name != "llvm":
+        return False
+    from tvm.target.codegen import target_has_features
+
+    try:
+        return bool(target_has_features("avx512bf16", target))
+    except Exception:  # a CPU LLVM does not know: no bf16 assumed
+        return False
+
+
+def check_bf16_target(target: tvm.target.Target, name: str) -> None:
+    """``--precision bf16`` needs AVX-512 BF16: a one-line MccError elsewhere."""
+    if not has_bf16(target):
+        cpu = target.attrs.get("mcpu", "") if target.kind.name == "llvm" else ""
+        where = f"{name} ({cpu})" if cpu else name
+        raise MccError(f"--precision bf16: target {where} lacks the avx512bf16 feature "
+                       "(AVX-512 BF16: Zen 4+, Cooper Lake, Sapphire Rapids); use fp32")
+
+
+PRECISIONS = ("fp32", "bf16")
+COSINE_MIN = 0.999  # verification of a bf16 module: per-output cosine vs the fp32 reference
+
+
+def check_precision(precision: str, quantize, preset) -> None:
+    """The checks of ``--precision`` before any work (one-line MccErrors)."""
+    if precision not in PRECISIONS:
+        raise MccError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+    if precision == "bf16":
+        if quantize is not None:
+            raise MccError(f"--precision bf16 and --quantize {quantize} exclude each other")
+        check_bf16_target(preset.tvm_target(), preset.name)
+
+
+def _find_block(sch, prefix):
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(block).name_hint.startswith(prefix):
+            return block
+    return None
+
+
+def _tile(ow: int, oc_blocks: int) -> tuple[int, int]:
+    """(wi, ob): pixels x 16-channel blocks per register tile, at most 28 accumulators.
+    The prototype's best tiles (/work/bf16proto FINDINGS §2): 7 pixels where 7 divides the
+    row (56/28/14/7), else up to 8; 4 blocks on wide rows, else 2."""
+    wi = 7 if ow % 7 == 0 else max(d for d in range(1, 9) if ow % d == 0)
+    ob = 4 if oc_blocks % 4 == 0 and ow >= 28 and wi <= 7 else 2 if oc_blocks % 2 == 0 else 1
+    if wi < 4 and ob < 4 and oc_blocks % 4 == 0:
+        ob = 4  # few pixels per row (a 7x7 map split 7 ways is fine; 1-2 pixels is not)
+    return wi, ob
+
+
+def schedule_kernel(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """The scheduled, vdpbf16ps-tensorized form of one fused bf16 kernel."""
+    from tvm import s_tir
+
+    _register()
+    sch = s_tir.Schedule(func)
+    conv = _find_block(sch, CONV_BLOCK)
+    pad = _find_block(sch, PAD_BLOCK)
+    # the elementwise tail (and any injective prologue): inline what can be
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(block).name_hint.startswith((CONV_BLOCK, PAD_BLOCK)):
+            continue
+        try:
+            sch.compute_inline(block)
+        except Exception:  # noqa: S110  an output block: computed per tile below
+            pass
+    n, h, w, o, kh, kw, ic = sch.get_loops(conv)
+    ow, oc = int(sch.get(w).extent), int(sch.get(o).extent)
+    wi, ob = _tile(ow, oc // OC_BLOCK)
+    wo, wii = sch.split(w, [None, wi])
+    oo, obb, oi = sch.split(o, [None, ob, OC_BLOCK])
+    ico, ici = sch.split(ic, [None, IC_BLOCK])
+    sch.reorder(n, h, wo, oo, kh, kw, ico, wii, obb, oi, ici)
+    outer = sch.fuse(n, h, wo, oo)
+    sch.parallel(outer)
+    sch.set_scope(conv, 0, "local")  # the accumulators: one tile, in registers
+    rest = [b for b in sch.get_child_blocks(sch.get_sblock("root"))
+            if not sch.get(b).name_hint.startswith((CONV_BLOCK, PAD_BLOCK))]
+    for block in rest:
+        sch.reverse_compute_at(block, outer)
+        loops = sch.get_loops(block)
+        if len(loops) > 1:
+            sch.vectorize(loops[-1])
+    init = sch.decompose_reduction(conv, kh)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.tensorize(oi, INTRIN)
+    sch.annotate(outer, "pragma_import_llvm", LL_CODE)
+    sch.unroll(obb)
+    sch.unroll(wii)
+    if pad is not None:
+        loops = sch.get_loops(pad)
+        sch.parallel(sch.fuse(loops[0], loops[1]))
+        c = int(sch.get(loops[-1]).extent)
+        if c % 16 == 0:
+            sch.vectorize(sch.split(loops[-1], [None, 16])[1])
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def _bf16_funcs(mod):
+    for gv, func in mod.functions_items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        if func.attrs is not None and bool(func.attrs.get("tirx.is_scheduled", False)):
+            continue
+        if f'"{CONV_BLOCK}' in func.script():
+            yield gv, func
+
+
+def schedule_bf16(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """Schedule every bf16 kernel in ``mod`` (AVX-512 BF16 targets only; elsewhere the
+    kernels are left to the default rules: correct, slow; the CLI refuses such targets)."""
+    if not has_bf16(target):
+        return mod
+    for gv, func in list(_bf16_funcs(mod)):
+        try:
+            mod[gv] = schedule_kernel(func)
+        except Exception:  # noqa: S112  a fused shape the rule cannot handle: default rules
+            continue
+    return mod

@@ -1,0 +1,311 @@
+"""bf16: conv2d and dense/matmul as bf16 x bf16 -> fp32 kernels (``--precision bf16``).
+
+Runs after ``mcc.ConvertLayout`` and before ``mcc.Winograd`` (so bf16 sites are direct
+convolutions). Sites, on ``main`` and every other Relax function:
+
+  conv2d   NHWC data, HWIO constant weight, groups 1, dilation 1, float32, static shapes
+  matmul   float32 data of static shape times a constant 2-D float32 weight [K, N]; it
+           runs as a 1x1 convolution over ``[1, 1, rows, K]`` (as mcc's int8 path does)
+
+Everything else (depthwise / grouped conv, softmax, layer norm, pooling, the attention
+matmuls of two activations, elementwise) stays float32.
+
+One kernel (``bconv2d_func``) serves both ops:
+
+    xp[n, h, w, c]  = bf16(x[n, h - pt, w - pl, c]), zero padded (spatial, and IC to even)
+    acc[n, h, w, o] = sum_{kh, kw, c} f32(xp[...]) * f32(wp[o, kh, kw, c])   (fp32 accumulate)
+    y[n, h, w, o]   = acc[n, h, w, o]                                        (o < OC)
+
+bf16 values are stored as ``uint16`` bit patterns: TVM 0.27's default pipeline rewrites
+every ``bfloat16`` expression to float32 (BF16ComputeLegalize) and its LLVM codegen has
+no native bf16, so the kernel never uses that dtype. bf16 -> fp32 is the exact
+``reinterpret(u32(x) << 16)``; fp32 -> bf16 rounds to nearest even. The activation cast
+is the kernel's pad block, so the fp32 input is read once. Weights are converted and
+packed at compile time into ``[OC/16, KH, KW, IC/2, 16, 2]`` uint16 constants: 16 output
+channels x 2 input channels, the operand of one AVX-512 BF16 ``vdpbf16ps`` (the schedule
+rule ``mcc.schedule_rules.bf16`` tensorizes it). The kernel is plain TIR and correct on
+any target; the output block is op_pattern 4, so FuseOps appends bias / ReLU / residual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax import PyExprMutator, expr_functor
+
+from mcc.passes.channel_graph import static_shape
+from mcc.passes.rewrite import rewrite_functions
+
+CONV_BLOCK = "mcc_bconv"  # the reduction block the bf16 schedule rule looks for
+PAD_BLOCK = "mcc_bpad"  # pad + fp32 -> bf16 cast
+OUT_BLOCK = "mcc_bout"
+KERNEL_NAME = "mcc_bf16_conv2d"
+OC_BLOCK, IC_BLOCK = 16, 2
+
+
+@dataclass(frozen=True)
+class BConvShape:
+    """Static geometry of one bf16 convolution (NHWC data, weights OHWI before packing)."""
+
+    n: int
+    h: int
+    w: int
+    ic: int
+    oc: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, left, bottom, right
+
+    @property
+    def ic_padded(self) -> int:
+        return -(-self.ic // IC_BLOCK) * IC_BLOCK
+
+    @property
+    def oc_blocks(self) -> int:
+        return -(-self.oc // OC_BLOCK)
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        pt, pl, pb, pr = self.padding
+        return ((self.h + pt + pb - self.kh) // self.stride[0] + 1,
+                (self.w + pl + pr - self.kw) // self.stride[1] + 1)
+
+
+def to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """fp32 -> bf16 bit patterns (uint16), round to nearest even; NaN stays NaN."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(np.asarray(x, np.float32))
+    return np.where(nan, np.uint16(0x7FC0), rounded).astype(np.uint16)
+
+
+def bf16_round(x: np.ndarray) -> np.ndarray:
+    """fp32 rounded to bf16 and back (the numerics reference)."""
+    return (to_bf16_bits(x).astype(np.uint32) << 16).view(np.float32)
+
+
+def pack_weight(w_ohwi: np.ndarray) -> np.ndarray:
+    """OHWI fp32 -> bf16 bits ``[OC/16, KH, KW, IC/2, 16, 2]`` uint16, zero-padded."""
+    oc, kh, kw, ic = w_ohwi.shape
+    ocp, icp = -(-oc // OC_BLOCK) * OC_BLOCK, -(-ic // IC_BLOCK) * IC_BLOCK
+    p = np.zeros((ocp, kh, kw, icp), np.uint16)
+    p[:oc, :, :, :ic] = to_bf16_bits(w_ohwi)
+    blocked = p.reshape(ocp // OC_BLOCK, OC_BLOCK, kh, kw, icp // IC_BLOCK, IC_BLOCK)
+    return np.ascontiguousarray(blocked.transpose(0, 2, 3, 4, 1, 5))
+
+
+def bf16_to_f32(x):
+    """Exact bf16 (uint16 bits) -> fp32, in TIR."""
+    from tvm import tirx
+
+    return tirx.reinterpret("float32", x.astype("uint32") << tirx.const(16, "uint32"))
+
+
+def f32_to_bf16(x):
+    """fp32 -> bf16 bits, round to nearest even, in TIR (NaN payloads may round to inf)."""
+    from tvm import tirx
+
+    u = tirx.reinterpret("uint32", x)
+    one, sixteen = tirx.const(1, "uint32"), tirx.const(16, "uint32")
+    return ((u + tirx.const(0x7FFF, "uint32") + ((u >> sixteen) & one)) >> sixteen
+            ).astype("uint16")
+
+
+def bconv2d_func(shape: BConvShape):
+    """The kernel as a TIR PrimFunc: (x f32 NHWC, packed w u16) -> y f32 NHWC."""
+    from tvm import te, tirx
+
+    s = shape
+
+    def dims(*values):  # int64 shapes, as Relax's own kernels have: FuseTIR matches them
+        return tuple(tirx.IntImm("int64", v) for v in values)
+
+    pt, pl, pb, pr = s.padding
+    hp, wp = s.h + pt + pb, s.w + pl + pr
+    oh, ow = s.out_hw
+    x = te.placeholder(dims(s.n, s.h, s.w, s.ic), "float32", name="x")
+    w = te.placeholder(dims(s.oc_blocks, s.kh, s.kw, s.ic_padded // IC_BLOCK, OC_BLOCK,
+                            IC_BLOCK), "uint16", name="w")
+
+    def padded(n, c_h, c_w, c):
+        inside = tirx.all(c_h >= pt, c_h < s.h + pt, c_w >= pl, c_w < s.w + pl, c < s.ic)
+        value = x[n, tirx.min(tirx.max(c_h - pt, 0), s.h - 1),
+                  tirx.min(tirx.max(c_w - pl, 0), s.w - 1), tirx.min(c, s.ic - 1)]
+        return tirx.if_then_else(inside, f32_to_bf16(value), tirx.const(0, "uint16"))
+
+    xp = te.compute(dims(s.n, hp, wp, s.ic_padded), padded, name=PAD_BLOCK)
+    rkh = te.reduce_axis(dims(0, s.kh), "rkh")
+    rkw = te.reduce_axis(dims(0, s.kw), "rkw")
+    ric = te.reduce_axis(dims(0, s.ic_padded), "ric")
+    sh, sw = s.stride
+    acc = te.compute(
+        dims(s.n, oh, ow, s.oc_blocks * OC_BLOCK),
+        lambda n, h, ww, o: te.sum(
+            bf16_to_f32(xp[n, h * sh + rkh, ww * sw + rkw, ric])
+            * bf16_to_f32(w[o // OC_BLOCK, rkh, rkw, ric // IC_BLOCK, o % OC_BLOCK,
+                            ric % IC_BLOCK]),
+            axis=[rkh, rkw, ric]),
+        name=CONV_BLOCK)
+    y = te.compute(dims(s.n, oh, ow, s.oc), lambda n, h, ww, o: acc[n, h, ww, o],
+                   name=OUT_BLOCK)
+    func = te.create_prim_func([x, w, y])
+    return func.without_attr("global_symbol").with_attr("op_pattern", 4)  # kOutEWiseFusable
+
+
+@dataclass
+class Bf16Report:
+    converted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # site -> why it stays fp32
+
+    def to_json(self) -> dict:
+        return {"bf16": list(self.converted), "fp32": dict(self.skipped)}
+
+
+def _op_name(call) -> str | None:
+    if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op):
+        return call.op.name
+    return None
+
+
+def conv_skip_reason(call) -> str:
+    """Why a relax.nn.conv2d cannot be a bf16 site ("" when it can)."""
+    attrs = call.attrs
+    data, weight = call.args
+    if attrs.data_layout != "NHWC" or attrs.kernel_layout != "HWIO" or (
+            attrs.out_layout and attrs.out_layout != "NHWC"):
+        return f"layout {attrs.data_layout}/{attrs.kernel_layout}"
+    if int(attrs.groups) != 1:
+        return f"grouped convolution (groups={int(attrs.groups)})"
+    if any(int(d) != 1 for d in attrs.dilation):
+        return "dilated convolution"
+    if not isinstance(weight, tvm.ir.GenericConst):
+        return "weight is not a constant"
+    if None in (static_shape(data), static_shape(call)):
+        return "shape is not static"
+    if not (data.ty.dtype == weight.ty.dtype == call.ty.dtype == "float32"):
+        return "not float32"
+    return ""
+
+
+def matmul_skip_reason(call) -> str:
+    data, weight = call.args
+    if not isinstance(weight, tvm.ir.GenericConst):
+        return "weight is not a constant"
+    shape = static_shape(data)
+    if shape is None or len(shape) < 2:
+        return "input shape is not static"
+    if len(weight.value.shape) != 2 or int(weight.value.shape[0]) != shape[-1]:
+        return "not a 2-D weight matmul"
+    if not (data.ty.dtype == weight.ty.dtype == "float32"):
+        return "not float32"
+    return ""
+
+
+@expr_functor.mutator
+class _Bf16Rewriter(PyExprMutator):
+    def __init__(self, mod, report: Bf16Report):
+        super().__init__(mod)
+        self.report = report
+        self.kernels: dict[BConvShape, relax.GlobalVar] = {}
+        self.counts: dict[str, int] = {}
+
+    def _site(self, op: str, reason: str) -> bool:
+        index = self.counts.get(op, 0)
+        self.counts[op] = index + 1
+        name = f"{op}_{index}"
+        if reason:
+            self.report.skipped[name] = reason
+        else:
+            self.report.converted.append(name)
+        return not reason
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        op = _op_name(call)
+        if op == "relax.nn.conv2d" and self._site("conv2d", conv_skip_reason(call)):
+            return self._conv(call)
+        if op == "relax.matmul" and self._site("matmul", matmul_skip_reason(call)):
+            return self._dense(call)
+        return call
+
+    def _kernel(self, data, weight_ohwi: np.ndarray, shape: BConvShape):
+        gv = self.kernels.get(shape)
+        if gv is None:
+            gv = self.builder_.add_func(bconv2d_func(shape), KERNEL_NAME)
+            self.kernels[shape] = gv
+        oh, ow = shape.out_hw
+        out = relax.TensorType([shape.n, oh, ow, shape.oc], "float32")
+        return relax.call_tir(gv, [data, relax.const(pack_weight(weight_ohwi))], out)
+
+    def _conv(self, call):
+        data, weight = call.args
+        n, h, w, ic = static_shape(data)
+        hwio = weight.value.numpy()
+        kh, kw, _, oc = hwio.shape
+        pad = tuple(int(p) for p in call.attrs.padding)
+        if len(pad) == 2:
+            pad = pad + pad
+        stride = tuple(int(s) for s in call.attrs.strides)
+        shape = BConvShape(n, h, w, ic, oc, kh, kw, stride, pad)
+        return self._kernel(data, hwio.transpose(3, 0, 1, 2), shape)
+
+    def _dense(self, call):
+        data, weight = call.args
+        dims = list(static_shape(data))
+        kn = weight.value.numpy()
+        k, n_out = kn.shape
+        rows = int(np.prod(dims[:-1]))
+        flat = self.builder_.emit(relax.op.reshape(data, [1, 1, rows, k]))
+        shape = BConvShape(1, 1, rows, k, n_out, 1, 1, (1, 1), (0, 0, 0, 0))
+        y = self.builder_.emit(self._kernel(flat, kn.T.reshape(n_out, 1, 1, k), shape))
+        return relax.op.reshape(y, dims[:-1] + [n_out])
+
+
+def convert_bf16(mod: tvm.IRModule) -> tuple[tvm.IRModule, Bf16Report]:
+    """Rewrite every eligible conv2d / constant-weight matmul as a bf16 kernel."""
+    report = Bf16Report()
+    return rewrite_functions(_Bf16Rewriter(mod, report), mod), report
+
+
+@tvm.transform.module_pass(opt_level=0, name="mcc.Bf16")
+class Bf16:
+    """Module pass form of :func:`convert_bf16`; ``self.report`` holds the last run's sites."""
+
+    def __init__(self):
+        self.report = Bf16Report()
+
+    def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
+        mod, self.report = convert_bf16(mod)
+        return mod
+
+
+def bf16_kernel_funcs(mod: tvm.IRModule) -> set[str]:
+    """Names of the PrimFuncs in ``mod`` that hold a bf16 kernel (fused or not)."""
+    from tvm import tirx
+
+    found = set()
+    for gv, func in mod.functions_items():
+        if isinstance(func, tirx.PrimFunc) and f'"{CONV_BLOCK}' in func.script():
+            found.add(gv.name_hint)
+    return found
+
+
+def count_bf16_kernels(mod: tvm.IRModule) -> int:
+    """Call sites of bf16 kernels in the module's Relax functions."""
+    names = bf16_kernel_funcs(mod)
+    count = 0
+
+    def visit(expr):
+        nonlocal count
+        if (isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op)
+                and expr.op.name == "relax.call_tir" and expr.args[0].name_hint in names):
+            count += 1
+
+    for _, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return count

@@ -1,0 +1,226 @@
+"""--precision bf16: conv2d / constant-weight matmul as AVX-512 BF16 (vdpbf16ps) kernels.
+
+Structure of the pass, numerics against ONNX Runtime fp32 (cosine >= 0.999), the
+instruction in the built module, the refusal on a target without bf16, the CLI flag."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import tvm
+from onnx import helper
+
+import mcc
+from conftest import assert_one_line_error, make_model
+from mcc.errors import MccError
+from mcc.frontends import import_model
+from mcc.targets import resolve_target
+
+
+def _host_has_bf16() -> bool:
+    from mcc.schedule_rules.bf16 import has_bf16
+
+    try:
+        return has_bf16(resolve_target(None).tvm_target())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+needs_bf16 = pytest.mark.skipif(not _host_has_bf16(),
+                                reason="this CPU lacks AVX-512 BF16 (avx512bf16)")
+
+
+def _rng():
+    return np.random.default_rng(7)
+
+
+def conv_dense_model():
+    """conv 3x3 + relu, depthwise 3x3, conv 1x1 stride 2 (40 ch: not a multiple of 16),
+    flatten, matmul + bias, softmax."""
+    rng = _rng()
+    return make_model(
+        [helper.make_node("Conv", ["x", "w1", "b1"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("Conv", ["r", "wd", "bd"], ["d"], group=24, pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["d", "w2"], ["e"], strides=[2, 2]),
+         helper.make_node("Flatten", ["e"], ["f"]),
+         helper.make_node("MatMul", ["f", "wm"], ["m"]),
+         helper.make_node("Add", ["m", "bm"], ["l"]),
+         helper.make_node("Softmax", ["l"], ["y"], axis=-1)],
+        [("x", [1, 3, 16, 16])], [("y", [1, 10])],
+        [("w1", rng.normal(size=(24, 3, 3, 3)) * 0.3), ("b1", rng.normal(size=24) * 0.1),
+         ("wd", rng.normal(size=(24, 1, 3, 3)) * 0.3), ("bd", rng.normal(size=24) * 0.1),
+         ("w2", rng.normal(size=(40, 24, 1, 1)) * 0.2),
+         ("wm", rng.normal(size=(40 * 8 * 8, 10)) * 0.05), ("bm", rng.normal(size=10))])
+
+
+def attention_block_model(seq=32, hidden=64, ffn=128):
+    """q/k/v projections, softmax(q k^T) v, output projection + residual, layer norm, GELU-ish
+    FFN: the matmuls by constants are bf16 sites, the two activation matmuls are not."""
+    rng = _rng()
+    s = 1.0 / np.sqrt(hidden)
+    nodes = [
+        helper.make_node("MatMul", ["x", "wq"], ["q"]),
+        helper.make_node("MatMul", ["x", "wk"], ["k"]),
+        helper.make_node("MatMul", ["x", "wv"], ["v"]),
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["sc"]),
+        helper.make_node("Mul", ["sc", "scale"], ["ss"]),
+        helper.make_node("Softmax", ["ss"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "v"], ["a"]),
+        helper.make_node("MatMul", ["a", "wo"], ["o"]),
+        helper.make_node("Add", ["o", "x"], ["res"]),
+        helper.make_node("LayerNormalization", ["res", "gamma", "beta"], ["ln"], axis=-1),
+        helper.make_node("MatMul", ["ln", "w1"], ["h"]),
+        helper.make_node("Add", ["h", "b1"], ["hb"]),
+        helper.make_node("Relu", ["hb"], ["hr"]),
+        helper.make_node("MatMul", ["hr", "w2"], ["f"]),
+        helper.make_node("Add", ["f", "ln"], ["y"]),
+    ]
+    inits = [("wq", rng.normal(size=(hidden, hidden)) * s),
+             ("wk", rng.normal(size=(hidden, hidden)) * s),
+             ("wv", rng.normal(size=(hidden, hidden)) * s),
+             ("wo", rng.normal(size=(hidden, hidden)) * s),
+             ("scale", np.array(s)),
+             ("gamma", 1 + 0.1 * rng.normal(size=hidden)), ("beta", 0.1 * rng.normal(size=hidden)),
+             ("w1", rng.normal(size=(hidden, ffn)) * s), ("b1", 0.1 * rng.normal(size=ffn)),
+             ("w2", rng.normal(size=(ffn, hidden)) / np.sqrt(ffn))]
+    return make_model(nodes, [("x", [1, seq, hidden])], [("y", [1, seq, hidden])], inits)
+
+
+def _after_bf16_pass(model):
+    """The module right after mcc.Bf16 (graph passes up to it), and the pass's report."""
+    from mcc.passes.bf16 import Bf16
+    from mcc.pipeline import graph_passes
+
+    target = resolve_target(None).tvm_target()
+    mod = import_model(model, {}).mod
+    with target:
+        for _name, graph_pass in graph_passes("NHWC", strict_layout=False, winograd=True,
+                                             bf16=True):
+            mod = graph_pass(mod)
+            if isinstance(graph_pass, Bf16):
+                return mod, graph_pass.report
+    raise AssertionError("mcc.Bf16 not in the pipeline")
+
+
+def _ops(mod):
+    names = []
+
+    def visit(expr):
+        if isinstance(expr, tvm.relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            names.append(expr.op.name)
+
+    tvm.relax.analysis.post_order_visit(mod["main"], visit)
+    return names
+
+
+def test_pass_structure_conv_dense():
+    from mcc.passes.bf16 import count_bf16_kernels
+
+    mod, report = _after_bf16_pass(conv_dense_model())
+    assert report.converted == ["conv2d_0", "conv2d_2", "matmul_0"]
+    assert "grouped" in report.skipped["conv2d_1"]  # depthwise stays fp32
+    assert count_bf16_kernels(mod) == 3
+    ops = _ops(mod)
+    assert ops.count("relax.nn.conv2d") == 1  # the depthwise one
+    assert "relax.nn.softmax" in ops and "relax.matmul" not in ops
+    weights = [c for c in _constants(mod) if c.dtype == "uint16"]
+    assert len(weights) == 3
+    assert tuple(weights[0].shape) == (2, 3, 3, 2, 16, 2)  # [OC/16, KH, KW, IC/2, 16, 2]
+
+
+def test_pass_structure_attention_block():
+    mod, report = _after_bf16_pass(attention_block_model())
+    # q, k, v, out, ffn1, ffn2 by constants; q k^T and p v are activation x activation
+    assert len(report.converted) == 6
+    assert sorted(report.skipped.values()) == ["weight is not a constant"] * 2
+    assert _ops(mod).count("relax.matmul") == 2
+
+
+def _constants(mod):
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, tvm.ir.GenericConst):
+            found.append(expr.value)
+
+    tvm.relax.analysis.post_order_visit(mod["main"], visit)
+    return found
+
+
+def test_bf16_rounding_matches_ml_dtypes():
+    from mcc.passes.bf16 import bf16_round, to_bf16_bits
+
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = np.random.default_rng(0).normal(size=4096).astype(np.float32) * 1e3
+    x[:4] = [0.0, -0.0, np.inf, -np.inf]
+    assert (to_bf16_bits(x) == x.astype(ml_dtypes.bfloat16).view(np.uint16)).all()
+    assert np.isnan(bf16_round(np.array([np.nan], np.float32))).all()
+
+
+@needs_bf16
+@pytest.mark.parametrize("build", [conv_dense_model, attention_block_model])
+def test_bf16_compile_matches_onnxruntime_fp32(build, tmp_path):
+    compiled = mcc.compile(build(), precision="bf16")
+    verify = compiled.report["verify"]
+    assert verify["ok"] and verify["cosine_min"] == 0.999
+    assert all(c >= 0.999 for c in verify["cosine"].values()), verify
+    precision = compiled.metadata["precision"]
+    assert precision["mode"] == "bf16"
+    assert precision["bf16_kernels"] == (3 if build is conv_dense_model else 6)
+    # the module itself: its own run against ORT on a second feed
+    import onnxruntime as ort
+
+    model = build()
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    x = np.random.default_rng(3).normal(size=compiled.inputs[0].shape).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    got = compiled.run({"x": x})["y"]
+    cos = float((got.ravel() @ want.ravel())
+                / (np.linalg.norm(got) * np.linalg.norm(want)))
+    assert cos >= 0.999
+
+
+@needs_bf16
+def test_built_module_uses_vdpbf16ps(tmp_path):
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump is not installed")
+    compiled = mcc.compile(conv_dense_model(), precision="bf16")
+    so = compiled.export(tmp_path / "m.so")
+    asm = subprocess.run([objdump, "-d", str(so)], capture_output=True, text=True,
+                         check=True).stdout
+    assert "vdpbf16ps" in asm
+    fp32 = mcc.compile(conv_dense_model()).export(tmp_path / "f.so")
+    asm = subprocess.run([objdump, "-d", str(fp32)], capture_output=True, text=True,
+                         check=True).stdout
+    assert "vdpbf16ps" not in asm
+
+
+def test_bf16_refused_on_a_target_without_it():
+    with pytest.raises(MccError, match="x86-avx2.*avx512bf16"):
+        mcc.compile(conv_dense_model(), target="x86-avx2", precision="bf16")
+    with pytest.raises(MccError, match="exclude each other"):
+        mcc.compile(conv_dense_model(), precision="bf16", quantize="int8")
+    with pytest.raises(MccError, match="unknown precision"):
+        mcc.compile(conv_dense_model(), precision="fp8")
+
+
+def test_cli_precision_flag_error(cli, save_onnx, tmp_path):
+    path = save_onnx(conv_dense_model())
+    result = cli("compile", path, "-o", tmp_path / "m.so", "--target", "x86-avx2",
+                 "--precision", "bf16")
+    assert_one_line_error(result, "x86-avx2", "avx512bf16")
+
+
+@needs_bf16
+def test_cli_precision_bf16(cli, save_onnx, tmp_path):
+    path = save_onnx(conv_dense_model())
+    result = cli("compile", path, "-o", tmp_path / "m.so", "--precision", "bf16")
+    assert result.exit_code == 0, result.output
+    assert "min cosine" in result.stderr
+    info = cli("info", tmp_path / "m.so")
+    assert info.exit_code == 0
