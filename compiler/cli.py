@@ -264,6 +264,9 @@ def info(module_path, as_json):
         on = f" on {data} samples" if data else ""
         versus = f" (vs fp32{on}: {cosines})" if cosines else ""
         click.echo(f"quantize: {quant['mode']}{ops}{versus}")
+    if meta.get("precision"):  # --precision bf16
+        click.echo(f"precision: {meta['precision']['mode']}, "
+                   f"{meta['precision'].get('bf16_kernels', 0)} bf16 kernels")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")
     click.echo(f"versions: mcc {meta['mcc_version']}, TVM {meta['tvm_version']}")

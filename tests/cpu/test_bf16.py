@@ -223,4 +223,4 @@ def test_cli_precision_bf16(cli, save_onnx, tmp_path):
     assert result.exit_code == 0, result.output
     assert "min cosine" in result.stderr
     info = cli("info", tmp_path / "m.so")
-    assert info.exit_code == 0
+    assert info.exit_code == 0 and "precision: bf16, 3 bf16 kernels" in info.output
