@@ -113,7 +113,7 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
             per_tensor, exclude, accuracy_budget, holdout, winograd):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
-    from mcc.tensors import parse_input_shapes
+    from mcc.runtime.tensors import parse_input_shapes
 
     out = Path(output) if output else Path.cwd() / (Path(model).stem + ".so")
     if out.suffix != ".so":
@@ -132,7 +132,7 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
 def _load_feed(path: str | None, module) -> dict:
     import numpy as np
 
-    from mcc.tensors import random_inputs
+    from mcc.runtime.tensors import random_inputs
 
     if path is None:
         _stderr("[mcc] no --inputs given: running on seeded random inputs (seed 0)")
@@ -149,7 +149,7 @@ def _load_feed(path: str | None, module) -> dict:
 def _save_npz(path: str, arrays: dict) -> None:
     import numpy as np
 
-    from mcc.package import atomic_write
+    from mcc.build.export import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -186,7 +186,7 @@ def run(module_path, inputs_path, output_path):
 @click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
 def info(module_path, as_json):
     """Show a compiled module's metadata (read without loading it)."""
-    from mcc.package import read_metadata
+    from mcc.runtime.metadata import read_metadata
 
     meta = read_metadata(module_path)
     if as_json:
@@ -204,7 +204,7 @@ def info(module_path, as_json):
                f"{sched.get('from_default_rules')} from default rules, "
                f"{sched.get('naive')} untuned)")
     if target["tvm"].get("kind") == "cuda":
-        from mcc.cuda import device_code_info
+        from mcc.build.cuda import device_code_info
 
         for fatbin in device_code_info(module_path):
             click.echo(f"device:   CUDA fatbin {fatbin['bytes'] / 1e3:.1f} kB, SASS "
@@ -217,7 +217,7 @@ def info(module_path, as_json):
         click.echo(f"pruning:  {how}: {prune['channels_removed']} channels removed, params "
                    f"{prune['before']['params']:,} -> {prune['after']['params']:,}, FLOPs "
                    f"{prune['before']['flops']:,} -> {prune['after']['flops']:,}")
-        from mcc.pruning import layer_lines
+        from mcc.driver.pruning import layer_lines
 
         for line in layer_lines(prune):
             click.echo(f"          {line}")
@@ -248,7 +248,7 @@ def info(module_path, as_json):
 def bench(model, target, input_shapes, repeat, reference, as_json):
     """Time batch-1 latency of MODEL (or a .so) against ONNX Runtime / PyTorch."""
     import mcc
-    from mcc.tensors import parse_input_shapes
+    from mcc.runtime.tensors import parse_input_shapes
 
     report = mcc.bench(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                        repeat=repeat, reference=reference, progress=_stderr)
@@ -292,7 +292,7 @@ def tune(paths, target, trials, time_budget, tuning_log, rpc_tracker, rpc_key, m
     options that shape the kernels (--layout, --prune, --quantize, ...) as you will give
     them to `mcc compile`: it applies the records of kernels it builds."""
     import mcc
-    from mcc.tensors import parse_input_shapes
+    from mcc.runtime.tensors import parse_input_shapes
 
     if merge:
         if len(paths) < 2 or not output:

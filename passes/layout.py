@@ -44,7 +44,7 @@ LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
 # NCHW is 24-41x slower (its conv rule finds no vectorisable axis). NHWC and NCHWc are
 # within 1-7% of each other (NCHWc ahead on ResNet-50 and MobileNetV2, behind on
 # ResNet-18), and tuning records change the answer per kernel, so on a CPU that runs the
-# module (x86 here) ``auto`` builds both and keeps the faster (mcc.layout_choice); the first
+# module (x86 here) ``auto`` builds both and keeps the faster (mcc.driver.layout_choice); the first
 # candidate is the choice where nothing is measured (cross targets, small models).
 # ARM (NEON) and CUDA: NHWC, what mcc's rules and dlight are written for; not measured
 # against NCHWc (no ARM or GPU hardware here), and NCHWc is refused for CUDA.
@@ -118,7 +118,7 @@ class ConvertLayout:
 def _convert_blocked(mod: tvm.IRModule) -> tvm.IRModule:
     """NCHW[b]c with b the current target's fp32 SIMD lanes (passes/layout_blocked.py)."""
     from mcc.passes.layout_blocked import to_blocked_layout
-    from mcc.schedule_rules.cpu_info import cpu_info
+    from mcc.schedule.rules.cpu_info import cpu_info
 
     target = tvm.target.Target.current(allow_none=True)
     resolve_layout("NCHWc", target.kind.name if target is not None else "no")

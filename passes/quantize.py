@@ -1,7 +1,7 @@
 """Quantize: turn conv2d and dense/matmul into int8 x int8 -> int32 kernels.
 
 Annotate, then realise, on an fp32 ``main`` in NHWC layout, without dataflow blocks
-(mcc.quantization prepares it that way):
+(mcc.driver.quantization prepares it that way):
 
   annotate  ``find_sites``: every ``conv2d`` (NHWC/OHWI, groups 1, dilation 1) and
             every ``matmul`` by a constant 2-D weight, with static shapes, is a site.
@@ -10,7 +10,7 @@ Annotate, then realise, on an fp32 ``main`` in NHWC layout, without dataflow blo
   realise   ``quantize``: per site, with the activation range from calibration,
                 xq = uint8(clip(round(x / sx) + zx, 0, 255))          activation, u8
                 wq = int8(clip(round(W / sw[o]), -127, 127))          weights, per channel
-                y  = float32(conv_s32(xq, wq) + bias32[o]) * sx*sw[o] (mcc.int8_kernels)
+                y  = float32(conv_s32(xq, wq) + bias32[o]) * sx*sw[o] (mcc.passes.int8_kernels)
             The dequantising epilogue is part of the kernel, and FuseOps fuses what follows
             (bias, ReLU, residual add, the next site's quantize) into it, so between two
             int8 layers only the uint8 tensor is written to memory.
@@ -27,7 +27,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from mcc.int8_kernels import QConvShape, pack_weight, qconv2d_func
+from mcc.passes.int8_kernels import QConvShape, pack_weight, qconv2d_func
 
 QUANTIZABLE_OPS = ("conv2d", "matmul")
 

@@ -3,6 +3,9 @@
 Each frontend returns an :class:`ImportedModel`: the Relax module with weights
 bound as constants, the input and output descriptions, and a reference runner
 (ONNX Runtime or eager PyTorch) that verification and benchmarks compare with.
+
+Frontends may import mcc.runtime (tensor descriptions), mcc.passes and
+mcc.errors only: nothing of the later stages.
 """
 
 from __future__ import annotations

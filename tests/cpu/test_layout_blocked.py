@@ -151,7 +151,7 @@ def test_blocked_outputs_match_onnx_runtime(target):
 
 
 def test_blocked_conv_kernels_get_the_vectorised_rule():
-    from mcc.schedule_rules import TiledReduction
+    from mcc.schedule.rules import TiledReduction
 
     with tvm.target.Target(AVX512) as target:
         mod = convert_layout(_graph(residual_cnn()), "NCHWc")
