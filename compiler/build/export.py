@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mcc.errors import MccError
 from mcc.runtime.metadata import METADATA_SECTION
+from mcc.targets import TargetPreset
 
 
 def _metadata_source(metadata: dict) -> str:
@@ -35,8 +36,6 @@ def export_module(executable, path: str | Path, metadata: dict, target=None) -> 
     ``target`` (a TargetPreset) picks the cross compiler and CUDA device-code
     compilation (mcc.build.toolchain); None links for this machine.
     """
-    from mcc.build.toolchain import export_options
-
     options = export_options(target) if target is not None else {}
     with tempfile.TemporaryDirectory(prefix="mcc-export-") as workdir:
         source = Path(workdir) / "mcc_metadata.cc"
@@ -54,6 +53,20 @@ def export_module(executable, path: str | Path, metadata: dict, target=None) -> 
                 require_device_code(tmp_path, target.cuda_arch)
 
         return atomic_write(path, write)
+
+
+def export_options(target: TargetPreset) -> dict:
+    """Keyword arguments for ``export_library`` that link a module for ``target``."""
+    from tvm.support import cc
+
+    options: dict = {}
+    if target.cross_compiler:
+        options["fcompile"] = cc.cross_compiler(target.cross_compiler)
+    if target.is_cuda:
+        from mcc.build.cuda import device_code_packer
+
+        options["fpack_imports"] = device_code_packer(target)
+    return options
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:

@@ -40,16 +40,3 @@ def check_toolchain(target: TargetPreset) -> None:
     if target.is_cuda:
         require_tool("nvcc", f"target {target.name} compiles CUDA device code and")
 
-
-def export_options(target: TargetPreset) -> dict:
-    """Keyword arguments for ``export_library`` that link a module for ``target``."""
-    from tvm.support import cc
-
-    options: dict = {}
-    if target.cross_compiler:
-        options["fcompile"] = cc.cross_compiler(target.cross_compiler)
-    if target.is_cuda:
-        from mcc.build.cuda import device_code_packer
-
-        options["fpack_imports"] = device_code_packer(target)
-    return options

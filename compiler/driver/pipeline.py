@@ -39,14 +39,19 @@ from mcc.passes import (
 
 
 def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
-                 winograd: bool = False) -> list[tuple[str, tvm.transform.Pass]]:
+                 winograd: bool = False, lanes: int | None = None
+                 ) -> list[tuple[str, tvm.transform.Pass]]:
+    """The graph passes in order, each with the name the metadata records.
+
+    ``lanes``: the target's fp32 SIMD lanes, which the NCHWc layout blocks channels by."""
     T = relax.transform
     steps = [
         ("mcc.FoldConstantShapes", FoldConstantShapes()),
         ("mcc.LegalizeDynamicSlice", LegalizeDynamicSlice()),  # before FoldConstant (see pass)
         ("FoldConstant", T.FoldConstant()),
         ("mcc.FoldBatchNorm", FoldBatchNorm()),
-        (f"mcc.ConvertLayout({layout})", ConvertLayout(layout, strict=strict_layout, say=say)),
+        (f"mcc.ConvertLayout({layout})", ConvertLayout(layout, strict=strict_layout, say=say,
+                                                          lanes=lanes)),
         ("DecomposeOpsForInference", T.DecomposeOpsForInference()),
         ("CanonicalizeBindings", T.CanonicalizeBindings()),
         ("FoldConstant", T.FoldConstant()),
@@ -72,12 +77,15 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target,
 
     ``say`` receives a progress line where ``--layout auto`` keeps the imported layout;
     ``auto_choice`` is the candidate of ``auto`` being tried (mcc.driver.layout_choice)."""
-    from mcc.passes.layout import resolve_layout
+    from mcc.driver.layout_choice import resolve_layout
+    from mcc.targets.cpu_info import cpu_info
 
     # an explicit --layout must hold; auto keeps the imported layout where conversion fails
     concrete = auto_choice or resolve_layout(layout, target.kind.name)
-    steps = graph_passes(concrete, strict_layout=layout != "auto", say=say,
-                         winograd=winograd and target.kind.name == "llvm")
+    lanes = cpu_info(target).lanes("float32") if concrete == "NCHWc" else None
+    fallback = None if say is None else (lambda line: say(f"[mcc] layout: {line}"))
+    steps = graph_passes(concrete, strict_layout=layout != "auto", say=fallback,
+                         winograd=winograd and target.kind.name == "llvm", lanes=lanes)
     with target:
         for name, graph_pass in steps:
             try:

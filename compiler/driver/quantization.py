@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mcc.errors import MccError
+from mcc.runtime.vm_runner import vm_runner
 
 MODES = ("int8", "fp16")
 QDQ = "qdq"  # an already-quantized ONNX model: its own scales, no calibration
@@ -379,26 +380,3 @@ def compile_relax(mod, preset, target, tuning_logs=()):
     mod, _ = optimize(mod, target)
     mod, _ = schedule(mod, target, preset.family, tuning_logs)
     return build(mod, target)
-
-
-def vm_runner(executable, input_names: list[str]):
-    """feed -> list of output arrays, for an executable built for this machine."""
-    import tvm
-    from tvm import relax
-
-    device = tvm.cpu()
-    vm = relax.VirtualMachine(executable, device)
-
-    def run(feed: dict) -> list[np.ndarray]:
-        args = [tvm.runtime.tensor(np.ascontiguousarray(feed[n]), device) for n in input_names]
-        return [v.numpy() for v in _flat(vm["main"](*args))]
-
-    return run
-
-
-def _flat(result) -> list:
-    """The tensors of a VM result in order, nested tuples flattened (a model with several
-    outputs, instrumented for calibration, returns its output tuple inside a tuple)."""
-    if hasattr(result, "numpy"):
-        return [result]
-    return [t for item in result for t in _flat(item)]

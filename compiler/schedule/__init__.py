@@ -101,9 +101,9 @@ def _read_database(dirs: list[Path], target):
         best_per_workload,
         materialize,
         memory_database,
+        rechecked_only,
         records_for_target,
     )
-    from mcc.tuning.recheck import rechecked_only
 
     found = records_for_target(dirs, target)
     usable, beaten = prefer_rules(rechecked_only(found.records))

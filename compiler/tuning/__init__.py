@@ -230,7 +230,8 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
     from tvm.s_tir import meta_schedule as ms
 
     from mcc.tuning.baseline import is_baseline_trace_json, measure_baselines
-    from mcc.tuning.recheck import is_rechecked_trace_json, recheck
+    from mcc.tuning.log import is_rechecked_trace_json
+    from mcc.tuning.recheck import recheck
     from mcc.tuning.search import (
         GradientScheduler,
         PersistRecords,

@@ -242,8 +242,6 @@ def merge_logs(inputs, output) -> MergeReport:
     the output is written to a temp dir and moved into place, so a failure leaves no
     half-written log.
     """
-    from mcc.tuning.recheck import rechecked_only
-
     inputs = [Path(p) for p in inputs]
     by_family: dict[str, list[RawRecord]] = {}
     total = 0
@@ -299,3 +297,20 @@ def _family_of(raws: list[RawRecord], root: Path) -> str:
     target = raws[0].record[2]
     arch = str(target.get("mtriple") or "x86_64").split("-")[0]
     return f"{target['kind']}-{arch}"
+
+
+# The records mcc.tuning.recheck logs are tagged; where a workload has some, they alone
+# count (read here, by compile and merge).
+RECHECK_TAG = "mcc_rechecked"
+
+
+def is_rechecked_trace_json(trace_json) -> bool:
+    return RECHECK_TAG in json.dumps(trace_json, default=str)
+
+
+def rechecked_only(raws) -> list:
+    """``raws`` (mcc.tuning.log.RawRecord) without the search's own records of workloads
+    that have rechecked ones (per target)."""
+    checked = {(r.workload_id, r.key) for r in raws if is_rechecked_trace_json(r.record[0])}
+    return [r for r in raws if (r.workload_id, r.key) not in checked
+            or is_rechecked_trace_json(r.record[0])]

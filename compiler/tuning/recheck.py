@@ -9,7 +9,7 @@ are timed again, ``rounds`` times interleaved, and each one's median is logged a
 record, tagged by a root-block annotation (:data:`RECHECK_TAG`) as baselines are.
 
 Where a workload has rechecked records, compile and merge go by them alone
-(:func:`rechecked_only`): the search's single timings of it no longer count.
+(:func:`mcc.tuning.log.rechecked_only`): the search's single timings of it no longer count.
 
 With ``check_outputs`` (a CPU target measured on this machine), a record whose outputs
 differ from the baseline's (mcc.tuning.outputs) is not timed: it is logged as a failed
@@ -18,24 +18,9 @@ rechecked record, so it is never applied.
 
 from __future__ import annotations
 
-import json
 import statistics
 
-from mcc.tuning.log import FAILED_SECS
-
-RECHECK_TAG = "mcc_rechecked"
-
-
-def is_rechecked_trace_json(trace_json) -> bool:
-    return RECHECK_TAG in json.dumps(trace_json, default=str)
-
-
-def rechecked_only(raws) -> list:
-    """``raws`` (mcc.tuning.log.RawRecord) without the search's own records of workloads
-    that have rechecked ones (per target)."""
-    checked = {(r.workload_id, r.key) for r in raws if is_rechecked_trace_json(r.record[0])}
-    return [r for r in raws if (r.workload_id, r.key) not in checked
-            or is_rechecked_trace_json(r.record[0])]
+from mcc.tuning.log import FAILED_SECS, RECHECK_TAG
 
 
 def recheck(contexts, database, baselines, target, builder, runner, log_db, stop, say=None,

@@ -18,9 +18,9 @@ The rules import TVM, mcc.passes and each other only.
 
 from __future__ import annotations
 
-from mcc.schedule.rules.cpu_info import CpuInfo, cpu_info
 from mcc.schedule.rules.injective import Injective, ParallelFallback
 from mcc.schedule.rules.tiled_reduction import TiledReduction
+from mcc.targets.cpu_info import CpuInfo, cpu_info
 
 
 def _llvm_rules(fuse_epilogues: bool = True) -> list:

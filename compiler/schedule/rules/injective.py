@@ -12,7 +12,7 @@ from tvm import s_tir, tirx
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 
 from mcc.schedule.rules.base import CpuRule
-from mcc.schedule.rules.cpu_info import cpu_info
+from mcc.targets.cpu_info import cpu_info
 
 
 class Injective(CpuRule):

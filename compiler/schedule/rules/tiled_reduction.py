@@ -30,8 +30,8 @@ from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_
 from tvm.sym.pattern import detect_linear_equation
 
 from mcc.schedule.rules.base import CpuRule
-from mcc.schedule.rules.cpu_info import cpu_info
 from mcc.schedule.rules.injective import schedule_spatial
+from mcc.targets.cpu_info import cpu_info
 
 MAX_ROWS = 8  # rows per micro-kernel: more rows means more broadcasts per weight load
 
