@@ -88,19 +88,23 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     mod, pruned, quantizer = prepare(imported, config, target, stages)
 
     # passes, schedule, build; --layout auto on this CPU: per candidate layout, fastest kept
+    from mcc.build.lower import lower_and_build
     from mcc.driver.layout_choice import choose_layout, layouts_to_measure
 
-    def lower_and_build(auto_choice=None):
-        return _lower_and_build(mod, config, target, stages, auto_choice)
+    def lower_layout(auto_choice=None):
+        return lower_and_build(mod, config.target, target, layout=config.layout,
+                               auto_choice=auto_choice, winograd=config.winograd,
+                               tuning_logs=config.tuning_logs, say=stages.say,
+                               stage=stages.stage)
 
     layout_choice, candidates = None, layouts_to_measure(mod, config)
     if candidates:
         feed = random_inputs(imported.inputs, seed=config.seed)
-        lowered, layout_choice = choose_layout(candidates, lower_and_build, feed,
+        lowered, layout_choice = choose_layout(candidates, lower_layout, feed,
                                                [t.name for t in imported.inputs], stages.say)
         stages.say(f"[mcc] layout   {layout_choice.summary()}")
     else:
-        lowered = lower_and_build()
+        lowered = lower_layout()
     executable, passes, coverage = lowered.executable, lowered.passes, lowered.coverage
     prune_info = pruned.to_json() if pruned else None
 
@@ -196,8 +200,11 @@ def lower(imported, config: CompileConfig, target, stages: Stages):
     result, quantizer, pass names). ``mcc tune`` runs the same steps, so that it tunes
     exactly the kernels a compile with the same options builds (``--layout auto``: the
     table's first candidate, see mcc.driver.layout_choice)."""
+    from mcc.build.lower import run_passes
+
     mod, pruned, quantizer = prepare(imported, config, target, stages)
-    mod, passes = run_passes(mod, config, target, stages)
+    mod, passes = run_passes(mod, target, layout=config.layout, winograd=config.winograd,
+                             say=stages.say, stage=stages.stage)
     return mod, pruned, quantizer, passes
 
 
@@ -224,65 +231,6 @@ def prepare(imported, config: CompileConfig, target, stages: Stages):
             mod = quantizer.run()
             st.detail = quantizer.summary()
     return mod, pruned, quantizer
-
-
-def run_passes(mod, config: CompileConfig, target, stages: Stages, auto_choice=None):
-    """The graph pipeline to fused TIR kernels: (module, pass names).
-
-    ``auto_choice``: the candidate layout of ``--layout auto`` being tried."""
-    from mcc.driver.pipeline import optimize
-
-    with stages.stage("passes") as st:
-        mod, passes = optimize(mod, target, layout=config.layout, say=stages.say,
-                               auto_choice=auto_choice, winograd=config.winograd)
-        st.detail = f"{len(passes)} passes"
-    return mod, passes
-
-
-@dataclasses.dataclass
-class _Lowered:
-    executable: object
-    passes: list
-    coverage: object
-
-
-def _lower_and_build(mod, config: CompileConfig, target, stages: Stages,
-                     auto_choice=None) -> _Lowered:
-    """passes -> schedule -> build for one layout (``auto_choice``: a candidate of auto)."""
-    from mcc.build.lower import build
-    from mcc.schedule import schedule
-
-    mod, passes = run_passes(mod, config, target, stages, auto_choice)
-
-    # schedule: tuning records first, default rules for the rest
-    with stages.stage("schedule") as st:
-        unscheduled = mod
-        mod, coverage = schedule(mod, target, config.target.family, config.tuning_logs)
-        st.detail = (f"{coverage.tasks} kernels: {coverage.from_records} from tuning records, "
-                     f"{coverage.from_rules} from default rules, {coverage.naive} untuned")
-        if coverage.rules_beat_records:
-            st.detail += (f" ({coverage.rules_beat_records} where the default rules beat "
-                          "the tuned records)")
-        if coverage.refused:
-            from mcc.tuning.log import describe_key
-
-            st.detail += "; ignored tuning records for other targets: " + ", ".join(
-                f"{n} for {describe_key(k)}" for k, n in sorted(coverage.refused.items()))
-
-    # build: TVM lowering and LLVM code generation
-    with stages.stage("build") as st:
-        try:
-            executable = build(mod, target)
-        except MccError as err:
-            # an epilogue fused into a conv / matmul kernel that lowers wrongly (seen: a
-            # tanh-GELU after a matmul in Magika): rebuild with epilogues as separate loops
-            stages.say(f"[mcc] {err}; rebuilding with unfused epilogues")
-            mod, coverage = schedule(unscheduled, target, config.target.family,
-                                     config.tuning_logs, fuse_epilogues=False)
-            executable = build(mod, target)
-        st.detail = (f"target {config.target.name} "
-                     f"({config.target.cuda_arch or config.target.tvm.get('mcpu', 'generic')})")
-    return _Lowered(executable, passes, coverage)
 
 
 def _emulated(target, so_path: Path, compiled: Compiled, stages: Stages):

@@ -372,11 +372,7 @@ def compile_relax(mod, preset, target, tuning_logs=()):
     budget trials."""
     from tvm import relax
 
-    from mcc.build.lower import build
-    from mcc.driver.pipeline import optimize
-    from mcc.schedule import schedule
+    from mcc.build.lower import lower_and_build
 
     mod = relax.transform.ConvertToDataflow(min_size=1)(mod)
-    mod, _ = optimize(mod, target)
-    mod, _ = schedule(mod, target, preset.family, tuning_logs)
-    return build(mod, target)
+    return lower_and_build(mod, preset, target, tuning_logs=tuning_logs).executable

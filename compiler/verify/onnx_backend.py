@@ -124,19 +124,14 @@ def compile_in_process(model, constant_inputs: dict | None = None):
     import tvm
     from tvm import relax
 
-    from mcc.build.lower import build
-    from mcc.driver.pipeline import optimize
+    from mcc.build.lower import lower_and_build
     from mcc.frontends.onnx_import import import_onnx
-    from mcc.schedule import schedule
     from mcc.targets import resolve_target
 
     preset = resolve_target(None)
-    target = preset.tvm_target()
     imported = import_onnx(model, {}, constant_inputs)
-    mod, _ = optimize(imported.mod, target)
-    mod, _ = schedule(mod, target, preset.family)
-    executable = build(mod, target)
-    return relax.VirtualMachine(executable, tvm.cpu())
+    lowered = lower_and_build(imported.mod, preset, preset.tvm_target())
+    return relax.VirtualMachine(lowered.executable, tvm.cpu())
 
 
 class MccBackend(Backend):
