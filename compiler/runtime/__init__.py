@@ -33,14 +33,14 @@ class Module:
         from tvm import relax
 
         from mcc.runtime.tvm_log import quiet_tvm
+        from mcc.targets import TargetPreset
 
         try:
             with quiet_tvm():  # one TVM warning line per constant otherwise
                 library = tvm.runtime.load_module(str(self.path))
         except Exception as err:
             raise MccError(f"cannot load '{self.path}': {first_line(err)}") from None
-        is_cuda = self.metadata["target"]["tvm"]["kind"] == "cuda"
-        self._device = tvm.cuda(0) if is_cuda else tvm.cpu()
+        self._device = TargetPreset.from_json(self.metadata["target"]).device()
         self._vm = relax.VirtualMachine(library, self._device)
         self._main = self._vm["main"]
 

@@ -146,13 +146,14 @@ def _measure(todo, target, builder, runner, log_db, say, stop) -> list:
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.utils import remove_build_dir
 
+    from mcc.targets import device_type
     from mcc.tuning.log import FAILED_SECS
     from mcc.tuning.search import stopped
 
     built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch in todo])
     args = [ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
             for _, sch in todo]
-    device = "cpu" if target.kind.name == "llvm" else target.kind.name
+    device = device_type(target)
     futures = {}
     for i, (res, info) in enumerate(zip(built, args)):
         if res.error_msg is None:

@@ -95,13 +95,15 @@ def _time_again(schedules, target, builder, runner, stop, rounds):
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.utils import remove_build_dir
 
+    from mcc.targets import device_type
+
     built = builder.build([ms.builder.BuilderInput(sch.mod, target) for sch in schedules])
     infos = [ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)
              for sch in schedules]
     try:
         if any(b.error_msg is not None for b in built):
             return None
-        device = "cpu" if target.kind.name == "llvm" else target.kind.name
+        device = device_type(target)
         secs = [[] for _ in schedules]
         for r in range(rounds):
             order = list(range(len(schedules)))
