@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
 
-    from mcc.driver.pipeline import optimize
+    from mcc.build.pipeline import optimize
     from mcc.frontends import import_model
     from mcc.targets import resolve_target
 

@@ -72,7 +72,7 @@ def main() -> None:
     from tvm import relax
 
     from mcc.build.lower import build
-    from mcc.driver.pipeline import optimize
+    from mcc.build.pipeline import optimize
     from mcc.frontends import import_model
     from mcc.schedule import schedule
     from mcc.targets import resolve_target

@@ -7,8 +7,8 @@
     NCHWc  blocked: activations NCHW[b]c, weights OIHW[bi]i[bo]o, b = the target's
            SIMD lanes, given by the caller (passes/layout_blocked.py; CPU targets only)
 
-Which layout a model gets (``auto`` included) is the driver's choice
-(mcc.driver.layout_choice); this pass converts to the one it is given.
+Which layout a model gets is decided before this pass (mcc.build.pipeline.resolve_layout;
+``auto`` on this CPU: mcc.driver.layout_choice); the pass converts to the one it is given.
 
 Steps:
   1. raise elementwise ``call_tir`` kernels that frontends emit for ONNX Clip

@@ -45,7 +45,7 @@ def run_passes(mod, target, *, layout: str = "auto", auto_choice=None, winograd:
     """The graph pipeline to fused TIR kernels: (module, pass names).
 
     ``auto_choice``: the candidate of ``--layout auto`` being tried."""
-    from mcc.driver.pipeline import optimize
+    from mcc.build.pipeline import optimize
 
     with stage("passes") as st:
         mod, passes = optimize(mod, target, layout=layout, say=say, auto_choice=auto_choice,

@@ -3,7 +3,7 @@
     import   model -> Relax (weights as constants), plus a reference runner
     prune    (--prune) remove zero / lowest-norm channels (mcc.driver.pruning)
     quantize calibrate on sample data, conv2d/matmul -> int8 kernels (mcc.driver.quantization)
-    passes   graph optimisation pipeline (mcc.driver.pipeline); --layout auto on this CPU builds
+    passes   graph optimisation pipeline (mcc.build.pipeline); --layout auto on this CPU builds
              each candidate layout through build and keeps the fastest (mcc.driver.layout_choice)
     schedule tuning records, then default rules (mcc.schedule)
     build    TVM lowering and code generation

@@ -3,13 +3,10 @@
 A fixed table cannot know the answer: NHWC and NCHWc are within a few per cent of each
 other on x86 and trade places per model, and tuning records (kept per workload, so per
 layout) make one layout's kernels much faster than the other's. So ``auto`` builds the
-candidates of ``AUTO_LAYOUT``, times each on the same seeded inputs,
+candidates of ``mcc.build.pipeline.AUTO_LAYOUT``, times each on the same seeded inputs,
 checks that they agree, and keeps the fastest. Where that cannot or need not be done (a
 cross target, one candidate, a model with no convolution or too small to matter) the
 table's first candidate is used without measuring.
-
-The layouts a user may ask for (``--layout``) and what each means for a target kind
-(:func:`resolve_layout`) are defined here too; mcc.passes.layout converts to one.
 """
 
 from __future__ import annotations
@@ -22,26 +19,6 @@ import numpy as np
 import tvm
 
 from mcc.errors import MccError
-
-LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
-
-# What ``--layout auto`` picks per target kind, from benchmarks/layout.py (docs/BENCHMARKS.md,
-# "Layouts"). CPU ms per inference, one thread, x86 AVX-512 (Zen 5), two runs on a busy
-# shared machine:
-#
-#   model         NCHW     NHWC        NCHWc       auto (= NHWC)
-#   ResNet-18     1471*    34.9 / 35.4  35.2 / 35.7  34.6 / 35.8
-#   ResNet-50     8302*    80.3 / 84.1  78.2 / 81.6  79.9 / 85.1
-#   MobileNetV2   390*     10.0 / 9.8    9.3 / 9.4    9.7 / 9.8      (* wall ms, 2 threads)
-#
-# NCHW is 24-41x slower (its conv rule finds no vectorisable axis). NHWC and NCHWc are
-# within 1-7% of each other (NCHWc ahead on ResNet-50 and MobileNetV2, behind on
-# ResNet-18), and tuning records change the answer per kernel, so on a CPU that runs the
-# module (x86 here) ``auto`` builds both and keeps the faster (below); the first candidate
-# is the choice where nothing is measured (cross targets, small models).
-# ARM (NEON) and CUDA: NHWC, what mcc's rules and dlight are written for; not measured
-# against NCHWc (no ARM or GPU hardware here), and NCHWc is refused for CUDA.
-AUTO_LAYOUT = {"llvm": ("NHWC", "NCHWc"), "cuda": ("NHWC",)}
 
 # Below this many conv FLOPs the layouts differ by less than the timing noise.
 MEASURE_MIN_CONV_FLOPS = 200e6
@@ -68,25 +45,9 @@ class LayoutChoice:
                 "skipped": dict(self.skipped)}
 
 
-def resolve_layout(layout: str, target_kind: str) -> str:
-    """The concrete layout ``layout`` means for a target kind (``auto`` looked up)."""
-    if layout not in LAYOUTS:
-        raise MccError(f"unknown layout '{layout}'; valid layouts: {', '.join(LAYOUTS)}")
-    if layout == "auto":
-        return auto_candidates(target_kind)[0]
-    if layout == "NCHWc" and target_kind != "llvm":
-        raise MccError(f"--layout NCHWc is a CPU layout (SIMD-wide channel blocks); "
-                       f"{target_kind} target given: use NHWC or auto")
-    return layout
-
-
-def auto_candidates(target_kind: str) -> tuple[str, ...]:
-    """The layouts ``--layout auto`` may pick for a target kind, default first."""
-    return AUTO_LAYOUT.get(target_kind, ("NCHW",))
-
-
 def layouts_to_measure(mod: tvm.IRModule, config) -> tuple[str, ...]:
     """The candidates worth building and timing for this model and config (empty: none)."""
+    from mcc.build.pipeline import auto_candidates
     from mcc.passes.model_cost import model_cost
 
     if config.layout != "auto" or not config.target.runs_on_host():

@@ -9,7 +9,7 @@ from tvm import relax
 
 import mcc
 from conftest import make_model
-from mcc.driver.layout_choice import resolve_layout
+from mcc.build.pipeline import resolve_layout
 from mcc.errors import MccError
 from mcc.frontends import import_model
 from mcc.passes import FoldBatchNorm, convert_layout, count_ops

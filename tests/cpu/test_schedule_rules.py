@@ -15,7 +15,7 @@ from onnx import helper
 
 import mcc
 from conftest import make_model
-from mcc.driver.pipeline import optimize
+from mcc.build.pipeline import optimize
 from mcc.frontends import import_model
 from mcc.schedule.rules import Injective, TiledReduction, cpu_info, rules_for
 

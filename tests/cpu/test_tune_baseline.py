@@ -98,7 +98,7 @@ def test_log_holds_one_measured_baseline_per_task(tuned):
 
 
 def test_resume_does_not_measure_baselines_again(tuned):
-    from mcc.driver.pipeline import optimize
+    from mcc.build.pipeline import optimize
     from mcc.frontends import import_model
     from mcc.targets import resolve_target
     from mcc.tuning import _extract_tasks
@@ -145,7 +145,7 @@ def test_compile_applies_records_faster_than_rules(tuned, tmp_path, cli):
 
 
 def test_tasks_carry_the_weight_mark_so_records_may_repack_weights(tuned):
-    from mcc.driver.pipeline import optimize
+    from mcc.build.pipeline import optimize
     from mcc.frontends import import_model
     from mcc.targets import resolve_target
     from mcc.tuning import _extract_tasks

@@ -11,7 +11,7 @@ from tvm import relax
 
 import mcc
 from conftest import make_model
-from mcc.driver.pipeline import optimize
+from mcc.build.pipeline import optimize
 from mcc.frontends import import_model
 from mcc.passes import Winograd, count_ops
 from mcc.passes.winograd import transform_matrices, transform_weight

@@ -3,6 +3,7 @@
     mcc.passes    imports TVM, numpy, the standard library, mcc.passes and mcc.errors only
     mcc.runtime   imports nothing of the compiler: mcc.runtime, mcc.errors, mcc.targets
     mcc.frontends imports nothing of the later stages (mcc.runtime, mcc.passes do)
+    mcc.driver    is imported by nothing but the API (mcc, mcc.cli) and mcc.tuning
     no cycle between modules: neither through the imports that run when a module is
     imported (module level, with the packages above each imported module), nor through
     all imports (function-level ones too: two modules that need each other are one)
@@ -26,6 +27,7 @@ PACKAGE_DIRS = {"mcc": ROOT / "compiler", "mcc.passes": ROOT / "passes",
 PASSES_MAY_IMPORT = ("tvm", "tvm_ffi", "numpy", "mcc.passes", "mcc.errors")
 RUNTIME_MAY_IMPORT = ("mcc.runtime", "mcc.errors", "mcc.targets")
 FRONTENDS_MAY_IMPORT = ("mcc.frontends", "mcc.runtime", "mcc.passes", "mcc.errors")
+DRIVER_IMPORTED_BY = ("mcc.driver", "mcc.cli", "mcc.tuning")  # and the package root, mcc
 
 
 def _modules() -> dict[str, Path]:
@@ -110,6 +112,13 @@ def test_runtime_imports_nothing_of_the_compiler():
 
 def test_frontends_import_no_later_stage():
     assert _violations("mcc.frontends", FRONTENDS_MAY_IMPORT, only_mcc=True) == []
+
+
+def test_only_the_api_and_tuning_import_the_driver():
+    bad = [f"{name} imports {module}" for name, path in MODULES.items()
+           if name != "mcc" and not _within(name, DRIVER_IMPORTED_BY)
+           for module, _ in _imports(name, path) if _within(module, ("mcc.driver",))]
+    assert sorted(set(bad)) == []
 
 
 def _module_level_graph() -> dict[str, set[str]]:

@@ -19,7 +19,9 @@
     FuseOps, FuseTIR         fuse elementwise epilogues/prologues into their producers
     DeadCodeElimination      remove functions nobody calls any more
 
-The names listed here are what ``mcc info`` reports under "passes".
+The names listed here are what ``mcc info`` reports under "passes". The layouts a user
+may ask for (``--layout``) and what each means for a target kind (:func:`resolve_layout`)
+are defined here; mcc.passes.layout converts to one.
 """
 
 from __future__ import annotations
@@ -36,6 +38,43 @@ from mcc.passes import (
     LegalizeDynamicSlice,
     Winograd,
 )
+
+LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
+
+# What ``--layout auto`` picks per target kind, from benchmarks/layout.py (docs/BENCHMARKS.md,
+# "Layouts"). CPU ms per inference, one thread, x86 AVX-512 (Zen 5), two runs on a busy
+# shared machine:
+#
+#   model         NCHW     NHWC        NCHWc       auto (= NHWC)
+#   ResNet-18     1471*    34.9 / 35.4  35.2 / 35.7  34.6 / 35.8
+#   ResNet-50     8302*    80.3 / 84.1  78.2 / 81.6  79.9 / 85.1
+#   MobileNetV2   390*     10.0 / 9.8    9.3 / 9.4    9.7 / 9.8      (* wall ms, 2 threads)
+#
+# NCHW is 24-41x slower (its conv rule finds no vectorisable axis). NHWC and NCHWc are
+# within 1-7% of each other (NCHWc ahead on ResNet-50 and MobileNetV2, behind on
+# ResNet-18), and tuning records change the answer per kernel, so on a CPU that runs the
+# module (x86 here) ``auto`` builds both and keeps the faster (mcc.driver.layout_choice); the
+# first candidate is the choice where nothing is measured (cross targets, small models).
+# ARM (NEON) and CUDA: NHWC, what mcc's rules and dlight are written for; not measured
+# against NCHWc (no ARM or GPU hardware here), and NCHWc is refused for CUDA.
+AUTO_LAYOUT = {"llvm": ("NHWC", "NCHWc"), "cuda": ("NHWC",)}
+
+
+def resolve_layout(layout: str, target_kind: str) -> str:
+    """The concrete layout ``layout`` means for a target kind (``auto`` looked up)."""
+    if layout not in LAYOUTS:
+        raise MccError(f"unknown layout '{layout}'; valid layouts: {', '.join(LAYOUTS)}")
+    if layout == "auto":
+        return auto_candidates(target_kind)[0]
+    if layout == "NCHWc" and target_kind != "llvm":
+        raise MccError(f"--layout NCHWc is a CPU layout (SIMD-wide channel blocks); "
+                       f"{target_kind} target given: use NHWC or auto")
+    return layout
+
+
+def auto_candidates(target_kind: str) -> tuple[str, ...]:
+    """The layouts ``--layout auto`` may pick for a target kind, default first."""
+    return AUTO_LAYOUT.get(target_kind, ("NCHW",))
 
 
 def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
@@ -77,7 +116,6 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target,
 
     ``say`` receives a progress line where ``--layout auto`` keeps the imported layout;
     ``auto_choice`` is the candidate of ``auto`` being tried (mcc.driver.layout_choice)."""
-    from mcc.driver.layout_choice import resolve_layout
     from mcc.targets.cpu_info import cpu_info
 
     # an explicit --layout must hold; auto keeps the imported layout where conversion fails
