@@ -66,8 +66,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
 
+    from mcc.build.pipeline import optimize
     from mcc.frontends import import_model
-    from mcc.pipeline import optimize
     from mcc.targets import resolve_target
 
     preset = resolve_target("x86")

@@ -43,7 +43,7 @@ def arm_row(name: str, onnx_path: Path, workdir: Path) -> dict:
     compiled.export(workdir / f"{name}.so")
     build_s = time.perf_counter() - start
     bundle = mcc.bundle(workdir / f"{name}.so", workdir / f"{name}-rpi4")
-    feed = mcc.tensors.random_inputs(compiled.inputs, seed=0)
+    feed = mcc.runtime.tensors.random_inputs(compiled.inputs, seed=0)
     args = []
     for key, value in feed.items():
         np.save(workdir / f"{key}.npy", value)
@@ -66,7 +66,7 @@ def arm_row(name: str, onnx_path: Path, workdir: Path) -> dict:
 
 
 def cuda_row(name: str, onnx_path: Path, workdir: Path) -> dict:
-    from mcc.cuda import device_code_info
+    from mcc.build.cuda import device_code_info
 
     start = time.perf_counter()
     compiled = mcc.compile(str(onnx_path), target="cuda-sm90")

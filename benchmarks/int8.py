@@ -42,8 +42,8 @@ if SINGLE_THREAD:  # before TVM starts its thread pool (importing mcc)
 from models import export_onnx  # noqa: E402
 
 import mcc  # noqa: E402
-from mcc.benchmark import time_calls  # noqa: E402
-from mcc.tensors import random_inputs  # noqa: E402
+from mcc.runtime.tensors import random_inputs  # noqa: E402
+from mcc.verify.benchmark import time_calls  # noqa: E402
 
 
 def cosine(a, b) -> float:

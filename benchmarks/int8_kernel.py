@@ -21,8 +21,8 @@ if "--cpu-time" in sys.argv:  # before TVM starts its thread pool
 import numpy as np
 import tvm
 
-from mcc.int8_kernels import QConvShape, pack_weight, qconv2d_func
-from mcc.int8_schedule import has_vnni, schedule_kernel
+from mcc.passes.int8_kernels import QConvShape, pack_weight, qconv2d_func
+from mcc.schedule.rules.int8 import has_vnni, schedule_kernel
 from mcc.targets import resolve_target
 
 SHAPES = {

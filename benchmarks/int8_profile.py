@@ -34,7 +34,7 @@ def kind(symbol: str) -> str:
 
 def main() -> None:
     import mcc
-    from mcc.tensors import random_inputs
+    from mcc.runtime.tensors import random_inputs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("module")

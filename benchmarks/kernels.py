@@ -26,7 +26,7 @@ from models import export_onnx  # noqa: E402
 
 
 def peak_gflops(preset, threads=None) -> tuple[float, str]:
-    from mcc.schedule_rules import cpu_info
+    from mcc.schedule.rules import cpu_info
 
     info = cpu_info(preset.tvm_target())
     if threads:
@@ -71,9 +71,9 @@ def main() -> None:
     import tvm
     from tvm import relax
 
-    from mcc.build import build
+    from mcc.build.lower import build
+    from mcc.build.pipeline import optimize
     from mcc.frontends import import_model
-    from mcc.pipeline import optimize
     from mcc.schedule import schedule
     from mcc.targets import resolve_target
 

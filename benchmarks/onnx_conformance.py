@@ -33,8 +33,8 @@ def worker() -> None:
     import warnings
 
     warnings.simplefilter("ignore")
-    from mcc.conformance import node_cases, run_case
     from mcc.frontends.common import native_stderr_silenced
+    from mcc.verify.conformance import node_cases, run_case
 
     cases = node_cases()
     out = sys.stdout
@@ -220,7 +220,7 @@ def main() -> None:
     if args.worker:
         return worker()
 
-    from mcc.conformance import node_cases, op_of
+    from mcc.verify.conformance import node_cases, op_of
 
     cases = node_cases()
     names = sorted(n for n in cases

@@ -6,7 +6,7 @@
 
 Where ``benchmarks/onnx_conformance.py`` drives mcc's import and build in process
 (the ONNX backend API), this runs what a user would for each sampled test
-(:func:`mcc.conformance.run_case_api`): the model saved to a file,
+(:func:`mcc.verify.conformance.run_case_api`): the model saved to a file,
 ``mcc.compile(path, input_shapes=<the test's input shapes>, bind=<shape-operand
 inputs, with the test's values>, verify=True)`` (export, load, verification
 against ONNX Runtime included), then ``.run(feed)``, compared with ONNX's
@@ -36,8 +36,8 @@ def worker() -> None:
     import warnings
 
     warnings.simplefilter("ignore")
-    from mcc.conformance import node_cases, run_case_api
     from mcc.frontends.common import native_stderr_silenced
+    from mcc.verify.conformance import node_cases, run_case_api
 
     cases = node_cases()
     out = sys.stdout
@@ -110,7 +110,7 @@ def main() -> None:
     warnings.simplefilter("ignore")  # numpy warnings while onnx builds its test cases
     from onnx_conformance import run_all
 
-    from mcc.conformance import node_cases, op_of
+    from mcc.verify.conformance import node_cases, op_of
 
     cases = node_cases()
     names = sample_names(list(cases), args.sample, args.seed)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE))
 from models import MODELS, export_onnx  # noqa: E402
 
 import mcc  # noqa: E402
-from mcc.tensors import random_inputs  # noqa: E402
+from mcc.runtime.tensors import random_inputs  # noqa: E402
 
 
 def _say(message: str) -> None:
@@ -121,7 +121,7 @@ def main() -> None:
             print(f"{label} verified vs {check['reference']}: max abs err {worst:.3g}, "
                   f"{'ok' if check['ok'] else 'FAILED'}")
     if "drift" in pruned:
-        from mcc.pruning import drift_summary
+        from mcc.driver.pruning import drift_summary
 
         print(f"drift: {drift_summary(pruned['drift'])}")
     if args.json:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE))
 from models import MODELS, export_onnx  # noqa: E402
 
 import mcc  # noqa: E402
-from mcc.benchmark import time_module  # noqa: E402
+from mcc.verify.benchmark import time_module  # noqa: E402
 
 
 def main() -> None:

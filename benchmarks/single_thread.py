@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 from models import MODELS, export_onnx  # noqa: E402
 
 import mcc  # noqa: E402
-from mcc.tensors import random_inputs  # noqa: E402
+from mcc.runtime.tensors import random_inputs  # noqa: E402
 
 
 def cpu_ms(fn) -> float:

@@ -43,7 +43,7 @@ def tune(name: str, path: Path, minutes: float, log: Path, per_iter: int) -> dic
 
 
 def measure(name: str, path: Path, repeat: int) -> dict:
-    from mcc.benchmark import time_module
+    from mcc.verify.benchmark import time_module
 
     _say(f"== compile + time {name}")
     start = time.perf_counter()

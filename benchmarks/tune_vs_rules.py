@@ -10,7 +10,7 @@ against the default rules alone. Both modules are compiled (and verified against
 Runtime at the default 1e-4 tolerances) in one process, then timed on the same inputs in
 blocks of ``--rounds`` runs: mcc-untuned, mcc-tuned, ONNX Runtime, then again in reverse
 order. With the
-default-rule baselines of ``mcc tune`` (mcc.tune_baseline), the tuned module should never
+default-rule baselines of ``mcc tune`` (mcc.tuning.baseline), the tuned module should never
 be slower than the untuned one beyond noise.
 """
 
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from mcc.tensors import random_inputs
+    from mcc.runtime.tensors import random_inputs
 
     path = export_onnx(args.model, HERE / "onnx")
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731

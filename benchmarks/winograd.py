@@ -16,7 +16,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from mcc.pipeline import graph_passes
+from mcc.build.pipeline import graph_passes
 from mcc.schedule import schedule
 from mcc.targets.host import host_tvm_target
 

@@ -11,7 +11,7 @@ Heavy dependencies (TVM, ONNX, torch) are imported only when a verb needs them.
 from __future__ import annotations
 
 from mcc.errors import MccError
-from mcc.threads import default_thread_count
+from mcc.runtime.threads import default_thread_count
 
 default_thread_count()  # before TVM's thread pool exists: all physical cores, not half of them
 
@@ -74,9 +74,9 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
                    precision="fp32"):
     """The checked ``CompileConfig`` for :func:`compile`'s options (shared with
     :func:`tune`, which tunes the kernels a compile with the same options builds)."""
-    from mcc.bind import check_bind
-    from mcc.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
-    from mcc.pruning import check_criterion, parse_prune
+    from mcc.driver.bind import check_bind
+    from mcc.driver.config import DEFAULT_ATOL, DEFAULT_RTOL, CompileConfig
+    from mcc.driver.pruning import check_criterion, parse_prune
     from mcc.targets import resolve_target
 
     if quantize != "int8" and (exclude or per_tensor or accuracy_budget is not None
@@ -85,12 +85,12 @@ def compile_config(target=None, input_shapes=None, tuning_logs=(), verify=True, 
                        "--holdout apply to --quantize int8 only")
     if verify_inputs is not None and not verify:
         raise MccError("--verify-inputs and --no-verify contradict each other")
-    from mcc.input_checks import check_tuning_logs
+    from mcc.driver.input_checks import check_tuning_logs
 
     check_tuning_logs(tuning_logs)
     preset = resolve_target(target).with_cross_compiler(cross_compiler)
     if precision != "fp32":  # --precision bf16: an AVX-512 BF16 CPU, no --quantize
-        from mcc.schedule_rules.bf16 import check_precision
+        from mcc.schedule.rules.bf16 import check_precision
 
         check_precision(precision, quantize, preset)
 
@@ -127,7 +127,7 @@ def load(path):
 
 def bench(model, **kwargs):
     """Time batch-1 latency of ``model`` (compiled here, or a ``.so``) against the reference."""
-    from mcc.benchmark import bench as _bench
+    from mcc.verify.benchmark import bench as _bench
 
     return _bench(model, **kwargs)
 
@@ -159,7 +159,7 @@ def tune(model, target=None, trials=None, time_budget=None, tuning_log="tuning_l
     ``prune_criterion``, ``quantize``, ``calibration``, ...): a compile with the same
     options applies the records. ``rpc_tracker="HOST:PORT"`` with ``rpc_key`` measures on
     devices registered with a TVM RPC tracker. Returns a ``TuneReport``; Ctrl-C stops at
-    the next safe point and raises ``mcc.tune_search.TuneInterrupted`` (a
+    the next safe point and raises ``mcc.tuning.search.TuneInterrupted`` (a
     KeyboardInterrupt) saying what was kept.
     """
     from mcc.tuning import tune_model
@@ -174,6 +174,6 @@ def tune(model, target=None, trials=None, time_budget=None, tuning_log="tuning_l
 def merge_tuning_logs(inputs, output):
     """Merge tuning logs from several machines, keeping the best record per workload and
     target. Returns a ``MergeReport``."""
-    from mcc.tuning_log import merge_logs
+    from mcc.tuning.log import merge_logs
 
     return merge_logs(inputs, output)

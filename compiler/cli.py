@@ -124,13 +124,13 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
             precision):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
-    from mcc.bind import parse_bind
-    from mcc.tensors import parse_input_shapes
+    from mcc.driver.bind import parse_bind
+    from mcc.runtime.tensors import parse_input_shapes
 
     out = Path(output) if output else Path.cwd() / (Path(model).stem + ".so")
     if out.suffix != ".so":
         raise MccError(f"output '{out}' must end in .so")
-    from mcc.input_checks import check_output_folder
+    from mcc.driver.input_checks import check_output_folder
 
     check_output_folder(out)  # before compiling, not after minutes of work
     compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
@@ -149,11 +149,11 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
 def _load_feed(path: str | None, module) -> dict:
     import numpy as np
 
-    from mcc.tensors import random_inputs
+    from mcc.runtime.tensors import random_inputs
 
     if path is None:
         _stderr("[mcc] no --inputs given: running on seeded random inputs (seed 0)")
-        from mcc.feeds import module_rules
+        from mcc.frontends.feeds import module_rules
 
         return random_inputs(module.inputs, seed=0, rules=module_rules(module.metadata))
     if not Path(path).exists():
@@ -168,7 +168,7 @@ def _load_feed(path: str | None, module) -> dict:
 def _save_npz(path: str, arrays: dict) -> None:
     import numpy as np
 
-    from mcc.package import atomic_write
+    from mcc.build.export import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -188,7 +188,7 @@ def run(module_path, inputs_path, output_path):
     import mcc
 
     if output_path:
-        from mcc.input_checks import check_output_folder
+        from mcc.driver.input_checks import check_output_folder
 
         check_output_folder(output_path)
     module = mcc.load(module_path)
@@ -209,8 +209,8 @@ def run(module_path, inputs_path, output_path):
 @click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
 def info(module_path, as_json):
     """Show a compiled module's metadata (read without loading it)."""
-    from mcc.integrity import check
-    from mcc.package import read_metadata
+    from mcc.runtime.integrity import check
+    from mcc.runtime.metadata import read_metadata
 
     intact, detail = check(module_path)
     try:
@@ -237,7 +237,7 @@ def info(module_path, as_json):
                f"{sched.get('from_default_rules')} from default rules, "
                f"{sched.get('naive')} untuned)")
     if target["tvm"].get("kind") == "cuda":
-        from mcc.cuda import device_code_info
+        from mcc.build.cuda import device_code_info
 
         for fatbin in device_code_info(module_path):
             click.echo(f"device:   CUDA fatbin {fatbin['bytes'] / 1e3:.1f} kB, SASS "
@@ -250,7 +250,7 @@ def info(module_path, as_json):
         click.echo(f"pruning:  {how}: {prune['channels_removed']} channels removed, params "
                    f"{prune['before']['params']:,} -> {prune['after']['params']:,}, FLOPs "
                    f"{prune['before']['flops']:,} -> {prune['after']['flops']:,}")
-        from mcc.pruning import layer_lines
+        from mcc.driver.pruning import layer_lines
 
         for line in layer_lines(prune):
             click.echo(f"          {line}")
@@ -286,7 +286,7 @@ def info(module_path, as_json):
 def bench(model, target, input_shapes, repeat, reference, as_json):
     """Time batch-1 latency of MODEL (or a .so) against ONNX Runtime / PyTorch."""
     import mcc
-    from mcc.tensors import parse_input_shapes
+    from mcc.runtime.tensors import parse_input_shapes
 
     report = mcc.bench(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                        repeat=repeat, reference=reference, progress=_stderr)
@@ -330,7 +330,7 @@ def tune(paths, target, trials, time_budget, tuning_log, rpc_tracker, rpc_key, m
     options that shape the kernels (--layout, --prune, --quantize, ...) as you will give
     them to `mcc compile`: it applies the records of kernels it builds."""
     import mcc
-    from mcc.tensors import parse_input_shapes
+    from mcc.runtime.tensors import parse_input_shapes
 
     if merge:
         if len(paths) < 2 or not output:
@@ -348,7 +348,7 @@ def tune(paths, target, trials, time_budget, tuning_log, rpc_tracker, rpc_key, m
             raise MccError("mcc tune takes one MODEL (or --merge LOG_A LOG_B -o LOG)")
         if output:
             raise MccError("-o is for --merge; tuning writes to --tuning-log DIR")
-        from mcc.bind import parse_bind
+        from mcc.driver.bind import parse_bind
 
         compile_options["bind"] = parse_bind(compile_options.get("bind", ()))
         report = mcc.tune(paths[0], target=target, trials=trials, time_budget=time_budget,

@@ -10,6 +10,12 @@ class MccError(Exception):
     """
 
 
+class ReferenceUnavailable(MccError):
+    """The reference runtime cannot run this model at all (e.g. ONNX Runtime lacks one of
+    its ops): the compile skips verification and says why. Raised by the frontends,
+    caught by the driver's verify step."""
+
+
 def first_line(err: BaseException) -> str:
     """The most telling single line of a (possibly multi-line, C++-originated) error."""
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]

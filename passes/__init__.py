@@ -2,7 +2,7 @@
 
 Each module has one public entry point ``IRModule -> IRModule``; the build
 driver runs the ones a compile asks for, in the order documented in
-``mcc.pipeline``.
+``mcc.build.pipeline``.
 """
 
 from mcc.passes.calibrate import calibrate

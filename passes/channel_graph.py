@@ -30,6 +30,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from mcc.passes.shapes import static_shape
+
 # ops whose output channel c depends only on input channel c, elementwise
 UNARY_OPS = {"relax.nn.relu", "relax.clip", "relax.sigmoid", "relax.tanh", "relax.nn.silu",
              "relax.nn.gelu", "relax.nn.gelu_tanh", "relax.negative", "relax.exp",
@@ -137,16 +139,6 @@ class ChannelGraph:
         for node in range(len(self.parent)):
             members.setdefault(self.find(node), []).append(node)
         return members
-
-
-def static_shape(expr) -> tuple[int, ...] | None:
-    sinfo = expr.ty
-    if not isinstance(sinfo, relax.TensorType) or sinfo.shape is None:
-        return None
-    values = getattr(sinfo.shape, "values", None)
-    if values is None or not all(hasattr(v, "value") for v in values):
-        return None
-    return tuple(int(v.value) for v in values)
 
 
 def constant(expr) -> np.ndarray | None:

@@ -5,9 +5,10 @@
            so conv, depthwise conv, pooling and the bias / activation epilogues
            all vectorise along channels (what mcc's CPU rules are built for)
     NCHWc  blocked: activations NCHW[b]c, weights OIHW[bi]i[bo]o, b = the target's
-           SIMD lanes (passes/layout_blocked.py; CPU targets only)
-    auto   the fastest layout for the target, chosen by measurement (see
-           ``AUTO_LAYOUT`` and docs/BENCHMARKS.md)
+           SIMD lanes, given by the caller (passes/layout_blocked.py; CPU targets only)
+
+Which layout a model gets is decided before this pass (mcc.build.pipeline.resolve_layout;
+``auto`` on this CPU: mcc.driver.layout_choice); the pass converts to the one it is given.
 
 Steps:
   1. raise elementwise ``call_tir`` kernels that frontends emit for ONNX Clip
@@ -30,63 +31,30 @@ from tvm import relax, tirx
 from mcc.errors import MccError
 from mcc.passes.fold_constant_shapes import fold_constant_shapes
 
-LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
-
-# What ``--layout auto`` picks per target kind, from benchmarks/layout.py (docs/BENCHMARKS.md,
-# "Layouts"). CPU ms per inference, one thread, x86 AVX-512 (Zen 5), two runs on a busy
-# shared machine:
-#
-#   model         NCHW     NHWC        NCHWc       auto (= NHWC)
-#   ResNet-18     1471*    34.9 / 35.4  35.2 / 35.7  34.6 / 35.8
-#   ResNet-50     8302*    80.3 / 84.1  78.2 / 81.6  79.9 / 85.1
-#   MobileNetV2   390*     10.0 / 9.8    9.3 / 9.4    9.7 / 9.8      (* wall ms, 2 threads)
-#
-# NCHW is 24-41x slower (its conv rule finds no vectorisable axis). NHWC and NCHWc are
-# within 1-7% of each other (NCHWc ahead on ResNet-50 and MobileNetV2, behind on
-# ResNet-18), and tuning records change the answer per kernel, so on a CPU that runs the
-# module (x86 here) ``auto`` builds both and keeps the faster (mcc.layout_choice); the first
-# candidate is the choice where nothing is measured (cross targets, small models).
-# ARM (NEON) and CUDA: NHWC, what mcc's rules and dlight are written for; not measured
-# against NCHWc (no ARM or GPU hardware here), and NCHWc is refused for CUDA.
-AUTO_LAYOUT = {"llvm": ("NHWC", "NCHWc"), "cuda": ("NHWC",)}
-
 _DESIRED = {
     "NHWC": {"relax.nn.conv2d": ["NHWC", "HWIO"]},
 }
 
 
-def resolve_layout(layout: str, target_kind: str) -> str:
-    """The concrete layout ``layout`` means for a target kind (``auto`` looked up)."""
-    if layout not in LAYOUTS:
-        raise MccError(f"unknown layout '{layout}'; valid layouts: {', '.join(LAYOUTS)}")
-    if layout == "auto":
-        return auto_candidates(target_kind)[0]
-    if layout == "NCHWc" and target_kind != "llvm":
-        raise MccError(f"--layout NCHWc is a CPU layout (SIMD-wide channel blocks); "
-                       f"{target_kind} target given: use NHWC or auto")
-    return layout
-
-
-def auto_candidates(target_kind: str) -> tuple[str, ...]:
-    """The layouts ``--layout auto`` may pick for a target kind, default first."""
-    return AUTO_LAYOUT.get(target_kind, ("NCHW",))
-
-
-def convert_layout(mod: tvm.IRModule, layout: str) -> tvm.IRModule:
-    """Return ``mod`` with its convolutions in ``layout`` (NCHW or NHWC), transposes cleaned."""
-    return ConvertLayout(layout)(mod)
+def convert_layout(mod: tvm.IRModule, layout: str, lanes: int | None = None) -> tvm.IRModule:
+    """Return ``mod`` with its convolutions in ``layout`` (NCHW, NHWC, or NCHWc with blocks of
+    ``lanes`` channels), transposes cleaned."""
+    return ConvertLayout(layout, lanes=lanes)(mod)
 
 
 @tvm.transform.module_pass(opt_level=0, name="mcc.ConvertLayout")
 class ConvertLayout:
     """Module pass form of :func:`convert_layout`, for the pipeline."""
 
-    def __init__(self, layout: str, strict: bool = True, say=None):
+    def __init__(self, layout: str, strict: bool = True, say=None, lanes: int | None = None):
         if layout not in _DESIRED and layout not in ("NCHW", "NCHWc"):
             raise MccError(f"unknown layout '{layout}'; valid layouts: NCHW, NHWC, NCHWc")
+        if layout == "NCHWc" and not lanes:
+            raise MccError("the NCHWc layout needs the target's SIMD lanes (a CPU target)")
         self.layout = layout
-        self.strict = strict  # False (--layout auto): keep the model as it is if TVM cannot
-        self.say = say  # where a non-strict fallback is announced (one progress line)
+        self.strict = strict  # False: keep the model as it is if TVM cannot convert it
+        self.say = say  # where a non-strict fallback is announced (one line)
+        self.lanes = lanes  # NCHWc: channels per block, the target's fp32 SIMD lanes
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
         try:
@@ -106,7 +74,7 @@ class ConvertLayout:
         T = relax.transform
         mod = _raise_scalar_minmax(mod)
         if self.layout == "NCHWc":
-            return _convert_blocked(mod)
+            return _convert_blocked(mod, self.lanes)
         mod = T.ConvertLayout(_DESIRED[self.layout])(mod)
         mod = _cancel_transposes(mod)
         mod = T.EliminateCommonSubexpr()(mod)  # one transpose of a tensor several ops read
@@ -115,29 +83,26 @@ class ConvertLayout:
         return T.FoldConstant()(mod)
 
 
-def _convert_blocked(mod: tvm.IRModule) -> tvm.IRModule:
-    """NCHW[b]c with b the current target's fp32 SIMD lanes (passes/layout_blocked.py)."""
+def _convert_blocked(mod: tvm.IRModule, lanes: int) -> tvm.IRModule:
+    """NCHW[b]c with b = ``lanes``, the target's fp32 SIMD lanes (passes/layout_blocked.py)."""
     from mcc.passes.layout_blocked import to_blocked_layout
-    from mcc.schedule_rules.cpu_info import cpu_info
 
-    target = tvm.target.Target.current(allow_none=True)
-    resolve_layout("NCHWc", target.kind.name if target is not None else "no")
     T = relax.transform
     # batch norms that did not fold into a conv become per-channel arithmetic the
     # blocked rewrite carries through; their constants fold first
     mod = T.DecomposeOpsForInference()(mod)
     mod = T.FoldConstant()(T.CanonicalizeBindings()(mod))  # BN's (y, mean, var)[0] -> y
-    mod = to_blocked_layout(mod, cpu_info(target).lanes("float32"))
+    mod = to_blocked_layout(mod, lanes)
     return T.FoldConstant()(mod)
 
 
 def fallback_message(mod: tvm.IRModule, layout: str, err: Exception) -> str:
-    """One line: which op kept ``mod`` in its imported layout, and TVM's reason."""
+    """Which op kept ``mod`` in its imported layout, and TVM's reason (one line)."""
     from mcc.errors import first_line
 
     culprit = _failing_op(mod, layout)
     where = f"at {culprit}" if culprit else "in this model"
-    return (f"[mcc] layout: cannot convert to {layout} {where} ({first_line(err)}); "
+    return (f"cannot convert to {layout} {where} ({first_line(err)}); "
             "keeping the imported NCHW layout")
 
 

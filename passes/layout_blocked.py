@@ -32,6 +32,7 @@ import tvm
 from tvm import relax, tirx
 
 from mcc.passes.rewrite import rewrite_functions
+from mcc.passes.shapes import static_shape
 
 CONV_KERNELS = ("conv2d_nchwc", "depthwise_conv2d_nchwc")  # the PrimFunc names this pass emits
 
@@ -80,16 +81,6 @@ def _unblock(y: relax.Expr) -> relax.Expr:
 def _block_np(a: np.ndarray, b: int) -> np.ndarray:
     n, c, h, w = a.shape
     return np.ascontiguousarray(a.reshape(n, c // b, b, h, w).transpose(0, 1, 3, 4, 2))
-
-
-def _static_shape(expr) -> list[int] | None:
-    ty = expr.ty
-    if not isinstance(ty, relax.TensorType) or ty.shape is None:
-        return None
-    dims = ty.shape.values if hasattr(ty.shape, "values") else ty.shape
-    if not all(isinstance(d, (int, tirx.IntImm)) for d in dims):
-        return None
-    return [int(d) for d in dims]
 
 
 def _is_float(expr) -> bool:
@@ -145,14 +136,14 @@ class _Blocker(relax.PyExprMutator):
         if found is not None:
             return found
         b = block_size(shape[1], self.lanes)
-        own = _static_shape(expr)
+        own = static_shape(expr)
         if b is None or own is None:
             raise _NotBlockable
         if len(own) == 0:
             return expr  # a scalar broadcasts in any layout
         if len(own) > 4:
             raise _NotBlockable
-        full = [1] * (4 - len(own)) + own  # numpy broadcasting aligns on the right
+        full = [1] * (4 - len(own)) + list(own)  # numpy broadcasting aligns on the right
         if full[1] not in (1, shape[1]) or any(d not in (1, s) for d, s in zip(full, shape)):
             raise _NotBlockable
         if isinstance(expr, tvm.ir.expr.Constant):
@@ -161,7 +152,7 @@ class _Blocker(relax.PyExprMutator):
             return relax.const(data, str(expr.ty.dtype))
         if full[1] == 1:  # channel-broadcast: (N, 1, H, W, 1) is a reshape
             return relax.op.reshape(expr, [*full, 1])
-        if full != own:
+        if full != list(own):
             expr = relax.op.reshape(expr, full)
         return self.builder_.emit(_block(expr, b))
 
@@ -175,7 +166,7 @@ class _Blocker(relax.PyExprMutator):
         if (a.data_layout, a.kernel_layout, a.out_layout) != ("NCHW", "OIHW", "NCHW"):
             return None
         data, weight = call.args
-        ds, ws, os_ = _static_shape(data), _static_shape(weight), _static_shape(call)
+        ds, ws, os_ = static_shape(data), static_shape(weight), static_shape(call)
         if ds is None or ws is None or os_ is None or not _is_float(data):
             return None
         if a.out_dtype and str(a.out_dtype) not in ("", "void", str(data.ty.dtype)):
@@ -212,7 +203,7 @@ class _Blocker(relax.PyExprMutator):
         tensors = [x for x in args if isinstance(x.ty, relax.TensorType)]
         if not self._any_blocked(tensors) or not all(_is_float(x) for x in tensors):
             return None
-        shape = _static_shape(call)
+        shape = static_shape(call)
         if shape is None or len(shape) != 4:
             return None
         # scalar attributes passed as values (clip's bounds) stay as they are
@@ -255,13 +246,13 @@ class _Blocker(relax.PyExprMutator):
         (fields,) = call.args
         if int(call.attrs.axis) % 4 != 1 or not isinstance(fields, relax.Tuple):
             return None
-        shape = _static_shape(call)
+        shape = static_shape(call)
         if shape is None or len(shape) != 4 or not self._any_blocked(fields.fields):
             return None
         b = block_size(shape[1], self.lanes)
         parts = []
         for f in fields.fields:
-            fs = _static_shape(f)
+            fs = static_shape(f)
             if fs is None or block_size(fs[1], self.lanes) != b or fs[1] % b:
                 return None  # blocks would not line up in the concatenated tensor
             parts.append(self._as_blocked(f, fs))
@@ -274,8 +265,8 @@ class _NotBlockable(Exception):
 
 def _is_unblock(call) -> bool:
     """A 5-D -> 4-D layout transform of the form this pass writes."""
-    src = _static_shape(call.args[0])
-    dst = _static_shape(call)
+    src = static_shape(call.args[0])
+    dst = static_shape(call)
     if src is None or dst is None or len(src) != 5 or len(dst) != 4:
         return False
     index_map = call.attrs.index_map
@@ -300,7 +291,7 @@ def _pack_weight(w: np.ndarray, bi: int, bo: int, depthwise: bool) -> np.ndarray
 def _pack_weight_expr(w: relax.Expr, bi: int, bo: int, depthwise: bool) -> relax.Expr:
     """The same packing for a weight that is a runtime input, as a layout transform."""
     if depthwise:
-        o, _, kh, kw = _static_shape(w)
+        o, _, kh, kw = static_shape(w)
         return relax.op.layout_transform(relax.op.reshape(w, [o, kh, kw]),
                                          index_map=lambda c, h, k: (c // bo, h, k, c % bo))
     return relax.op.layout_transform(

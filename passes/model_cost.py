@@ -14,6 +14,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from mcc.passes.shapes import static_shape
+
 
 @dataclass(frozen=True)
 class ModelCost:
@@ -46,24 +48,16 @@ def model_cost(mod: tvm.IRModule) -> ModelCost:
     return ModelCost(params, flops, conv_flops)
 
 
-def _shape(expr) -> tuple[int, ...] | None:
-    sinfo = expr.ty
-    values = getattr(getattr(sinfo, "shape", None), "values", None)
-    if values is None or not all(hasattr(v, "value") for v in values):
-        return None
-    return tuple(int(v.value) for v in values)
-
-
 def _call_flops(call) -> int:
     name = call.op.name
     if name == "relax.nn.conv2d":
-        out, weight = _shape(call), _shape(call.args[1])
+        out, weight = static_shape(call), static_shape(call.args[1])
         if out is None or weight is None:
             return 0
         # weight OIHW: each output element takes I/groups * KH * KW MACs
         return 2 * int(np.prod(out)) * int(np.prod(weight[1:]))
     if name == "relax.matmul":
-        out, a = _shape(call), _shape(call.args[0])
+        out, a = static_shape(call), static_shape(call.args[0])
         if out is None or a is None:
             return 0
         return 2 * int(np.prod(out)) * a[-1]

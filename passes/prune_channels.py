@@ -47,9 +47,10 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from mcc.passes.channel_graph import ChannelGraph, Step, analyse, static_shape
+from mcc.passes.channel_graph import ChannelGraph, Step, analyse
 from mcc.passes.fold_batch_norm import FoldBatchNorm
 from mcc.passes.model_cost import ModelCost, model_cost
+from mcc.passes.shapes import static_shape
 
 CRITERIA = ("l1", "l2")
 

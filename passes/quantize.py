@@ -1,7 +1,7 @@
 """Quantize: turn conv2d and dense/matmul into int8 x int8 -> int32 kernels.
 
 Annotate, then realise, on an fp32 ``main`` in NHWC layout, without dataflow blocks
-(mcc.quantization prepares it that way):
+(mcc.driver.quantization prepares it that way):
 
   annotate  ``find_sites``: every ``conv2d`` (NHWC/OHWI, groups 1, dilation 1) and
             every ``matmul`` by a constant 2-D weight, with static shapes, is a site.
@@ -10,7 +10,7 @@ Annotate, then realise, on an fp32 ``main`` in NHWC layout, without dataflow blo
   realise   ``quantize``: per site, with the activation range from calibration,
                 xq = uint8(clip(round(x / sx) + zx, 0, 255))          activation, u8
                 wq = int8(clip(round(W / sw[o]), -127, 127))          weights, per channel
-                y  = float32(conv_s32(xq, wq) + bias32[o]) * sx*sw[o] (mcc.int8_kernels)
+                y  = float32(conv_s32(xq, wq) + bias32[o]) * sx*sw[o] (mcc.passes.int8_kernels)
             The dequantising epilogue is part of the kernel, and FuseOps fuses what follows
             (bias, ReLU, residual add, the next site's quantize) into it, so between two
             int8 layers only the uint8 tensor is written to memory.
@@ -27,7 +27,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from mcc.int8_kernels import QConvShape, pack_weight, qconv2d_func
+from mcc.passes.int8_kernels import QConvShape, pack_weight, qconv2d_func
+from mcc.passes.shapes import static_shape
 
 QUANTIZABLE_OPS = ("conv2d", "matmul")
 
@@ -55,16 +56,6 @@ class QuantizeReport:
         return {"quantized": self.quantized, "fp32": self.skipped}
 
 
-def _static_shape(expr) -> list[int] | None:
-    sinfo = expr.ty
-    if not isinstance(sinfo, relax.TensorType) or sinfo.shape is None:
-        return None
-    try:
-        return [int(d) for d in sinfo.shape.values]
-    except (TypeError, AttributeError):
-        return None
-
-
 def _site_for(name_counts: dict, var, call) -> Site | None:
     if not isinstance(call, relax.Call) or not isinstance(call.op, tvm.ir.Op):
         return None
@@ -74,7 +65,7 @@ def _site_for(name_counts: dict, var, call) -> Site | None:
     index = name_counts.get(op, 0)
     name_counts[op] = index + 1
     site = Site(f"{op}_{index}", op, var, call.args[0], call)
-    data_shape, weight = _static_shape(call.args[0]), call.args[1]
+    data_shape, weight = static_shape(call.args[0]), call.args[1]
     if not isinstance(weight, tvm.ir.GenericConst):
         site.skip = "weight is not a constant"
     elif data_shape is None:
@@ -91,7 +82,7 @@ def _site_for(name_counts: dict, var, call) -> Site | None:
             site.skip = "dilated convolution"
         else:
             oc, kh, kw, ic = weight.value.shape
-            out = _static_shape(var) or [1, 0, 0, 0]
+            out = static_shape(var) or [1, 0, 0, 0]
             site.macs = int(np.prod(out)) * kh * kw * ic
     elif len(weight.value.shape) != 2 or len(data_shape) < 2:
         site.skip = "not a 2-D weight matmul"
@@ -266,7 +257,7 @@ class _Realize(relax.PyExprMutator):
 
     def _conv(self, site, data, sx, zx):
         attrs = site.call.attrs
-        n, h, w, ic = _static_shape(site.data)
+        n, h, w, ic = static_shape(site.data)
         weight = site.call.args[1].value.numpy()
         oc, kh, kw, _ = weight.shape
         pad = [int(p) for p in attrs.padding]
@@ -275,7 +266,7 @@ class _Realize(relax.PyExprMutator):
         return self._kernel(self._quantize_input(data, sx, zx, site.data), weight, shape, sx)
 
     def _dense(self, site, data, sx, zx):
-        dims = _static_shape(site.data)
+        dims = static_shape(site.data)
         weight = site.call.args[1].value.numpy()  # [K, N]
         k, n_out = weight.shape
         rows = int(np.prod(dims[:-1]))
@@ -284,7 +275,7 @@ class _Realize(relax.PyExprMutator):
         weight_ohwi = weight.T.reshape(n_out, 1, 1, k)
         y = self.builder_.emit(self._kernel(self._quantize_input(flat, sx, zx), weight_ohwi,
                                             shape, sx))
-        return relax.op.reshape(y, dims[:-1] + [n_out])
+        return relax.op.reshape(y, [*dims[:-1], n_out])
 
 
 def _is_max_pool(expr) -> bool:
@@ -312,16 +303,3 @@ def nothing_to_quantize(sites: list[Site]) -> str:
     reasons = "; ".join(f"{s.name}: {s.skip}" for s in sites[:4])
     return f"nothing to quantize: no conv2d or matmul can be made int8 ({reasons})"
 
-
-def count_int8_kernels(mod: tvm.IRModule) -> int:
-    """Calls of mcc's int8 kernels in ``main`` (before fusion)."""
-    count = 0
-
-    def visit(expr):
-        nonlocal count
-        if (isinstance(expr, relax.Call) and expr.op.same_as(tvm.ir.Op.get("relax.call_tir"))
-                and expr.args[0].name_hint.startswith("mcc_qconv2d")):
-            count += 1
-
-    relax.analysis.post_order_visit(mod["main"], visit)
-    return count

@@ -28,8 +28,8 @@ from tvm import relax, te, topi
 from tvm.relax import PyExprMutator, expr_functor
 from tvm.topi.nn.winograd_util import _cook_toom_convolution, _interpolation_points
 
-from mcc.passes.channel_graph import static_shape
 from mcc.passes.rewrite import rewrite_functions
+from mcc.passes.shapes import static_shape
 
 KERNEL = 3
 MAX_WEIGHT_MIB = 16.0  # transformed weights of one conv; above this the matmul is memory-bound

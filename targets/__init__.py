@@ -102,6 +102,17 @@ class TargetPreset:
 
         return tvm.target.Target(self.tvm)
 
+    def device(self):
+        """The TVM device a module of this target runs on here (the first GPU for CUDA)."""
+        import tvm
+
+        return tvm.cuda(0) if self.is_cuda else tvm.cpu()
+
+
+def device_type(target) -> str:
+    """The device kernels for a TVM target run on, as MetaSchedule's runners name it."""
+    return "cpu" if target.kind.name == "llvm" else target.kind.name
+
 
 # CPU flags that decide whether generated vector code can run on a machine.
 VECTOR_FLAGS = frozenset({"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",

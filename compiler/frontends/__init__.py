@@ -3,6 +3,9 @@
 Each frontend returns an :class:`ImportedModel`: the Relax module with weights
 bound as constants, the input and output descriptions, and a reference runner
 (ONNX Runtime or eager PyTorch) that verification and benchmarks compare with.
+
+Frontends may import mcc.runtime (tensor descriptions), mcc.passes and
+mcc.errors only: nothing of the later stages.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ __all__ = ["ImportedModel", "import_model"]
 def import_model(model: Any, input_shapes: dict | None = None,
                  example_inputs: tuple | None = None, bind: dict | None = None) -> ImportedModel:
     """Dispatch on what ``model`` is: a path (.onnx / .pt2), an ONNX proto or a torch model.
-    ``bind`` freezes ONNX graph inputs to constants (``--bind``, mcc.bind)."""
+    ``bind`` freezes ONNX graph inputs to constants (``--bind``, mcc.driver.bind)."""
     input_shapes = dict(input_shapes or {})
     is_onnx = isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx" or \
         type(model).__module__.startswith("onnx")

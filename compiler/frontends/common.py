@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mcc.errors import first_line
-from mcc.tensors import Dim, TensorSpec
+from mcc.runtime.tensors import Dim, TensorSpec
 
 Reference = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -25,7 +25,7 @@ class ImportedModel:
     reference: Reference  # runs the original model (ONNX Runtime / eager PyTorch)
     reference_name: str  # "onnxruntime" or "pytorch"
     source: dict = field(default_factory=dict)  # format, path, sha256: stored in metadata
-    feed_plan: object = None  # mcc.feeds.FeedPlan: value rules for synthetic integer inputs
+    feed_plan: object = None  # mcc.frontends.feeds.FeedPlan: value rules for synthetic ints
 
 
 def _dim(value) -> Dim:
@@ -71,7 +71,7 @@ def relax_specs(mod, input_names: list[str], output_names: list[str]):
 def native_stderr_silenced():
     """Swallow what TVM's C++ side prints to fd 2 (warnings while unwinding a failed
     import), so a user error stays one line."""
-    from mcc.tvm_log import quiet_tvm
+    from mcc.runtime.tvm_log import quiet_tvm
 
     return quiet_tvm(noise=("",))  # "" is in every line: all of them dropped
 

@@ -53,7 +53,7 @@ def import_onnx(model, input_shapes: dict[str, tuple[int, ...]],
     source = {"format": "onnx", "path": label,
               "sha256": hashlib.sha256(raw).hexdigest(),
               "opset": _default_opset(proto), "producer": proto.producer_name}
-    from mcc.feeds import feed_plan
+    from mcc.frontends.feeds import feed_plan
 
     return ImportedModel(mod, inputs, outputs, ort_reference(raw, output_names), "onnxruntime",
                          source, feed_plan=feed_plan(fixed))
@@ -280,7 +280,7 @@ def _convert(proto, graph_inputs, input_shapes, label):
 def ort_reference(raw: bytes, output_names: list[str]):
     """Run the original model in ONNX Runtime (CPU): the numbers mcc must match.
 
-    A model ONNX Runtime cannot load raises mcc.verify.ReferenceUnavailable."""
+    A model ONNX Runtime cannot load raises mcc.errors.ReferenceUnavailable."""
     session = boundary = None
 
     def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -288,8 +288,8 @@ def ort_reference(raw: bytes, output_names: list[str]):
         if session is None:
             import onnxruntime as ort
 
+            from mcc.errors import ReferenceUnavailable
             from mcc.frontends.ort_boundary import numpy_boundary
-            from mcc.verify import ReferenceUnavailable
 
             options = ort.SessionOptions()
             options.log_severity_level = 4  # failures are raised; no red log lines on stderr

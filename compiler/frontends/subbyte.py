@@ -7,7 +7,7 @@ such a tensor becomes ``Cast`` with the narrow ``to`` type, which
 :mod:`mcc.frontends.onnx_ops.low_precision` implements as ONNX does (truncate,
 then wrap to the narrow range, held in int8/uint8). Values stay in range, so
 any cast *from* the widened tensor is exact. The ONNX backend adapter converts
-arrays at the boundary (:func:`to_storage`, :func:`from_storage`).
+arrays at the boundary (:func:`mcc.runtime.tensors.to_storage`, :func:`from_storage`).
 """
 
 from __future__ import annotations
@@ -72,16 +72,6 @@ def narrow_output_types(proto) -> list[str | None]:
         elem = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
         out.append(names.get(elem))
     return out
-
-
-def to_storage(array: np.ndarray) -> np.ndarray:
-    """A sub-byte ml_dtypes array as int8/uint8 (other arrays unchanged)."""
-    name = array.dtype.name
-    if name == "float4_e2m1fn":
-        return array.view(np.uint8)
-    if name in NARROW_DTYPES:
-        return array.astype(np.int8 if NARROW_DTYPES[name][0] else np.uint8)
-    return array
 
 
 def from_storage(array: np.ndarray, dtype: str | None) -> np.ndarray:

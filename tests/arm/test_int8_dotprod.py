@@ -21,8 +21,8 @@ def test_rpi5_int8_uses_sdot_and_matches_the_x86_int8_build(tmp_path):
     from test_qemu import require_aarch64_runtime, small_cnn
 
     import mcc
-    from mcc.emulate import emulated_runner
     from mcc.targets import resolve_target
+    from mcc.verify.emulate import emulated_runner
 
     require_aarch64_runtime()
     model = small_cnn()

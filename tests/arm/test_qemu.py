@@ -45,8 +45,8 @@ def small_cnn() -> onnx.ModelProto:
 def require_aarch64_runtime():
     """Skip when the aarch64 TVM runtime (from PyPI wheels, cached after the first time)
     cannot be fetched: offline machines."""
+    from mcc.deploy.runtime_libs import runtime_library_dir
     from mcc.errors import MccError
-    from mcc.runtime_libs import runtime_library_dir
 
     try:
         runtime_library_dir("aarch64")
@@ -154,7 +154,7 @@ def test_cross_compiler_override_is_used(tmp_path, rpi4_bundle):
 def test_jetson_orin_module_and_bundle(rpi4_bundle, tmp_path):
     """aarch64 host code + sm_87 device code; without a GPU the runner says so."""
     import mcc
-    from mcc.cuda import device_code_info
+    from mcc.build.cuda import device_code_info
 
     _, onnx_path = rpi4_bundle
     mcc.compile(str(onnx_path), target="jetson-orin").export(tmp_path / "orin.so")

@@ -19,7 +19,7 @@ from mcc.targets import resolve_target
 
 
 def _host_has_bf16() -> bool:
-    from mcc.schedule_rules.bf16 import has_bf16
+    from mcc.schedule.rules.bf16 import has_bf16
 
     try:
         return has_bf16(resolve_target(None).tvm_target())
@@ -91,8 +91,8 @@ def attention_block_model(seq=32, hidden=64, ffn=128):
 
 def _after_bf16_pass(model):
     """The module right after mcc.Bf16 (graph passes up to it), and the pass's report."""
+    from mcc.build.pipeline import graph_passes
     from mcc.passes.bf16 import Bf16
-    from mcc.pipeline import graph_passes
 
     target = resolve_target(None).tvm_target()
     mod = import_model(model, {}).mod

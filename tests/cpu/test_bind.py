@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 import mcc
 from conftest import assert_one_line_error
-from mcc.bind import parse_bind
+from mcc.driver.bind import parse_bind
 from mcc.errors import MccError
 
 X = np.random.default_rng(0).standard_normal((3, 5, 4)).astype(np.float32)
@@ -82,7 +82,7 @@ def test_parse_bind():
 
 def test_node_test_through_public_api(tmp_path):
     """benchmarks/onnx_node_tests_api.py's step: TopK's k arrives as an input, is bound."""
-    from mcc.conformance import node_cases, run_case_api
+    from mcc.verify.conformance import node_cases, run_case_api
 
     result = run_case_api(node_cases()["test_top_k"], tmp_path)
     assert (result.status, result.reason, result.specialized) == ("pass", "", True)

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from conftest import TINY_MODELS
-from mcc.tensors import random_inputs
+from mcc.runtime.tensors import random_inputs
 
 STAGES = ("import", "passes", "schedule", "build", "export", "verify")
 
@@ -33,7 +33,7 @@ def test_compile_info_run_matches_onnxruntime(name, save_onnx, cli, tmp_path):
     assert meta["target"]["name"] == "x86" and meta["tvm_version"].startswith("0.27")
     assert "mcc.FoldBatchNorm" in meta["passes"] and "FuseOps" in meta["passes"]
 
-    from mcc.tensors import TensorSpec
+    from mcc.runtime.tensors import TensorSpec
 
     feed = random_inputs([TensorSpec.from_json(t) for t in meta["inputs"]], seed=7,
                          symbolic_size=2)

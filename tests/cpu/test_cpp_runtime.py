@@ -99,7 +99,7 @@ def test_runner_refuses_another_architecture(x86_bundles, tmp_path):
     data[18:20] = (183).to_bytes(2, "little")  # claim aarch64 in the ELF header
     fake = tmp_path / "arm.so"
     fake.write_bytes(bytes(data))
-    from mcc.integrity import seal
+    from mcc.runtime.integrity import seal
 
     seal(fake)  # a consistent module, only built for another machine
     result = _run(bundle / "bin" / "mcc_run", fake, "--list")
@@ -145,7 +145,7 @@ def test_package_errors_are_one_line_and_write_nothing(x86_bundles, cli, tmp_pat
 
 @pytest.mark.parametrize("how", ["truncated", "rodata_flipped"])
 def test_runner_refuses_a_damaged_module(x86_bundles, tmp_path, how):
-    from mcc.elf import section_range
+    from mcc.runtime.elf import section_range
 
     bundle = x86_bundles["conv_bn"]
     data = bytearray((bundle / "conv_bn.so").read_bytes())

@@ -37,7 +37,7 @@ def cuda_modules(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["conv_bn", "mlp"])
 def test_module_holds_sass_and_ptx_for_its_arch(cuda_modules, name):
-    from mcc.cuda import device_code_info
+    from mcc.build.cuda import device_code_info
 
     path, arch, _ = cuda_modules[name]
     fatbins = device_code_info(path)
@@ -61,7 +61,7 @@ def test_module_holds_sass_and_ptx_for_its_arch(cuda_modules, name):
 
 
 def test_all_gpu_kernels_are_scheduled_by_default_rules(cuda_modules):
-    from mcc.package import read_metadata
+    from mcc.runtime.metadata import read_metadata
 
     path, _, stderr = cuda_modules["mlp"]
     schedule = read_metadata(path)["schedule"]
@@ -72,7 +72,7 @@ def test_all_gpu_kernels_are_scheduled_by_default_rules(cuda_modules):
 
 
 def test_metadata_records_the_cuda_target(cuda_modules):
-    from mcc.package import read_metadata
+    from mcc.runtime.metadata import read_metadata
 
     target = read_metadata(cuda_modules["conv_bn"][0])["target"]
     assert target["name"] == "cuda-sm90" and target["tvm"]["arch"] == "sm_90"
@@ -124,9 +124,9 @@ def test_int8_kernels_use_dp4a(tmp_path):
     nvcc turns them into PTX dp4a instructions (checked at code level: no GPU here)."""
     import subprocess
 
-    from mcc.config import CompileConfig
+    from mcc.driver.config import CompileConfig
+    from mcc.driver.quantization import Quantizer, compile_relax
     from mcc.frontends import import_model
-    from mcc.quantization import Quantizer, compile_relax
     from mcc.targets import resolve_target
 
     preset = resolve_target("cuda-sm80")

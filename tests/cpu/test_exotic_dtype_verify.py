@@ -9,8 +9,8 @@ import onnx
 from onnx import TensorProto, helper
 
 import mcc
-from mcc.sample_data import load_verify_feed
-from mcc.tensors import TensorSpec
+from mcc.driver.sample_data import load_verify_feed
+from mcc.runtime.tensors import TensorSpec
 
 
 def cast_model(src: int, dst: int, opset: int = 21) -> onnx.ModelProto:

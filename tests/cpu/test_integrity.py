@@ -20,7 +20,7 @@ def module_so(tmp_path_factory):
 
 
 def _damaged(module_so, tmp_path, how):
-    from mcc.elf import section_range
+    from mcc.runtime.elf import section_range
 
     path = tmp_path / f"{how}.so"
     shutil.copyfile(module_so, path)
@@ -63,7 +63,7 @@ def test_damaged_module_is_refused(cli, module_so, tmp_path, how):
 
 def test_damaged_elf_header_is_clean(cli, module_so, tmp_path):
     from mcc.errors import MccError
-    from mcc.package import read_metadata
+    from mcc.runtime.metadata import read_metadata
 
     for size in (20, 64, 100):
         path = tmp_path / f"head{size}.so"

@@ -9,10 +9,10 @@ from tvm import relax
 
 import mcc
 from conftest import make_model
+from mcc.build.pipeline import resolve_layout
 from mcc.errors import MccError
 from mcc.frontends import import_model
 from mcc.passes import FoldBatchNorm, convert_layout, count_ops
-from mcc.passes.layout import resolve_layout
 
 
 def inverted_residual(blocks=3, c=16):

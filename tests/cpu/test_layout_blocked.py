@@ -9,10 +9,10 @@ from tvm import relax
 
 import mcc
 from conftest import make_model
+from mcc.build.pipeline import resolve_layout
 from mcc.errors import MccError
 from mcc.frontends import import_model
 from mcc.passes import FoldBatchNorm, convert_layout, count_ops
-from mcc.passes.layout import resolve_layout
 from mcc.passes.layout_blocked import CONV_KERNELS, block_size, to_blocked_layout
 
 AVX512 = {"kind": "llvm", "mcpu": "znver4"}
@@ -82,7 +82,7 @@ def test_block_size_follows_the_simd_width():
 @pytest.mark.parametrize("target, lanes", [(AVX512, 16), (AVX2, 8), (NEON, 4)])
 def test_only_the_entry_and_exit_transforms_remain(target, lanes):
     with tvm.target.Target(target):
-        mod = convert_layout(_graph(residual_cnn()), "NCHWc")
+        mod = convert_layout(_graph(residual_cnn()), "NCHWc", lanes)
     ops = count_ops(mod)
     # one block() of the input, one unblock() per output; no transposes anywhere
     assert ops["relax.layout_transform"] == 3
@@ -101,7 +101,7 @@ def test_only_the_entry_and_exit_transforms_remain(target, lanes):
 
 def test_weights_are_packed_at_compile_time():
     with tvm.target.Target(AVX512):
-        mod = convert_layout(_graph(residual_cnn()), "NCHWc")
+        mod = convert_layout(_graph(residual_cnn()), "NCHWc", 16)
     weights = []
     relax.analysis.post_order_visit(
         mod["main"], lambda e: weights.append(e.args[1].fields[1]) if isinstance(e, relax.Call)
@@ -151,10 +151,10 @@ def test_blocked_outputs_match_onnx_runtime(target):
 
 
 def test_blocked_conv_kernels_get_the_vectorised_rule():
-    from mcc.schedule_rules import TiledReduction
+    from mcc.schedule.rules import TiledReduction
 
     with tvm.target.Target(AVX512) as target:
-        mod = convert_layout(_graph(residual_cnn()), "NCHWc")
+        mod = convert_layout(_graph(residual_cnn()), "NCHWc", 16)
         mod = relax.transform.LegalizeOps()(mod)
     for name in ("conv2d_nchwc", "depthwise_conv2d_nchwc"):
         sch = TiledReduction().apply(mod[name], target, False)

@@ -1,11 +1,11 @@
-"""mcc.layout_choice: --layout auto builds each candidate layout here and keeps the fastest."""
+"""mcc.driver.layout_choice: --layout auto builds each candidate layout and keeps the fastest."""
 
 import numpy as np
 from test_layout import inverted_residual
 
 import mcc
-from mcc import layout_choice
-from mcc.config import CompileConfig
+from mcc.driver import layout_choice
+from mcc.driver.config import CompileConfig
 from mcc.errors import MccError
 from mcc.frontends import import_model
 from mcc.targets import resolve_target

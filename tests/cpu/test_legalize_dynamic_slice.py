@@ -9,9 +9,9 @@ import tvm
 from onnx import TensorProto, helper
 from tvm import relax
 
-from mcc.frontends.onnx_backend import MccBackend
 from mcc.frontends.onnx_import import import_onnx
 from mcc.passes import LegalizeDynamicSlice
+from mcc.verify.onnx_backend import MccBackend
 
 
 def slice_model():

@@ -1,4 +1,4 @@
-"""The model-aware synthetic feeds (mcc.feeds) beyond verification: a built module
+"""The model-aware synthetic feeds (mcc.frontends.feeds) beyond verification: a built module
 records its inputs' value ranges, and `mcc run` without --inputs, `mcc bench`, the
 prune drift measure and --calibration random draw from them."""
 
@@ -76,7 +76,7 @@ def test_mcc_bench_draws_in_range(cli, bert_so, recorded_feeds):
 def test_rules_rederived_from_onnx_for_modules_without_them(bert_so):
     """A module built before the rules were recorded: re-derived from its ONNX model."""
     import mcc
-    from mcc.feeds import module_rules
+    from mcc.frontends.feeds import module_rules
 
     metadata = dict(mcc.load(bert_so[0]).metadata)
     del metadata["feeds"]
@@ -88,9 +88,9 @@ def test_rules_rederived_from_onnx_for_modules_without_them(bert_so):
 
 
 def test_random_samples_follow_rules():
-    from mcc.feeds import feed_plan, rules_from_json, rules_to_json
-    from mcc.sample_data import random_samples
-    from mcc.tensors import TensorSpec
+    from mcc.driver.sample_data import random_samples
+    from mcc.frontends.feeds import feed_plan, rules_from_json, rules_to_json
+    from mcc.runtime.tensors import TensorSpec
 
     rules = rules_from_json(json.loads(json.dumps(rules_to_json(feed_plan(tiny_bert()).rules))))
     specs = [TensorSpec(n, (2, 64), "int64")

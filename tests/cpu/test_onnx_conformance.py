@@ -11,7 +11,7 @@ import unittest
 
 import pytest
 
-from mcc.conformance import node_cases, run_case
+from mcc.verify.conformance import node_cases, run_case
 
 REPRESENTATIVE = [
     # TVM's converters through mcc's pipeline
@@ -76,7 +76,7 @@ def test_adapter_plugs_into_onnx_backend_test_runner():
     """onnx's own runner drives MccBackend (prepare -> run -> its output check)."""
     import onnx.backend.test
 
-    from mcc.frontends import onnx_backend
+    from mcc.verify import onnx_backend
 
     suite = onnx.backend.test.BackendTest(onnx_backend, __name__)
     suite.include(r"^test_(relu|lstm_defaults)_cpu$")

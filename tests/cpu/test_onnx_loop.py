@@ -93,7 +93,7 @@ def counting_loop() -> onnx.ModelProto:
 
 
 def test_loop_scan_output_and_early_exit_match_onnxruntime():
-    from mcc.frontends.onnx_backend import MccBackend
+    from mcc.verify.onnx_backend import MccBackend
 
     model = counting_loop()
     rep = MccBackend.prepare(model)

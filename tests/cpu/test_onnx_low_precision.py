@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
-from mcc.frontends.onnx_backend import MccBackend
+from mcc.verify.onnx_backend import MccBackend
 
 FLOAT8 = {TensorProto.FLOAT8E4M3FN: ml_dtypes.float8_e4m3fn,
           TensorProto.FLOAT8E4M3FNUZ: ml_dtypes.float8_e4m3fnuz,

@@ -8,7 +8,7 @@ from onnx import helper
 
 import mcc
 from conftest import TINY_MODELS, assert_one_line_error, make_model
-from mcc.config import CompileConfig
+from mcc.driver.config import CompileConfig
 from mcc.errors import MccError
 from mcc.frontends import import_model
 from mcc.targets import resolve_target
@@ -74,7 +74,7 @@ def test_digits_cnn_int8_within_one_point_of_fp32(digits, tmp_path):
 
 
 def _quantized_relax(model, calibration="random", **options):
-    from mcc.quantization import Quantizer
+    from mcc.driver.quantization import Quantizer
 
     config = CompileConfig(target=resolve_target(None), quantize="int8",
                            calibration=str(calibration), **options)
@@ -180,8 +180,8 @@ def test_int8_kernel_matches_exact_integer_reference():
     """The scheduled (VNNI on this CPU) kernel vs int64 numpy arithmetic, with padding by the
     zero point, stride 2, channels that are not multiples of 4 / 16, and an unpadded 1x1
     kernel that reads its input in place (no pad copy)."""
-    from mcc.int8_kernels import QConvShape, pack_weight, qconv2d_func
-    from mcc.int8_schedule import has_vnni, schedule_kernel
+    from mcc.passes.int8_kernels import QConvShape, pack_weight, qconv2d_func
+    from mcc.schedule.rules.int8 import has_vnni, schedule_kernel
 
     target = resolve_target(None).tvm_target()
     rng = np.random.default_rng(1)
@@ -361,7 +361,7 @@ def test_int8_options_without_quantize_are_refused(cli, save_onnx, tmp_path):
 
 
 def test_int8_without_vnni_uses_the_generic_schedule():
-    from mcc.int8_schedule import has_vnni
+    from mcc.schedule.rules.int8 import has_vnni
 
     target = resolve_target("x86-avx2")
     assert not has_vnni(target.tvm_target())
@@ -372,7 +372,7 @@ def test_int8_without_vnni_uses_the_generic_schedule():
 
 def test_saving_and_loading_an_int8_module_prints_no_tvm_scope_lines(capfd, tmp_path):
     """TVM logs a 'Scope Saving:' / 'Scope Loaded:' warning per constant of an int8 module;
-    mcc's export and load drop them (mcc.tvm_log)."""
+    mcc's export and load drop them (mcc.runtime.tvm_log)."""
     compiled = mcc.compile(TINY_MODELS["conv_bn"](), quantize="int8", calibration="random",
                            verify=False)
     capfd.readouterr()

@@ -15,9 +15,9 @@ from onnx import helper
 
 import mcc
 from conftest import make_model
+from mcc.build.pipeline import optimize
 from mcc.frontends import import_model
-from mcc.pipeline import optimize
-from mcc.schedule_rules import Injective, TiledReduction, cpu_info, rules_for
+from mcc.schedule.rules import Injective, TiledReduction, cpu_info, rules_for
 
 X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4", "num-cores": 2}
 AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
@@ -197,7 +197,7 @@ def test_vector_width_follows_the_target():
 @pytest.mark.parametrize("name", ["conv3x3", "dense", "depthwise"])
 def test_aarch64_neon_build(name):
     """The rules produce NEON code for aarch64 (codegen only; running is the ARM tests' job)."""
-    from mcc.build import build
+    from mcc.build.lower import build
     from mcc.schedule import schedule
 
     target = tvm.target.Target(AARCH64)

@@ -114,7 +114,7 @@ def test_compile_applies_records_and_verifies(resumed):
     compiled = mcc.compile(model, tuning_logs=[log])
     sched = compiled.report["schedule"]
     # every kernel the search measured takes its record, unless the default rules'
-    # measured baseline beat it (mcc.tune_baseline); the others keep the rules
+    # measured baseline beat it (mcc.tuning.baseline); the others keep the rules
     searched = {rec[0] for rec in record_lines(log)
                 if "mcc_default_rule" not in json.dumps(rec[1][0]) and np.mean(rec[1][1]) < 1e9}
     assert searched
@@ -220,7 +220,7 @@ def test_rpc_tracker_loopback(tmp_path, save_onnx):
         tracker.terminate()
     assert report.trials >= 4  # a batch may end short on a tiny task's search space
     measured = [np.mean(rec[1][1]) for rec in record_lines(log)]
-    # the 3 default-rule baselines (mcc.tune_baseline) and the trials, measured remotely
+    # the 3 default-rule baselines (mcc.tuning.baseline) and the trials, measured remotely
     assert len(measured) == 3 + report.trials and min(measured) < 1e9
 
 

@@ -107,7 +107,7 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(interrupted):
 
 def test_ctrl_c_keeps_valid_records_and_no_partial_files(interrupted):
     from mcc.targets import resolve_target
-    from mcc.tuning_log import materialize, records_for_target
+    from mcc.tuning.log import materialize, records_for_target
 
     _, log, _, stderr, _, before, _ = interrupted
     files = sorted(p.name for p in (log / FAMILY).iterdir())
@@ -149,7 +149,7 @@ class VirtualClock:
     the same point on a fast machine and on a busy one."""
 
     def __init__(self, monkeypatch, per_run: float):
-        from mcc.tune_search import Stop, StoppableRunner
+        from mcc.tuning.search import Stop, StoppableRunner
 
         self.now, self.per_run = 0.0, per_run
         monkeypatch.setattr(Stop, "clock", staticmethod(lambda: self.now))

@@ -14,9 +14,9 @@ from test_tune_baseline import _lines
 
 import mcc
 from conftest import tune_conv
-from mcc.tune_baseline import is_baseline_trace_json
-from mcc.tune_recheck import RECHECK_TAG, is_rechecked_trace_json, rechecked_only
 from mcc.tuning import SearchOptions
+from mcc.tuning.baseline import is_baseline_trace_json
+from mcc.tuning.log import RECHECK_TAG, is_rechecked_trace_json, rechecked_only
 
 FAMILY = "llvm-x86_64"
 TINY = SearchOptions(trials_per_iter=4, population=16, genetic_iters=1, min_repeat_ms=1, seed=0,
@@ -131,7 +131,7 @@ def _scaled(factor: float):
 
 def test_disagreeing_tells_the_wrong_schedules():
     from mcc.targets import resolve_target
-    from mcc.tune_outputs import disagreeing
+    from mcc.tuning.outputs import disagreeing
 
     target = resolve_target(None).tvm_target()
     candidates = [_scaled(2.0), _scaled(2.01), _scaled(2.001), _scaled(3.0)]
@@ -141,12 +141,12 @@ def test_disagreeing_tells_the_wrong_schedules():
 def test_records_with_wrong_outputs_are_refused(tmp_path, monkeypatch):
     """Every searched record "computes wrong outputs": the recheck logs them as failed, the
     report says so, and compile schedules every tuned kernel by the rules."""
-    import mcc.tune_outputs
+    import mcc.tuning.outputs
 
     def all_disagree(candidates, reference, target, seed=0):
         return list(range(len(candidates)))
 
-    monkeypatch.setattr(mcc.tune_outputs, "disagreeing", all_disagree)
+    monkeypatch.setattr(mcc.tuning.outputs, "disagreeing", all_disagree)
     model, log, report, said = tune_conv(tmp_path, TINY, trials=8)
     refused = [s for s in said if "with wrong outputs refused" in s]
     assert refused and all("none correct" in s for s in refused)

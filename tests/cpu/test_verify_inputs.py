@@ -1,4 +1,4 @@
-"""Verification on real models: synthetic feeds shaped by the model (mcc.feeds),
+"""Verification on real models: synthetic feeds shaped by the model (mcc.frontends.feeds),
 --verify-inputs, and what happens when the reference runtime refuses a feed or a model."""
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ from tvm import relax
 
 import mcc
 from conftest import make_model
+from mcc.build.pipeline import optimize
 from mcc.frontends import import_model
 from mcc.passes import Winograd, count_ops
 from mcc.passes.winograd import transform_matrices, transform_weight
-from mcc.pipeline import optimize
 from mcc.targets.host import host_tvm_target
 
 
@@ -149,7 +149,7 @@ def test_cli_no_winograd_keeps_direct_convolutions(cli, save_onnx, tmp_path):
 
 def test_default_rules_take_all_three_kernels():
     """Without tuning records, each Winograd kernel gets mcc's register-tiled rule."""
-    from mcc.schedule_rules import TiledReduction
+    from mcc.schedule.rules import TiledReduction
 
     target = tvm.target.Target(host_tvm_target())
     mod, _ = _optimized(_onnx_conv_relu())

@@ -64,7 +64,7 @@ def test_quantization_parameters():
 
 
 def test_holdout_split_is_disjoint_seeded_and_automatic():
-    from mcc.quantization import split_holdout
+    from mcc.driver.quantization import split_holdout
 
     samples = [{"x": np.full(1, i)} for i in range(20)]
     calib, held = split_holdout(samples, None)  # automatic: 20% of 10 or more samples

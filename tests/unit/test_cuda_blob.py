@@ -2,7 +2,7 @@
 
 import struct
 
-from mcc import cuda
+from mcc.build import cuda
 
 
 def _str(b: bytes) -> bytes:

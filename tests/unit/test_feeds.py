@@ -1,4 +1,4 @@
-"""Model-aware synthetic verification inputs (mcc.feeds), the --verify-inputs reader and
+"""Model-aware synthetic verification inputs (mcc.frontends.feeds), the --verify-inputs reader and
 the output comparison's handling of infinities."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from conftest import graph_model, tiny_bert
+from mcc.driver.sample_data import load_verify_feed
 from mcc.errors import MccError
-from mcc.feeds import FeedPlan, feed_plan, rejected_message
-from mcc.sample_data import load_verify_feed
-from mcc.tensors import TensorSpec, random_inputs
-from mcc.verify import compare_output
+from mcc.frontends.feeds import FeedPlan, feed_plan, rejected_message
+from mcc.runtime.tensors import TensorSpec, random_inputs
+from mcc.verify.compare import compare_output
 
 INT64 = TensorProto.INT64
 

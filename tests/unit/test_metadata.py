@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import tvm
 
+from mcc.build.export import atomic_write
 from mcc.errors import MccError
-from mcc.package import atomic_write, read_metadata
+from mcc.runtime.metadata import read_metadata
 
 
 def test_missing_module(tmp_path):

@@ -2,8 +2,8 @@
 
 import pytest
 
+from mcc.driver.pruning import check_criterion, drift_summary, parse_prune
 from mcc.errors import MccError
-from mcc.pruning import check_criterion, drift_summary, parse_prune
 
 
 @pytest.mark.parametrize("value, expected", [(None, None), ("zero", "zero"), ("0.3", 0.3),

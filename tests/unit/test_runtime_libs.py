@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from mcc import runtime_libs
+from mcc.deploy import runtime_libs
 from mcc.errors import MccError
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from mcc.driver.sample_data import load_samples, random_samples
 from mcc.errors import MccError
-from mcc.sample_data import load_samples, random_samples
-from mcc.tensors import TensorSpec
+from mcc.runtime.tensors import TensorSpec
 
 IMAGE = [TensorSpec("image", (1, 3, 4, 4), "float32")]
 TWO = [TensorSpec("ids", (1, 5), "int64"), TensorSpec("mask", (1, 5), "int64")]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mcc.errors import MccError
-from mcc.tensors import TensorSpec, check_feed, parse_input_shapes, random_inputs
+from mcc.runtime.tensors import TensorSpec, check_feed, parse_input_shapes, random_inputs
 
 SPECS = [TensorSpec("image", ("batch", 3, 4, 4), "float32"),
          TensorSpec("mask", ("batch", 4), "int64")]

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from mcc.threads import usable_cores
+from mcc.runtime.threads import usable_cores
 
 
 def _num_threads(env):

@@ -2,9 +2,9 @@
 
 import pytest
 
+from mcc.build.toolchain import check_toolchain, require_tool
 from mcc.errors import MccError
 from mcc.targets import resolve_target
-from mcc.toolchain import check_toolchain, require_tool
 
 
 def test_missing_cross_compiler_names_the_apt_package(monkeypatch):
@@ -28,7 +28,7 @@ def test_missing_nvcc_for_cuda(monkeypatch):
 
 
 def test_emulation_needs_qemu(monkeypatch):
-    from mcc.emulate import why_not_emulated
+    from mcc.verify.emulate import why_not_emulated
 
     monkeypatch.setenv("PATH", "/nonexistent")
     assert "'qemu-aarch64' is not installed" in why_not_emulated(resolve_target("rpi4"))

@@ -1,9 +1,9 @@
-"""mcc.tune_baseline.prefer_rules on hand-made log lines (no TVM objects, no build)."""
+"""mcc.tuning.baseline.prefer_rules on hand-made log lines (no TVM objects, no build)."""
 
 from __future__ import annotations
 
-from mcc.tune_baseline import BASELINE_TAG, prefer_rules
-from mcc.tuning_log import FAILED_SECS, RawRecord
+from mcc.tuning.baseline import BASELINE_TAG, prefer_rules
+from mcc.tuning.log import FAILED_SECS, RawRecord
 
 TARGET = {"kind": "llvm", "mcpu": "znver4", "mtriple": "x86_64-linux-gnu"}
 BASE_TRACE = [[["GetSBlock", [], ["root", "main"], ["b0"]],

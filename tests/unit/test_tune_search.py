@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mcc.tune_search import SkipKnown, Stop
+from mcc.tuning.search import SkipKnown, Stop
 
 
 class Trace:
@@ -41,7 +41,7 @@ class FakeSearch:
 def test_skip_known_answers_known_candidates_from_the_log():
     from tvm.s_tir.meta_schedule.runner import RunnerResult
 
-    from mcc.tune_search import trace_key
+    from mcc.tuning.search import trace_key
 
     inner = FakeSearch([["a", "b", "c"], ["b", "d"], ["e"]])
     stats = {"skipped": 0}
@@ -129,7 +129,7 @@ def test_ctrl_c_sets_the_flag_and_a_second_one_raises():
 def test_target_key_ignores_only_core_count(spec, same):
     import tvm
 
-    from mcc.tuning_log import describe_key, target_key
+    from mcc.tuning.log import describe_key, target_key
 
     base = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4",
                               "num-cores": 2})
@@ -141,7 +141,7 @@ def test_target_key_ignores_only_core_count(spec, same):
 def test_runner_answers_the_rest_of_a_batch_as_stopped_after_ctrl_c():
     from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
 
-    from mcc.tune_search import StoppableRunner, stopped
+    from mcc.tuning.search import StoppableRunner, stopped
 
     stop = Stop()
 
@@ -162,7 +162,7 @@ def test_runner_answers_the_rest_of_a_batch_as_stopped_after_ctrl_c():
 
 
 def test_cost_model_aborts_the_search_after_ctrl_c():
-    from mcc.tune_search import SearchAborted, stoppable_cost_model
+    from mcc.tuning.search import SearchAborted, stoppable_cost_model
 
     stop = Stop()
     model = stoppable_cost_model(stop, num_tuning_cores=1)
@@ -179,7 +179,7 @@ def test_a_mutated_candidate_keys_the_same_as_its_logged_record():
     from tvm import s_tir, te
     from tvm.s_tir import meta_schedule as ms
 
-    from mcc.tune_search import trace_key
+    from mcc.tuning.search import trace_key
 
     a = te.placeholder((64, 64), name="a")
     b = te.compute((64, 64), lambda i, j: a[i, j] + 1.0, name="b")

@@ -1,8 +1,8 @@
-"""mcc.tvm_log: TVM's per-constant 'Scope Loaded/Saving' lines are dropped, others kept."""
+"""mcc.runtime.tvm_log: TVM's per-constant 'Scope Loaded/Saving' lines are dropped, others kept."""
 
 import os
 
-from mcc.tvm_log import quiet_tvm
+from mcc.runtime.tvm_log import quiet_tvm
 
 
 def test_noise_lines_on_fd2_are_dropped_and_the_rest_passed_on(capfd):

@@ -5,18 +5,19 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
+from mcc.passes.shapes import static_shape
+
+# ONNX TensorProto data type -> Relax dtype, for the attributes that name one
+ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 6: "int32",
+               7: "int64", 3: "int8", 2: "uint8"}
+
 
 def shape_of(x) -> list[int]:
     """Static dims of a Relax tensor value (converters here need them known)."""
-    dims = x.ty.shape
-    if dims is None or not hasattr(dims, "values"):
-        raise ValueError("mcc converter needs a tensor of known shape")
-    out = []
-    for d in dims.values:
-        if not hasattr(d, "value"):
-            raise ValueError(f"mcc converter needs static shapes, got dim {d}")
-        out.append(int(d.value))
-    return out
+    dims = static_shape(x)
+    if dims is None:
+        raise ValueError(f"mcc converter needs static shapes, got {x.ty}")
+    return list(dims)
 
 
 def dtype_of(x) -> str:

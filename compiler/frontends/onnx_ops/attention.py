@@ -15,9 +15,7 @@ from tvm import relax
 from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
 
 from mcc.frontends.onnx_ops import register
-from mcc.frontends.onnx_ops._relax import const, dtype_of, shape_of
-
-_NP_DTYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+from mcc.frontends.onnx_ops._relax import ONNX_DTYPES, const, dtype_of, shape_of
 
 
 def _optional(inputs, index):
@@ -115,7 +113,7 @@ class Attention(OnnxOpConverter):
         with_bias = bb.normalize(op.add(qk, bias))
         mode = attr.get("qk_matmul_output_mode", 0)
         qk_out = with_bias if mode == 2 else qk
-        precision = _NP_DTYPES.get(attr.get("softmax_precision"), dtype)
+        precision = ONNX_DTYPES.get(attr.get("softmax_precision"), dtype)
         logits = op.astype(with_bias, precision) if precision != dtype else with_bias
         probs = op.nn.softmax(logits, axis=-1)
         # (not max(bias) == -inf: TVM's max starts from the dtype's lowest finite value)

@@ -14,13 +14,9 @@ from tvm import relax
 from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
 
 from mcc.frontends.onnx_ops import register
-from mcc.frontends.onnx_ops._relax import const, dtype_of
+from mcc.frontends.onnx_ops._relax import ONNX_DTYPES, const, dtype_of
 
 op = relax.op
-
-_ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 6: "int32",
-                7: "int64", 3: "int8", 2: "uint8"}
-
 
 def constant_value(expr, what: str) -> np.ndarray:
     """The numpy value of a constant operand (shape-like operands must be constants)."""
@@ -87,7 +83,7 @@ class _Window(OnnxOpConverter):
     @classmethod
     def _impl_v17(cls, bb, inputs, attr, params):
         size = int(constant_value(inputs[0], f"{cls.__name__} size"))
-        dtype = _ONNX_DTYPES.get(attr.get("output_datatype", 1), "float32")
+        dtype = ONNX_DTYPES.get(attr.get("output_datatype", 1), "float32")
         periodic = bool(attr.get("periodic", 1))
         n = np.arange(size, dtype=np.float64)
         denom = size if periodic else size - 1

@@ -28,6 +28,7 @@ from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
 
 from mcc.frontends.onnx_ops import register
 from mcc.frontends.onnx_ops.control_flow import convert_body
+from mcc.passes.shapes import static_dims
 
 op = relax.op
 
@@ -63,20 +64,8 @@ def _symbolic(ty, tag: str):
     return relax.TensorType(dims, ty.dtype)
 
 
-def _static_dims(ty) -> list[int] | None:
-    shape = ty.shape
-    if shape is None or not hasattr(shape, "values"):
-        return None
-    dims = []
-    for d in shape.values:
-        if not isinstance(d, tirx.IntImm):
-            return None
-        dims.append(int(d))
-    return dims
-
-
 def _same_type(a, b) -> bool:
-    da, db = _static_dims(a), _static_dims(b)
+    da, db = static_dims(a), static_dims(b)
     return da is not None and da == db and str(a.dtype) == str(b.dtype)
 
 
@@ -90,7 +79,7 @@ def _settle_carried(bb, outs: list, carried: list, symbolic: set[int]) -> list:
         y = outs[1 + k]
         if k in symbolic or not isinstance(y.ty, relax.TensorType):
             continue
-        if _static_dims(y.ty) is None and y.ty.ndim == var.ty.ndim and \
+        if static_dims(y.ty) is None and y.ty.ndim == var.ty.ndim and \
                 str(y.ty.dtype) == str(var.ty.dtype):
             outs[1 + k] = bb.match_cast(y, var.ty)
             cast.append((y, outs[1 + k]))
@@ -190,7 +179,7 @@ class Loop(OnnxOpConverter):
                 raise _Retype(mismatched)
             scan_shapes = []
             for y in outs[1 + n_carried:]:
-                dims = _static_dims(y.ty) if isinstance(y.ty, relax.TensorType) else None
+                dims = static_dims(y.ty) if isinstance(y.ty, relax.TensorType) else None
                 if dims is None:
                     bb._end_block()
                     raise ValueError("Loop scan outputs need a static per-iteration shape")

@@ -7,9 +7,7 @@ from tvm import relax
 from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
 
 from mcc.frontends.onnx_ops import register
-from mcc.frontends.onnx_ops._relax import const, dtype_of
-
-_STASH = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+from mcc.frontends.onnx_ops._relax import ONNX_DTYPES, const, dtype_of
 
 
 @register("LayerNormalization")
@@ -23,7 +21,7 @@ class LayerNormalization(OnnxOpConverter):
         axis = axis + rank if axis < 0 else axis
         axes = list(range(axis, rank))
         dtype = dtype_of(x)
-        stash = _STASH.get(attr.get("stash_type", 1), "float32")
+        stash = ONNX_DTYPES.get(attr.get("stash_type", 1), "float32")
         eps = attr.get("epsilon", 1e-5)
         op = relax.op
         if attr["tvm_custom"]["num_outputs"] == 1 and stash == dtype:  # Y only: one fused op

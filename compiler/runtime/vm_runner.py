@@ -1,0 +1,32 @@
+"""Run a VM executable built for this machine on numpy feeds: ``vm_runner(exe, names)(feed)``.
+
+What the compiler runs in-process before anything is exported: calibration and accuracy
+runs (mcc.driver.quantization) and the timing of candidate layouts (mcc.driver.layout_choice).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def vm_runner(executable, input_names: list[str]):
+    """feed -> list of output arrays, for an executable built for this machine."""
+    import tvm
+    from tvm import relax
+
+    device = tvm.cpu()
+    vm = relax.VirtualMachine(executable, device)
+
+    def run(feed: dict) -> list[np.ndarray]:
+        args = [tvm.runtime.tensor(np.ascontiguousarray(feed[n]), device) for n in input_names]
+        return [v.numpy() for v in _flat(vm["main"](*args))]
+
+    return run
+
+
+def _flat(result) -> list:
+    """The tensors of a VM result in order, nested tuples flattened (a model with several
+    outputs, instrumented for calibration, returns its output tuple inside a tuple)."""
+    if hasattr(result, "numpy"):
+        return [result]
+    return [t for item in result for t in _flat(item)]

@@ -1,0 +1,246 @@
+"""Give every PrimFunc a schedule: tuning records first, then default rules.
+
+Order of preference per kernel (a "task"):
+  1. a MetaSchedule record from a tuning log for this target family
+     (``tuning_logs/<kind>-<arch>/`` and any ``--tuning-log`` directory);
+  2. mcc's int8 kernels (``mcc.schedule.rules.int8``, VNNI where the CPU has it) for quantized
+     kernels, then the default rules for the target kind (``mcc.schedule.rules``): on CPUs
+     mcc's conv, matmul, pooling and elementwise rules plus dlight's GEMV / reduction rules;
+     on CUDA dlight's GPU rules (Matmul, GEMV, Reduction, GeneralReduction, Fallback);
+  3. otherwise the kernel keeps TVM's naive loop nest, and is counted as such.
+The counts are reported, so a user sees how much of a model is tuned.
+
+The schedule stage may import mcc.passes (the int8 kernels it recognises),
+mcc.targets, mcc.errors and the tuning records' readers (mcc.tuning.log, .baseline,
+.recheck); never the driver, build, deploy or verify stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tvm
+from tvm import tirx
+
+PROJECT_TUNING_LOGS = Path(__file__).resolve().parents[2] / "tuning_logs"
+
+
+@dataclass(frozen=True)
+class ScheduleReport:
+    tasks: int
+    from_records: int
+    from_rules: int
+    naive: int
+    record_dirs: tuple[str, ...]
+    # records in those logs measured on other targets: refused, never applied
+    refused: dict[str, int] = field(default_factory=dict, compare=False)
+    # kernels whose tuned records were all slower than the default rules' measured
+    # baseline (mcc.tuning.baseline): scheduled by the rules, counted in from_rules
+    rules_beat_records: int = 0
+
+    def to_json(self) -> dict:
+        return {"tasks": self.tasks, "from_records": self.from_records,
+                "from_default_rules": self.from_rules, "naive": self.naive,
+                "tuning_logs": list(self.record_dirs), "refused_records": dict(self.refused),
+                "rules_beat_records": self.rules_beat_records}
+
+
+def _scheduled_funcs(mod) -> set[str]:
+    return {gv.name_hint for gv, func in mod.functions_items()
+            if isinstance(func, tirx.PrimFunc) and func.attrs is not None
+            and bool(func.attrs.get("tirx.is_scheduled", False))}
+
+
+def _prim_funcs(mod) -> set[str]:
+    return {gv.name_hint for gv, func in mod.functions_items() if isinstance(func, tirx.PrimFunc)}
+
+
+def record_dirs_for(family: str, extra_dirs: list[str] | tuple[str, ...] = ()) -> list[Path]:
+    """Tuning-log directories that hold MetaSchedule JSON databases for ``family``."""
+    candidates = [PROJECT_TUNING_LOGS / family, Path("tuning_logs") / family]
+    for extra in extra_dirs:
+        candidates += [Path(extra) / family, Path(extra)]
+    found, seen = [], set()
+    for path in candidates:
+        key = path.resolve()
+        if key not in seen and (path / "database_tuning_record.json").is_file():
+            seen.add(key)
+            found.append(path)
+    return found
+
+
+_DATABASE_CACHE: dict = {}
+
+
+def _database(dirs: list[Path], target):
+    """``_read_database``, once per process for logs that did not change since: reading
+    and parsing the shipped records took about 0.5 s, and tests and ``--layout auto``
+    compile many times."""
+    from mcc.tuning.log import RECORD_FILE, WORKLOAD_FILE
+
+    stamp = [str(target)]
+    for d in dirs:
+        for name in (WORKLOAD_FILE, RECORD_FILE):
+            st = (d / name).stat()
+            stamp.append((str(d.resolve()), name, st.st_mtime_ns, st.st_size))
+    key = tuple(stamp)
+    if key not in _DATABASE_CACHE:
+        _DATABASE_CACHE.clear()  # one set of logs at a time
+        _DATABASE_CACHE[key] = _read_database(dirs, target)
+    return _DATABASE_CACHE[key]
+
+
+def _read_database(dirs: list[Path], target):
+    """The best record per kernel among those measured on ``target`` (mcc.tuning.log) and
+    at least as fast as the default rules' baseline for it (mcc.tuning.baseline), the count
+    of records refused for other targets, of kernels where the rules won, and the kernels
+    tuned with their weights marked (``_tuned_marked``)."""
+    from mcc.tuning.baseline import prefer_rules
+    from mcc.tuning.log import (
+        best_per_workload,
+        materialize,
+        memory_database,
+        rechecked_only,
+        records_for_target,
+    )
+
+    found = records_for_target(dirs, target)
+    usable, beaten = prefer_rules(rechecked_only(found.records))
+    return (memory_database(materialize(best_per_workload(usable))), found.refused, beaten,
+            _tuned_marked(found.records))
+
+
+def _tuned_marked(raws) -> set[int]:
+    """Kernels (mcc.tuning.baseline.kernel_identity) that some record tuned with their weights
+    marked layout-free: an older unmarked record never stands in for those, even where the
+    default rules beat the newer records."""
+    import base64
+
+    from tvm.s_tir import meta_schedule as ms
+
+    from mcc.tuning.baseline import kernel_identity
+
+    out, seen = set(), set()
+    for raw in raws:
+        if raw.workload_id in seen:
+            continue
+        seen.add(raw.workload_id)
+        if b"layout_free_buffers" not in base64.b64decode(raw.workload[1]):
+            continue  # the mark is an attribute name in the serialised module
+        for _, func in ms.database.Workload.from_json(raw.workload).mod.functions_items():
+            out.add(kernel_identity(func))
+    return out
+
+
+def _tolerant_rule_base():
+    from tvm.s_tir import dlight as dl
+
+    return dl.ScheduleRule
+
+
+class _Tolerant(_tolerant_rule_base()):
+    """A rule that crashes on a kernel it does not understand (dlight's GEMV rule asserts
+    on some reductions: ReduceLogSumExp) counts as not applicable, so the next rule in
+    the list schedules it instead of the whole compile failing."""
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def apply(self, func, target, tunable):
+        try:
+            return self.rule.apply(func, target, tunable)
+        except Exception:  # noqa: BLE001 - any crash means "not for this kernel"
+            return None
+
+    def is_target_available(self, target) -> bool:
+        return self.rule.is_target_available(target)
+
+
+def _split_layout_rewrite(mod: tvm.IRModule) -> tvm.IRModule:
+    """``SplitLayoutRewritePreproc``, leaving out kernels it cannot analyse (TOPI's opaque
+    scatter_elements: "There should be a compute block..."); they have nothing to split."""
+    from tvm import relax, tirx
+
+    split = relax.transform.SplitLayoutRewritePreproc()
+    try:
+        return split(mod)
+    except Exception:  # noqa: BLE001 - TVM raises InternalError and friends
+        pass
+    opaque = {}
+    for gv, func in mod.functions_items():
+        if isinstance(func, tirx.PrimFunc):
+            try:
+                split(tvm.IRModule({gv: func}))
+            except Exception:  # noqa: BLE001 - TVM raises InternalError and friends
+                opaque[gv] = func
+    rest = tvm.IRModule({gv: f for gv, f in mod.functions_items() if gv not in opaque},
+                        attrs=mod.attrs)
+    rest = split(rest)
+    for gv, func in opaque.items():
+        rest[gv] = func
+    return rest
+
+
+def _apply_records(mod: tvm.IRModule, tuned_marked: set[int]) -> tvm.IRModule:
+    """Apply the current database's records: first to the kernels as tuned now (constant
+    weights marked layout-free, so a record may repack them at compile time), then to
+    those still unscheduled without the mark (records tuned before tasks carried it),
+    unless ``tuned_marked`` says a newer record of the kernel exists."""
+    from tvm import relax
+
+    from mcc.tuning.baseline import kernel_identity
+
+    apply = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)
+    mod = apply(mod)
+    scheduled = _scheduled_funcs(mod)
+    marked = {gv: func for gv, func in mod.functions_items()
+              if isinstance(func, tirx.PrimFunc) and gv.name_hint not in scheduled
+              and func.attrs is not None and "layout_free_buffers" in func.attrs
+              and kernel_identity(func) not in tuned_marked}
+    if not marked:
+        return mod
+    legacy = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    for gv, func in marked.items():
+        legacy[gv] = func.without_attr("layout_free_buffers")
+    legacy = apply(legacy)
+    newly = _scheduled_funcs(legacy)
+    for gv in marked:
+        if gv.name_hint in newly:
+            mod[gv] = legacy[gv]
+    return mod
+
+
+def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
+             extra_dirs=(), fuse_epilogues: bool = True) -> tuple[tvm.IRModule, ScheduleReport]:
+    from tvm import relax
+    from tvm.s_tir import dlight as dl
+
+    from mcc.schedule.rules import rules_for
+    from mcc.schedule.rules.bf16 import schedule_bf16
+    from mcc.schedule.rules.int8 import schedule_int8
+
+    dirs = record_dirs_for(family, extra_dirs)
+    refused, beaten = {}, 0
+    with target:
+        # Constant weights may be repacked by tuned records and by the rules: mark them
+        # (kernels are renamed), schedule, then fold the repacking (split off below).
+        mod = relax.transform.AttachAttrLayoutFreeBuffers()(mod)
+        tasks = _prim_funcs(mod)
+        if dirs:
+            database, refused, beaten, marked = _database(dirs, target)
+            with database:
+                mod = _apply_records(mod, marked)
+        from_records = _scheduled_funcs(mod) & tasks
+        mod = schedule_int8(mod, target)  # mcc's int8 kernels (VNNI where available)
+        mod = schedule_bf16(mod, target)  # mcc's bf16 kernels (AVX-512 BF16)
+        rules = [_Tolerant(rule) for rule in rules_for(target, fuse_epilogues)]
+        mod = dl.ApplyDefaultSchedule(*rules)(mod)
+        scheduled = min(len(tasks), len(_scheduled_funcs(mod)))
+        mod = _split_layout_rewrite(mod)
+        mod = relax.transform.FoldConstant()(mod)
+        mod = relax.transform.DeadCodeElimination()(mod)
+    report = ScheduleReport(len(tasks), len(from_records), scheduled - len(from_records),
+                            len(tasks) - scheduled, tuple(str(d) for d in dirs), refused,
+                            beaten)
+    return mod, report

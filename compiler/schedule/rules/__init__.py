@@ -1,0 +1,58 @@
+"""mcc's default schedule rules: fast kernels without tuning.
+
+A rule looks at one PrimFunc and returns a schedule, or None when the kernel
+is not its pattern (dlight's ``ScheduleRule`` interface). ``rules_for(target)``
+gives the ordered list for a target kind; ``mcc.schedule`` tries each rule per
+kernel after tuning records, first match wins. To add rules (int8 / VNNI, GPU),
+write a module here and add its rule objects to ``RULES_BY_KIND``.
+
+    TiledReduction  conv2d (NHWC, NCHW), dense / matmul / batch matmul,
+                    depthwise conv, pooling: register-blocked, vectorised,
+                    parallel, with fused epilogues (tiled_reduction.py)
+    dlight GEMV, Reduction   row reductions (softmax, layer norm, mean)
+    Injective       elementwise, broadcast, pad, transpose kernels (injective.py)
+    ParallelFallback  anything else: outer spatial loops in parallel (injective.py)
+
+The rules import TVM, mcc.passes and each other only.
+"""
+
+from __future__ import annotations
+
+from mcc.schedule.rules.injective import Injective, ParallelFallback
+from mcc.schedule.rules.tiled_reduction import TiledReduction
+from mcc.targets.cpu_info import CpuInfo, cpu_info
+
+
+def _llvm_rules(fuse_epilogues: bool = True) -> list:
+    from tvm.s_tir import dlight as dl
+
+    return [TiledReduction(fuse_epilogue=fuse_epilogues), dl.cpu.GEMV(), dl.cpu.Reduction(),
+            Injective(), ParallelFallback()]
+
+
+def _cuda_rules(fuse_epilogues: bool = True) -> list:
+    """dlight's GPU rules; every GPU kernel must be thread-bound, hence Fallback last."""
+    from tvm.s_tir import dlight as dl
+
+    return [dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
+            dl.gpu.Fallback()]
+
+
+# target kind -> factory of the ordered rule list (a factory, so imports stay lazy)
+RULES_BY_KIND = {
+    "llvm": _llvm_rules,
+    "cuda": _cuda_rules,
+}
+
+
+def rules_for(target, fuse_epilogues: bool = True) -> list:
+    """The default schedule rules for ``target`` (empty for a kind without any).
+
+    ``fuse_epilogues=False`` is the driver's fallback when a build fails: elementwise
+    epilogues then run as separate loops instead of inside the conv / matmul kernel."""
+    factory = RULES_BY_KIND.get(target.kind.name)
+    return factory(fuse_epilogues) if factory else []
+
+
+__all__ = ["CpuInfo", "Injective", "ParallelFallback", "RULES_BY_KIND", "TiledReduction",
+           "cpu_info", "rules_for"]
