@@ -236,7 +236,9 @@ def info(module_path, as_json):
     click.echo(f"kernels:  {sched.get('tasks')} ({sched.get('from_records')} from tuning records, "
                f"{sched.get('from_default_rules')} from default rules, "
                f"{sched.get('naive')} untuned)")
-    if target["tvm"].get("kind") == "cuda":
+    from mcc.targets.kinds import kind_of
+
+    if kind_of(target["tvm"]).compiles_device_code:
         from mcc.build.cuda import device_code_info
 
         for fatbin in device_code_info(module_path):

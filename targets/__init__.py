@@ -19,6 +19,7 @@ from typing import Any
 
 from mcc.errors import MccError, first_line
 from mcc.targets.host import host_cpu_flags, host_tvm_target
+from mcc.targets.kinds import TargetKind, kind_of
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class TargetPreset:
         return f"{self.tvm['kind']}-{self.arch}"
 
     @property
+    def kind(self) -> TargetKind:
+        """What this target's kind (CPU, CUDA) means for the compiler (mcc.targets.kinds)."""
+        return kind_of(self.tvm["kind"])
+
+    @property
     def is_cuda(self) -> bool:
         return self.tvm["kind"] == "cuda"
 
@@ -51,8 +57,7 @@ class TargetPreset:
     @property
     def runtime_libs(self) -> tuple[str, ...]:
         """The TVM runtime libraries a deployed module of this target needs beside it."""
-        libs = ("libtvm_runtime.so", "libtvm_ffi.so")
-        return libs + ("libtvm_runtime_cuda.so",) if self.is_cuda else libs
+        return ("libtvm_runtime.so", "libtvm_ffi.so") + self.kind.extra_runtime_libs
 
     def runs_on_host(self) -> bool:
         """True when a module for this target can execute on this machine."""
@@ -65,17 +70,33 @@ class TargetPreset:
         missing = set(self.cpu_flags) - host_cpu_flags()
         if missing:
             return f"this CPU lacks {', '.join(sorted(missing))}"
-        if self.is_cuda:
-            from mcc.targets.gpu import local_gpu_arch
+        return self.kind.why_not_runnable(self)
 
-            gpu = local_gpu_arch()
-            if gpu is None:
-                return "it needs an NVIDIA GPU with the CUDA driver, and this machine has none"
-            if _sm_number(gpu) < _sm_number(self.cuda_arch):
-                return f"its device code is for {self.cuda_arch} and this GPU is {gpu}"
-        elif self.tvm["kind"] != "llvm":
-            return f"target kind '{self.tvm['kind']}' has no runtime here"
-        return None
+    @property
+    def emulator(self) -> tuple[str, str] | None:
+        """(emulator, sysroot) that runs this target's CPU code on this machine, or None
+        (this machine's architecture, or none known for it)."""
+        if self.arch == _host_arch():
+            return None
+        return EMULATORS.get(self.arch)
+
+    def why_not_emulated(self) -> str | None:
+        """Why a module for this target cannot run here under an emulator (what the
+        emulator itself needs installed aside), or None when one applies."""
+        reason = self.kind.why_not_emulated(self)
+        if reason is None and self.emulator is None:
+            reason = f"no emulator for {self.arch}"
+        return reason
+
+    @property
+    def checks_outputs_in_tuning(self) -> bool:
+        """Whether tuning measured here can also check each candidate's outputs here."""
+        return self.kind.checks_outputs_in_tuning() and self.runs_on_host()
+
+    @property
+    def intrinsics_key(self) -> str:
+        """Which tensor intrinsics a module of this target can use (an arch or a kind)."""
+        return self.kind.intrinsics_key(self.arch)
 
     def to_json(self) -> dict:
         data = {"name": self.name, "description": self.description, "arch": self.arch,
@@ -104,14 +125,12 @@ class TargetPreset:
 
     def device(self):
         """The TVM device a module of this target runs on here (the first GPU for CUDA)."""
-        import tvm
-
-        return tvm.cuda(0) if self.is_cuda else tvm.cpu()
+        return self.kind.device()
 
 
 def device_type(target) -> str:
     """The device kernels for a TVM target run on, as MetaSchedule's runners name it."""
-    return "cpu" if target.kind.name == "llvm" else target.kind.name
+    return kind_of(target).device_type
 
 
 # CPU flags that decide whether generated vector code can run on a machine.
@@ -131,10 +150,8 @@ def describe_presets() -> list[tuple[str, str]]:
     return [(name, spec["description"]) for name, spec in _load_presets().items()]
 
 
-def _sm_number(arch: str | None) -> int:
-    digits = "".join(ch for ch in str(arch or "") if ch.isdigit())
-    return int(digits) if digits else 0
-
+# The emulator (user-mode qemu, its sysroot) that runs a module of each architecture here.
+EMULATORS = {"aarch64": ("qemu-aarch64", "/usr/aarch64-linux-gnu")}
 
 # The cross compiler for a module of each architecture, when this machine is another.
 CROSS_COMPILERS = {"aarch64": "aarch64-linux-gnu-g++", "x86_64": "x86_64-linux-gnu-g++"}

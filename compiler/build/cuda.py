@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mcc.errors import MccError
 from mcc.targets import TargetPreset
+from mcc.targets.kinds import kind_of
 
 FATBIN_MAGIC = struct.pack("<I", 0xBA55ED50)
 _CUDA_KIND = struct.pack("<Q", 4) + b"cuda"
@@ -151,7 +152,7 @@ def nvcc_for(target):
     NVRTC one (which needs the optional ``cuda-bindings`` package). No-op elsewhere."""
     import tvm_ffi
 
-    if target.kind.name != "cuda" or tvm_ffi.get_global_func(
+    if not kind_of(target).compiles_device_code or tvm_ffi.get_global_func(
             "ffi.Module.create.cuda", allow_missing=True) is None:
         yield
         return

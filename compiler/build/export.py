@@ -49,7 +49,7 @@ def export_module(executable, path: str | Path, metadata: dict, target=None) -> 
             with quiet_tvm():  # one TVM warning line per constant otherwise
                 executable.export_library(tmp_path, addons=[str(source)],
                                           workspace_dir=workdir, **options)
-            if target is not None and target.is_cuda:
+            if target is not None and target.kind.compiles_device_code:
                 from mcc.build.cuda import require_device_code
 
                 require_device_code(tmp_path, target.cuda_arch)
@@ -65,7 +65,7 @@ def export_options(target: TargetPreset) -> dict:
     options: dict = {}
     if target.cross_compiler:
         options["fcompile"] = cc.cross_compiler(target.cross_compiler)
-    if target.is_cuda:
+    if target.kind.compiles_device_code:
         from mcc.build.cuda import device_code_packer
 
         options["fpack_imports"] = device_code_packer(target)

@@ -43,6 +43,7 @@ from mcc.passes import (
     OrderSymbolicBindings,
     Winograd,
 )
+from mcc.targets.kinds import kind_of
 
 LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
 
@@ -62,24 +63,23 @@ LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
 # first candidate is the choice where nothing is measured (cross targets, small models).
 # ARM (NEON) and CUDA: NHWC, what mcc's rules and dlight are written for; not measured
 # against NCHWc (no ARM or GPU hardware here), and NCHWc is refused for CUDA.
-AUTO_LAYOUT = {"llvm": ("NHWC", "NCHWc"), "cuda": ("NHWC",)}
+# The candidates per kind are ``TargetKind.auto_layouts`` (mcc.targets.kinds).
 
 
-def resolve_layout(layout: str, target_kind: str) -> str:
-    """The concrete layout ``layout`` means for a target kind (``auto`` looked up)."""
+def resolve_layout(layout: str, target_kind) -> str:
+    """The concrete layout ``layout`` means for a target kind (``auto`` looked up);
+    ``target_kind``: a kind name, a TVM target or a TargetKind (mcc.targets.kinds)."""
     if layout not in LAYOUTS:
         raise MccError(f"unknown layout '{layout}'; valid layouts: {', '.join(LAYOUTS)}")
     if layout == "auto":
         return auto_candidates(target_kind)[0]
-    if layout == "NCHWc" and target_kind != "llvm":
-        raise MccError(f"--layout NCHWc is a CPU layout (SIMD-wide channel blocks); "
-                       f"{target_kind} target given: use NHWC or auto")
+    kind_of(target_kind).check_layout(layout)
     return layout
 
 
-def auto_candidates(target_kind: str) -> tuple[str, ...]:
+def auto_candidates(target_kind) -> tuple[str, ...]:
     """The layouts ``--layout auto`` may pick for a target kind, default first."""
-    return AUTO_LAYOUT.get(target_kind, ("NCHW",))
+    return kind_of(target_kind).auto_layouts
 
 
 def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
@@ -131,11 +131,11 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target,
     from mcc.targets.cpu_info import cpu_info
 
     # an explicit --layout must hold; auto keeps the imported layout where conversion fails
-    concrete = auto_choice or resolve_layout(layout, target.kind.name)
+    concrete = auto_choice or resolve_layout(layout, target)
     lanes = cpu_info(target).lanes("float32") if concrete == "NCHWc" else None
     fallback = None if say is None else (lambda line: say(f"[mcc] layout: {line}"))
     steps = graph_passes(concrete, strict_layout=layout != "auto", say=fallback,
-                         winograd=winograd and target.kind.name == "llvm", lanes=lanes,
+                         winograd=winograd and kind_of(target).winograd, lanes=lanes,
                          bf16=bf16)
     with target:
         for name, graph_pass in steps:

@@ -37,6 +37,6 @@ def check_toolchain(target: TargetPreset) -> None:
     if target.cross_compiler:
         require_tool(target.cross_compiler,
                      f"target {target.name} ({target.arch}) is cross-compiled and")
-    if target.is_cuda:
+    if target.kind.compiles_device_code:
         require_tool("nvcc", f"target {target.name} compiles CUDA device code and")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcc.deploy.runtime_libs import check_elf_arch, host_arch
+from mcc.deploy.runtime_libs import check_elf_arch
 from mcc.errors import MccError
 from mcc.runtime.metadata import read_metadata
 from mcc.runtime.tensors import TensorSpec
@@ -43,7 +43,7 @@ def bundle(module_path: str | Path, out_dir: str | Path, cross_compiler: str | N
     arch = target["arch"]
     check_elf_arch(module_path.read_bytes()[:64], arch, f"'{module_path}'")
     preset = TargetPreset.from_json(target)
-    cuda = preset.is_cuda
+    cuda = preset.kind.compiles_device_code
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise MccError(f"'{out_dir}' exists and is not empty; pick a new directory or pass "
                        "--force to replace it")
@@ -149,10 +149,12 @@ def _readme(module_name: str, metadata: dict, feeds: list[tuple[str, str]], cuda
         lines += ["", "This is a CUDA module: the device also needs the NVIDIA driver "
                   "(`libcuda.so.1`) and the CUDA 13 runtime (`libcudart.so.13`) on its library "
                   "path. Without a GPU the runner says so and exits with status 1."]
-    if arch != host_arch() and arch == "aarch64":
+    emulator = TargetPreset.from_json(target).emulator
+    if emulator is not None:
+        emulator_bin, sysroot = emulator
         lines += ["", "To try it on an x86-64 Linux machine first, under emulation:", "",
                   "```sh", "apt-get install qemu-user   # Debian / Ubuntu",
-                  f"qemu-aarch64 -L /usr/aarch64-linux-gnu {run}", "```"]
+                  f"{emulator_bin} -L {sysroot} {run}", "```"]
     lines += [
         "",
         "## Use it from your own C++ program",

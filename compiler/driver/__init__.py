@@ -298,7 +298,7 @@ def prepare(imported, config: CompileConfig, target, stages: Stages):
 
 def _emulated(target, so_path: Path, compiled: Compiled, stages: Stages):
     """(run, note) for a module of another CPU under emulation, or (None, why not)."""
-    from mcc.verify.emulate import EMULATORS, emulated_runner, why_not_emulated
+    from mcc.verify.emulate import emulated_runner, why_not_emulated
 
     reason = why_not_emulated(target)
     if reason is not None:
@@ -307,4 +307,4 @@ def _emulated(target, so_path: Path, compiled: Compiled, stages: Stages):
         run = emulated_runner(target, so_path, [t.name for t in compiled.outputs], stages.say)
     except MccError as err:  # e.g. the aarch64 TVM runtime cannot be fetched offline
         return None, f"{target.why_not_runnable()}; cannot emulate: {err}"
-    return run, f" (under {EMULATORS[target.arch][0]})"
+    return run, f" (under {target.emulator[0]})"

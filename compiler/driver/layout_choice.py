@@ -53,7 +53,7 @@ def layouts_to_measure(mod: tvm.IRModule, config) -> tuple[str, ...]:
     if (config.layout != "auto" or not config.target.runs_on_host()
             or config.precision != "fp32"):  # bf16 kernels are NHWC: auto's first
         return ()
-    candidates = auto_candidates(config.target.tvm_target().kind.name)
+    candidates = auto_candidates(config.target.kind)
     if len(candidates) < 2 or model_cost(mod).conv_flops < MEASURE_MIN_CONV_FLOPS:
         return ()
     return candidates

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mcc.driver.progress import Stages
 from mcc.errors import MccError, first_line
+from mcc.targets.kinds import kind_of
 from mcc.tuning.log import (
     database_dirs,
     describe_key,
@@ -139,7 +140,7 @@ def _tune(model, config, stop, start, trials, log_dir, example_inputs, rpc_track
 
     target = config.target
     tvm_target = target.tvm_target()
-    load_tensor_intrinsics(target.arch if target.tvm["kind"] == "llvm" else target.tvm["kind"])
+    load_tensor_intrinsics(target.intrinsics_key)
 
     with stages.stage("import") as st:
         imported = import_model(model, config.input_shapes, example_inputs, config.bind)
@@ -166,7 +167,7 @@ def _tune(model, config, stop, start, trials, log_dir, example_inputs, rpc_track
     with stages.stage("tune") as st:
         # a CPU module measured here can also be run here: records are checked against the
         # default schedule's outputs before the recheck keeps them (mcc.tuning.outputs)
-        check_outputs = rpc_tracker is None and not target.is_cuda and target.runs_on_host()
+        check_outputs = rpc_tracker is None and target.checks_outputs_in_tuning
         result = _run_search(mod, tasks, tvm_target, target.arch, known, log_dir, trials,
                              stop, search, rpc_tracker, rpc_key, stages, check_outputs)
         st.detail = f"{result['trials']} trials"
@@ -214,7 +215,7 @@ def _run_search(mod, tasks, target, arch, known_records, log_dir, trials, stop, 
     num_cores = int(target.attrs.get("num-cores", 0) or 0) or ms.utils.cpu_count(logical=False)
     builder = make_builder(arch, max_workers=search.build_workers or num_cores,
                            timeout_sec=search.build_timeout, stop=stop)
-    runner = _runner(search, target.kind.name, rpc_tracker, rpc_key, stop)
+    runner = _runner(search, kind_of(target), rpc_tracker, rpc_key, stop)
     try:
         return _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
                        search, builder, runner, stages, check_outputs)
@@ -324,7 +325,7 @@ def _quiet_logger(name: str):
     return logger
 
 
-def evaluator_config(search: SearchOptions, kind: str):
+def evaluator_config(search: SearchOptions, kind):
     """How each candidate is timed. On CPUs every timed run starts with the kernel's
     arguments other than its first input flushed from the caches, as its weights are in a
     whole network whose weights outgrow them. Timed hot, a kernel rewards schedules that
@@ -332,7 +333,7 @@ def evaluator_config(search: SearchOptions, kind: str):
     hot, and one of them 1.7x slower than the rules cold, as the network runs it."""
     from tvm.s_tir import meta_schedule as ms
 
-    if search.cache_flush and kind == "llvm":
+    if search.cache_flush and kind_of(kind).cache_flush:
         return ms.runner.EvaluatorConfig(number=1, repeat=search.flush_repeat,
                                          min_repeat_ms=0, enable_cpu_cache_flush=True)
     return ms.runner.EvaluatorConfig(number=1, repeat=search.repeat,
@@ -340,7 +341,7 @@ def evaluator_config(search: SearchOptions, kind: str):
                                      enable_cpu_cache_flush=False)
 
 
-def _runner(search: SearchOptions, kind: str, rpc_tracker, rpc_key, stop):
+def _runner(search: SearchOptions, kind, rpc_tracker, rpc_key, stop):
     from tvm.s_tir import meta_schedule as ms
 
     from mcc.tuning.search import StoppableRunner

@@ -21,18 +21,13 @@ import numpy as np
 from mcc.errors import MccError
 from mcc.targets import TargetPreset
 
-EMULATORS = {"aarch64": ("qemu-aarch64", "/usr/aarch64-linux-gnu")}
-
 
 def why_not_emulated(target: TargetPreset) -> str | None:
     """Why ``target``'s modules cannot be run here under emulation, or None."""
-    from mcc.deploy.runtime_libs import host_arch
-
-    if target.is_cuda:
-        return "CUDA kernels need a GPU"
-    if target.arch not in EMULATORS or target.arch == host_arch():
-        return f"no emulator for {target.arch}"
-    qemu, sysroot = EMULATORS[target.arch]
+    reason = target.why_not_emulated()
+    if reason is not None:
+        return reason
+    qemu, sysroot = target.emulator
     if shutil.which(qemu) is None:
         return f"'{qemu}' is not installed (apt-get install qemu-user)"
     if not Path(sysroot).is_dir():
@@ -51,7 +46,7 @@ def emulated_runner(target: TargetPreset, so_path: Path, output_names: list[str]
     if reason is not None:
         raise MccError(f"cannot emulate {target.name}: {reason}")
     build = build_runner(target.arch, target.cross_compiler, progress)
-    qemu, sysroot = EMULATORS[target.arch]
+    qemu, sysroot = target.emulator
 
     def run(feed: dict) -> dict[str, np.ndarray]:
         with tempfile.TemporaryDirectory(prefix="mcc-qemu-") as workdir:

@@ -4,7 +4,8 @@ A rule looks at one PrimFunc and returns a schedule, or None when the kernel
 is not its pattern (dlight's ``ScheduleRule`` interface). ``rules_for(target)``
 gives the ordered list for a target kind; ``mcc.schedule`` tries each rule per
 kernel after tuning records, first match wins. To add rules (int8 / VNNI, GPU),
-write a module here and add its rule objects to ``RULES_BY_KIND``.
+write a module here and add its rule objects to ``RULES_BY_KIND`` (keyed by the
+``schedule_rules`` of mcc.targets.kinds' target kinds).
 
     TiledReduction  conv2d (NHWC, NCHW), dense / matmul / batch matmul,
                     depthwise conv, pooling: register-blocked, vectorised,
@@ -38,10 +39,11 @@ def _cuda_rules(fuse_epilogues: bool = True) -> list:
             dl.gpu.Fallback()]
 
 
-# target kind -> factory of the ordered rule list (a factory, so imports stay lazy)
+# TargetKind.schedule_rules (mcc.targets.kinds) -> factory of the ordered rule list (a
+# factory, so imports stay lazy)
 RULES_BY_KIND = {
-    "llvm": _llvm_rules,
-    "cuda": _cuda_rules,
+    "cpu": _llvm_rules,
+    "gpu": _cuda_rules,
 }
 
 
@@ -50,7 +52,9 @@ def rules_for(target, fuse_epilogues: bool = True) -> list:
 
     ``fuse_epilogues=False`` is the driver's fallback when a build fails: elementwise
     epilogues then run as separate loops instead of inside the conv / matmul kernel."""
-    factory = RULES_BY_KIND.get(target.kind.name)
+    from mcc.targets.kinds import kind_of
+
+    factory = RULES_BY_KIND.get(kind_of(target).schedule_rules)
     return factory(fuse_epilogues) if factory else []
 
 
