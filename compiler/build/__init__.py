@@ -4,7 +4,7 @@
 graph passes in their fixed order (``pipeline``), the schedule stage (mcc.schedule),
 then TVM's lowering and code generation (CUDA kernels through ``nvcc``: ``cuda``);
 ``toolchain`` finds the compilers a target needs; ``export`` writes the module with its
-metadata as one file, atomically. It may import mcc.passes, mcc.schedule, mcc.tuning.log
-(to name refused records), mcc.targets, mcc.runtime and mcc.errors; never the driver,
-deploy or verify.
+metadata as one file, atomically. It may import mcc.passes, mcc.schedule (and its
+records, to name refused ones), mcc.targets, mcc.runtime and mcc.errors; never tuning,
+the driver, deploy or verify.
 """

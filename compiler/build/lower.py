@@ -80,7 +80,7 @@ def lower_and_build(mod, preset, target, *, layout: str = "auto", auto_choice=No
             st.detail += (f" ({coverage.rules_beat_records} where the default rules beat "
                           "the tuned records)")
         if coverage.refused:
-            from mcc.tuning.log import describe_key
+            from mcc.schedule.records import describe_key
 
             st.detail += "; ignored tuning records for other targets: " + ", ".join(
                 f"{n} for {describe_key(k)}" for k, n in sorted(coverage.refused.items()))

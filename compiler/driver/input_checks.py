@@ -74,7 +74,7 @@ def check_input_specs(specs, label: str = "the model") -> None:
 def check_tuning_logs(dirs) -> None:
     """MccError for a --tuning-log that does not exist, is not a folder, or holds no
     MetaSchedule database (in it or in a <family>/ subfolder) -- never silently ignored."""
-    from mcc.tuning.log import RECORD_FILE, WORKLOAD_FILE
+    from mcc.schedule.records import RECORD_FILE, WORKLOAD_FILE
 
     for d in dirs:
         path = Path(d)

@@ -11,8 +11,8 @@ Order of preference per kernel (a "task"):
 The counts are reported, so a user sees how much of a model is tuned.
 
 The schedule stage may import mcc.passes (the int8 kernels it recognises),
-mcc.targets, mcc.errors and the tuning records' readers (mcc.tuning.log, .baseline,
-.recheck); never the driver, build, deploy or verify stages.
+mcc.targets, mcc.errors; it reads tuning records itself (mcc.schedule.records), so it
+never imports mcc.tuning (which imports it), nor the driver, build, deploy or verify stages.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _database(dirs: list[Path], target):
     """``_read_database``, once per process for logs that did not change since: reading
     and parsing the shipped records took about 0.5 s, and tests and ``--layout auto``
     compile many times."""
-    from mcc.tuning.log import RECORD_FILE, WORKLOAD_FILE
+    from mcc.schedule.records import RECORD_FILE, WORKLOAD_FILE
 
     stamp = [str(target)]
     for d in dirs:
@@ -96,11 +96,11 @@ def _read_database(dirs: list[Path], target):
     at least as fast as the default rules' baseline for it (mcc.tuning.baseline), the count
     of records refused for other targets, of kernels where the rules won, and the kernels
     tuned with their weights marked (``_tuned_marked``)."""
-    from mcc.tuning.baseline import prefer_rules
-    from mcc.tuning.log import (
+    from mcc.schedule.records import (
         best_per_workload,
         materialize,
         memory_database,
+        prefer_rules,
         rechecked_only,
         records_for_target,
     )
@@ -119,7 +119,7 @@ def _tuned_marked(raws) -> set[int]:
 
     from tvm.s_tir import meta_schedule as ms
 
-    from mcc.tuning.baseline import kernel_identity
+    from mcc.schedule.records import kernel_identity
 
     out, seen = set(), set()
     for raw in raws:
@@ -189,7 +189,7 @@ def _apply_records(mod: tvm.IRModule, tuned_marked: set[int]) -> tvm.IRModule:
     unless ``tuned_marked`` says a newer record of the kernel exists."""
     from tvm import relax
 
-    from mcc.tuning.baseline import kernel_identity
+    from mcc.schedule.records import kernel_identity
 
     apply = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)
     mod = apply(mod)

@@ -16,27 +16,13 @@ weight repacking they do on constants).
 
 from __future__ import annotations
 
-import json
-
-BASELINE_TAG = "mcc_default_rule"
-
-
-def is_baseline_trace_json(trace_json) -> bool:
-    return BASELINE_TAG in json.dumps(trace_json, default=str)
-
-
-def is_baseline(raw) -> bool:
-    """Whether a :class:`mcc.tuning.log.RawRecord` is a default-rule baseline."""
-    return is_baseline_trace_json(raw.record[0])
-
-
-def kernel_identity(func) -> int:
-    """Structural hash of a kernel with the attributes a compile and a task may differ in
-    (the weight mark, the symbol name) stripped."""
-    from tvm_ffi import structural_hash
-
-    return structural_hash(func.without_attr("layout_free_buffers")
-                           .without_attr("global_symbol"))
+from mcc.schedule.records import (  # noqa: F401 (re-exported)
+    BASELINE_TAG,
+    is_baseline,
+    is_baseline_trace_json,
+    kernel_identity,
+    prefer_rules,
+)
 
 
 def layout_free_params(relax_mod) -> dict:
@@ -179,25 +165,3 @@ def _measure(todo, target, builder, runner, log_db, say, stop) -> list:
             text = f"{sum(secs) / len(secs) * 1e6:.1f} us" if secs else "failed to run"
             say(f"[mcc] baseline {task.task_name}: default rules {text}")
     return out
-
-
-def prefer_rules(raws) -> tuple[list, int]:
-    """Drop baseline records, and tuned records slower than their workload's baseline.
-
-    ``raws`` are RawRecords of one target. Returns the records to apply and how many
-    workloads keep the default rules because their baseline beat every tuned record."""
-    baseline: dict[str, float] = {}
-    for raw in raws:
-        if raw.valid and is_baseline(raw):
-            baseline[raw.workload_id] = min(raw.secs, baseline.get(raw.workload_id, 1e100))
-    kept, beaten = [], set()
-    for raw in raws:
-        if is_baseline(raw):
-            continue
-        limit = baseline.get(raw.workload_id)
-        if limit is not None and raw.valid and raw.secs > limit:
-            beaten.add(raw.workload_id)
-            continue
-        kept.append(raw)
-    winners = {r.workload_id for r in kept if r.valid}
-    return kept, len(beaten - winners)

@@ -7,6 +7,8 @@
     no cycle between modules: neither through the imports that run when a module is
     imported (module level, with the packages above each imported module), nor through
     all imports (function-level ones too: two modules that need each other are one)
+    no cycle between mcc's subpackages (mcc.tuning imports mcc.schedule, never the reverse:
+    the schedule stage reads tuning records through mcc.schedule.records)
 
 Function-level imports count everywhere: they run sooner or later.
 """
@@ -199,3 +201,33 @@ def test_no_modules_that_import_each_other():
 ])
 def test_cycle_finder(graph, expected):
     assert _cycles(graph) == expected
+
+
+def _package_of(module: str) -> str:
+    """The subpackage of mcc a module belongs to (``mcc.tuning.log`` -> ``mcc.tuning``);
+    a top-level module (``mcc.cli``) is its own, and the package root is ``mcc``."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def _package_graph() -> dict[str, set[str]]:
+    """mcc subpackage -> the subpackages its modules import (anywhere), the API root
+    (``mcc``: the verbs, which import every stage) left out."""
+    graph: dict[str, set[str]] = {}
+    for name, targets in _full_graph().items():
+        package = _package_of(name)
+        if package == "mcc":
+            continue
+        edges = graph.setdefault(package, set())
+        edges.update(p for p in map(_package_of, targets) if p not in (package, "mcc"))
+    return graph
+
+
+def test_no_cycles_between_packages():
+    assert _cycles(_package_graph()) == []
+
+
+def test_tuning_imports_schedule_not_the_reverse():
+    graph = _package_graph()
+    assert "mcc.schedule" in graph["mcc.tuning"]
+    assert "mcc.tuning" not in graph["mcc.schedule"]
