@@ -133,6 +133,9 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
     from mcc.input_checks import check_output_folder
 
     check_output_folder(out)  # before compiling, not after minutes of work
+    from mcc.leftovers import clean_stale
+
+    clean_stale(out.parent, say=_stderr)  # what a killed run left in $TMPDIR and beside out
     compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                            tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
                            calibration=calibration, prune=prune,
@@ -266,7 +269,8 @@ def info(module_path, as_json):
         click.echo(f"quantize: {quant['mode']}{ops}{versus}")
     if meta.get("precision"):  # --precision bf16
         click.echo(f"precision: {meta['precision']['mode']}, "
-                   f"{meta['precision'].get('bf16_kernels', 0)} bf16 kernels")
+                   f"{meta['precision'].get('bf16_kernels', 0)} bf16 kernels, "
+                   f"{len(meta['precision'].get('fp32_ops', {}))} conv/matmul ops fp32")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")
     click.echo(f"versions: mcc {meta['mcc_version']}, TVM {meta['tvm_version']}")

@@ -129,7 +129,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     if layout_choice:
         metadata["layout_choice"] = layout_choice.to_json()
     if config.precision != "fp32":
-        metadata["precision"] = {"mode": config.precision, "bf16_kernels": lowered.bf16_kernels}
+        metadata["precision"] = lowered.precision
 
     # accuracy: the quantized module against fp32 on the calibration samples
     if quantizer is not None:
@@ -141,7 +141,9 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         metadata["quantization"] = quantizer.to_json()
 
     # export: the one-file deliverable, into a private temp dir
-    workdir = tempfile.TemporaryDirectory(prefix="mcc-build-")
+    from mcc.leftovers import pid_prefix
+
+    workdir = tempfile.TemporaryDirectory(prefix=f"mcc-build-{pid_prefix()}")
     so_path = Path(workdir.name) / "module.so"
     with stages.stage("export") as st:
         export_module(executable, so_path, metadata, config.target)
@@ -300,7 +302,7 @@ class _Lowered:
     executable: object
     passes: list
     coverage: object
-    bf16_kernels: int = 0  # --precision bf16: call sites of bf16 kernels
+    precision: dict | None = None  # --precision bf16: kernels, sites (mcc.passes.bf16)
 
 
 def _lower_and_build(mod, config: CompileConfig, target, stages: Stages,
@@ -310,11 +312,11 @@ def _lower_and_build(mod, config: CompileConfig, target, stages: Stages,
     from mcc.schedule import schedule
 
     mod, passes = run_passes(mod, config, target, stages, auto_choice)
-    bf16_kernels = 0
+    precision = None
     if config.precision == "bf16":
-        from mcc.passes.bf16 import count_bf16_kernels
+        from mcc.passes.bf16 import precision_report
 
-        bf16_kernels = count_bf16_kernels(mod)
+        mod, precision = precision_report(mod)
 
     # schedule: tuning records first, default rules for the rest
     with stages.stage("schedule") as st:
@@ -344,7 +346,7 @@ def _lower_and_build(mod, config: CompileConfig, target, stages: Stages,
             executable = build(mod, target)
         st.detail = (f"target {config.target.name} "
                      f"({config.target.cuda_arch or config.target.tvm.get('mcpu', 'generic')})")
-    return _Lowered(executable, passes, coverage, bf16_kernels)
+    return _Lowered(executable, passes, coverage, precision)
 
 
 def _emulated(target, so_path: Path, compiled: Compiled, stages: Stages):
