@@ -170,6 +170,11 @@ def test_bf16_compile_matches_onnxruntime_fp32(build, tmp_path):
     precision = compiled.metadata["precision"]
     assert precision["mode"] == "bf16"
     assert precision["bf16_kernels"] == (3 if build is conv_dense_model else 6)
+    if build is conv_dense_model:
+        assert precision["bf16_ops"] == ["conv2d_0", "conv2d_2", "matmul_0"]
+        assert list(precision["fp32_ops"]) == ["conv2d_1"]  # depthwise
+    else:
+        assert len(precision["fp32_ops"]) == 2  # q k^T, p v
     # the module itself: its own run against ORT on a second feed
     import onnxruntime as ort
 
@@ -223,7 +228,8 @@ def test_cli_precision_bf16(cli, save_onnx, tmp_path):
     assert result.exit_code == 0, result.output
     assert "min cosine" in result.stderr
     info = cli("info", tmp_path / "m.so")
-    assert info.exit_code == 0 and "precision: bf16, 3 bf16 kernels" in info.output
+    assert info.exit_code == 0
+    assert "precision: bf16, 3 bf16 kernels, 1 conv/matmul ops fp32" in info.output
 
 
 @needs_bf16
