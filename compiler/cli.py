@@ -164,8 +164,10 @@ def _load_feed(path: str | None, module) -> dict:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
-    except (ValueError, OSError) as err:
-        raise MccError(f"'{path}' is not a readable .npz file: {err}") from None
+    except Exception as err:  # ValueError, EOFError, zipfile.BadZipFile, zlib.error ...
+        from mcc.errors import first_line
+
+        raise MccError(f"'{path}' is not a readable .npz file: {first_line(err)}") from None
 
 
 def _save_npz(path: str, arrays: dict) -> None:
