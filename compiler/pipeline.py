@@ -41,7 +41,6 @@ from mcc.passes import (
     OrderSymbolicBindings,
     Winograd,
 )
-from mcc.passes.propagate_nan import PropagateNaN
 
 
 def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
@@ -58,7 +57,6 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
         ("CanonicalizeBindings", T.CanonicalizeBindings()),
         ("FoldConstant", T.FoldConstant()),
         ("FastMathTransform", FastMath()),  # TVM's rewrites; passes/fast_math.py
-        ("mcc.PropagateNaN", PropagateNaN()),  # relu/clip/max/min keep NaN (ONNX, torch)
         ("LegalizeOps", T.LegalizeOps()),
         ("AnnotateTIROpPattern", T.AnnotateTIROpPattern()),
         ("FoldConstant", T.FoldConstant()),
