@@ -133,6 +133,9 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
     from mcc.driver.input_checks import check_output_folder
 
     check_output_folder(out)  # before compiling, not after minutes of work
+    from mcc.build.leftovers import clean_stale
+
+    clean_stale(out.parent, say=_stderr)  # what a killed run left in $TMPDIR and beside out
     compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                            tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
                            calibration=calibration, prune=prune,
@@ -161,8 +164,10 @@ def _load_feed(path: str | None, module) -> dict:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
-    except (ValueError, OSError) as err:
-        raise MccError(f"'{path}' is not a readable .npz file: {err}") from None
+    except Exception as err:  # ValueError, EOFError, zipfile.BadZipFile, zlib.error ...
+        from mcc.errors import first_line
+
+        raise MccError(f"'{path}' is not a readable .npz file: {first_line(err)}") from None
 
 
 def _save_npz(path: str, arrays: dict) -> None:
@@ -268,7 +273,8 @@ def info(module_path, as_json):
         click.echo(f"quantize: {quant['mode']}{ops}{versus}")
     if meta.get("precision"):  # --precision bf16
         click.echo(f"precision: {meta['precision']['mode']}, "
-                   f"{meta['precision'].get('bf16_kernels', 0)} bf16 kernels")
+                   f"{meta['precision'].get('bf16_kernels', 0)} bf16 kernels, "
+                   f"{len(meta['precision'].get('fp32_ops', {}))} conv/matmul ops fp32")
     source = meta.get("source", {})
     click.echo(f"source:   {source.get('format')} {source.get('path')}")
     click.echo(f"versions: mcc {meta['mcc_version']}, TVM {meta['tvm_version']}")

@@ -29,6 +29,7 @@ any target; the output block is op_pattern 4, so FuseOps appends bias / ReLU / r
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +44,7 @@ CONV_BLOCK = "mcc_bconv"  # the reduction block the bf16 schedule rule looks for
 PAD_BLOCK = "mcc_bpad"  # pad + fp32 -> bf16 cast
 OUT_BLOCK = "mcc_bout"
 KERNEL_NAME = "mcc_bf16_conv2d"
+REPORT_ATTR = "mcc_bf16_sites"
 OC_BLOCK, IC_BLOCK = 16, 2
 
 
@@ -280,7 +282,20 @@ class Bf16:
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
         mod, self.report = convert_bf16(mod)
-        return mod
+        # the sites travel with the module (attributes survive the later passes) to the
+        # driver, which records them in the metadata (``precision_report``)
+        return mod.with_attr(REPORT_ATTR, json.dumps(self.report.to_json()))
+
+
+def precision_report(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict]:
+    """(``mod`` without the pass's site attribute, the metadata entry of a bf16 compile:
+    bf16 kernel call sites, the sites converted and those left fp32 with the reason)."""
+    sites = {"bf16": [], "fp32": {}}
+    if mod.attrs is not None and REPORT_ATTR in mod.attrs:
+        sites = json.loads(str(mod.attrs[REPORT_ATTR]))
+        mod = mod.without_attr(REPORT_ATTR)
+    return mod, {"mode": "bf16", "bf16_kernels": count_bf16_kernels(mod),
+                 "bf16_ops": sites["bf16"], "fp32_ops": sites["fp32"]}
 
 
 def bf16_kernel_funcs(mod: tvm.IRModule) -> set[str]:

@@ -37,7 +37,7 @@ def export_module(executable, path: str | Path, metadata: dict, target=None) -> 
     compilation (mcc.build.toolchain); None links for this machine.
     """
     options = export_options(target) if target is not None else {}
-    with tempfile.TemporaryDirectory(prefix="mcc-export-") as workdir:
+    with tempfile.TemporaryDirectory(prefix=f"mcc-export-{os.getpid()}-") as workdir:
         source = Path(workdir) / "mcc_metadata.cc"
         from mcc.runtime.integrity import digest_source, seal
 
@@ -81,7 +81,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise MccError(f"cannot write '{path}': directory '{directory}' does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=directory)  # the pid: mcc.build.leftovers knows it is stale
     os.close(fd)
     try:
         write(tmp)

@@ -33,7 +33,7 @@ class Lowered:
     executable: object
     passes: list  # the graph passes applied, named as the metadata records them
     coverage: object  # mcc.schedule.ScheduleReport: where each kernel's schedule came from
-    bf16_kernels: int = 0  # --precision bf16: call sites of bf16 kernels
+    precision: dict | None = None  # --precision bf16: kernels, sites (mcc.passes.bf16)
 
 
 @contextlib.contextmanager
@@ -64,11 +64,11 @@ def lower_and_build(mod, preset, target, *, layout: str = "auto", auto_choice=No
 
     mod, passes = run_passes(mod, target, layout=layout, auto_choice=auto_choice,
                              winograd=winograd, bf16=bf16, say=say, stage=stage)
-    bf16_kernels = 0
+    precision = None
     if bf16:
-        from mcc.passes.bf16 import count_bf16_kernels
+        from mcc.passes.bf16 import precision_report
 
-        bf16_kernels = count_bf16_kernels(mod)
+        mod, precision = precision_report(mod)
 
     # schedule: tuning records first, default rules for the rest
     with stage("schedule") as st:
@@ -99,4 +99,4 @@ def lower_and_build(mod, preset, target, *, layout: str = "auto", auto_choice=No
             executable = build(mod, target)
         st.detail = (f"target {preset.name} "
                      f"({preset.cuda_arch or preset.tvm.get('mcpu', 'generic')})")
-    return Lowered(executable, passes, coverage, bf16_kernels)
+    return Lowered(executable, passes, coverage, precision)

@@ -139,7 +139,7 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     if layout_choice:
         metadata["layout_choice"] = layout_choice.to_json()
     if config.precision != "fp32":
-        metadata["precision"] = {"mode": config.precision, "bf16_kernels": lowered.bf16_kernels}
+        metadata["precision"] = lowered.precision
 
     # accuracy: the quantized module against fp32 on the calibration samples
     if quantizer is not None:
@@ -151,7 +151,9 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
         metadata["quantization"] = quantizer.to_json()
 
     # export: the one-file deliverable, into a private temp dir
-    workdir = tempfile.TemporaryDirectory(prefix="mcc-build-")
+    from mcc.build.leftovers import pid_prefix
+
+    workdir = tempfile.TemporaryDirectory(prefix=f"mcc-build-{pid_prefix()}")
     so_path = Path(workdir.name) / "module.so"
     with stages.stage("export") as st:
         export_module(executable, so_path, metadata, config.target)

@@ -45,15 +45,12 @@ def _itemsize(dtype: str) -> int:
 
 
 def check_input_specs(specs, label: str = "the model") -> None:
-    """MccError for an input with a 0-size dimension, or inputs whose fixed dims need more
-    than a quarter of the memory available now (verification holds several copies)."""
+    """MccError for an input with a negative dimension, or inputs whose fixed dims need more
+    than a quarter of the memory available now (verification holds several copies). (0-size
+    ONNX inputs are checked at import, where it is known what reads them.)"""
     total, biggest = 0, None
     for spec in specs:
         dims = [d for d in spec.shape if isinstance(d, int)]
-        if any(d == 0 for d in dims):
-            raise MccError(f"input '{spec.name}' of {label} has a 0-size dimension "
-                           f"({spec.dtype}{spec.shape_text()}); mcc compiles non-empty inputs "
-                           f"only (fix it with --input-shape {spec.name}=...)")
         if any(d < 0 for d in dims):
             raise MccError(f"input '{spec.name}' of {label} has a negative dimension "
                            f"({spec.shape_text()})")

@@ -88,7 +88,9 @@ def _read_arrays(file: Path, inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
             return {names[0]: np.load(file, allow_pickle=False)}
         with np.load(file, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (ValueError, OSError, EOFError) as err:
+    except MccError:
+        raise
+    except Exception as err:  # ValueError, EOFError, zipfile.BadZipFile, zlib.error ...
         raise MccError(f"'{file}' is not a readable NumPy file: {err}") from None
     unknown = sorted(set(arrays) - set(names))
     if unknown:

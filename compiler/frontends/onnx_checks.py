@@ -73,10 +73,31 @@ def check_opset(proto, label: str) -> None:
                            f"opsets 1 to {newest}")
 
 
-def check_zero_dims(graph_inputs, input_shapes: dict, label: str) -> None:
-    """MccError for a graph input declaring a 0-size dimension (not fixed by --input-shape)."""
+# (op, input position) that read only a tensor's type or shape, never its elements
+_TYPE_OR_SHAPE_ONLY = {("CastLike", 1), ("Shape", 0), ("Size", 0)}
+
+
+def _read_for_values(graph) -> set[str]:
+    """Names some node of ``graph`` (subgraphs included) reads the elements of."""
+    names = set()
+    for node in graph.node:
+        for pos, name in enumerate(node.input):
+            if (node.op_type, pos) not in _TYPE_OR_SHAPE_ONLY:
+                names.add(name)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                names |= _read_for_values(sub)
+    names.update(out.name for out in graph.output)
+    return names
+
+
+def check_zero_dims(graph, graph_inputs, input_shapes: dict, label: str) -> None:
+    """MccError for a graph input declaring a 0-size dimension (not fixed by --input-shape)
+    whose elements the model reads: an empty tensor that only gives a type or a shape
+    (CastLike's target, Shape, Size) is fine."""
+    read = _read_for_values(graph)
     for vi in graph_inputs:
-        if vi.name in input_shapes:
+        if vi.name in input_shapes or vi.name not in read:
             continue
         dims = vi.type.tensor_type.shape.dim
         for axis, d in enumerate(dims):

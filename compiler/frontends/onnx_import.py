@@ -42,7 +42,7 @@ def import_onnx(model, input_shapes: dict[str, tuple[int, ...]],
     _check_input_shape_names(graph_inputs, input_shapes, label)
     from mcc.frontends.onnx_checks import check_zero_dims
 
-    check_zero_dims(graph_inputs, input_shapes, label)
+    check_zero_dims(proto.graph, graph_inputs, input_shapes, label)
     _check_supported_ops(proto, label)
     fixed = _strip_declared_shapes(_fix_input_shapes(proto, input_shapes))
     folded = _fold_shape_subgraphs(fixed)

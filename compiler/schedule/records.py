@@ -116,11 +116,29 @@ def read_raw(directory: Path) -> list[RawRecord]:
     for line in _json_lines(directory / RECORD_FILE):
         try:
             index, record = line
-            out.append(RawRecord(workloads[index], record, str(directory)))
-        except (ValueError, TypeError, IndexError):
+            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                raise IndexError(index)
+            raw = RawRecord(workloads[index], record, str(directory))
+            _check_shape(raw)
+            out.append(raw)
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError):
             raise MccError(f"tuning log '{directory}' has a malformed record: "
                            f"{str(line)[:80]}") from None
     return out
+
+
+def _check_shape(raw: RawRecord) -> None:
+    """TypeError/ValueError unless ``raw`` has the fields filtering and ranking read."""
+    if not (isinstance(raw.workload, list) and len(raw.workload) == 2
+            and isinstance(raw.workload[0], str)):
+        raise ValueError("workload")
+    if not (isinstance(raw.record, list) and len(raw.record) >= 3
+            and isinstance(raw.record[2], dict)):
+        raise ValueError("record")
+    run = raw.record[1] or []
+    if not isinstance(run, list) or not all(isinstance(v, (int, float)) for v in run):
+        raise ValueError("run_secs")
+    raw.secs, raw.key  # noqa: B018 -- raise here, not in a sort
 
 
 def materialize(raws: list[RawRecord]) -> list:

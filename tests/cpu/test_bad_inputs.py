@@ -115,3 +115,21 @@ def test_tuning_log_of_random_bytes(compile_fails, save_onnx, tmp_path):
         (log / name).write_bytes(rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
     compile_fails(save_onnx(TINY_MODELS["conv"]()), "--tuning-log", log,
                   fragments=["tuning log"])
+
+
+def test_tuning_log_with_malformed_entries(compile_fails, save_onnx, tmp_path):
+    log = tmp_path / "log"
+    log.mkdir()
+    (log / "database_workload.json").write_text('[null, "x"]\n')
+    (log / "database_tuning_record.json").write_text('[0, [[], [0.001], {"kind": "llvm"}, []]]\n')
+    compile_fails(save_onnx(_relu([2, 3])), "--tuning-log", log, fragments=["malformed record"])
+
+
+def test_empty_npz_feed(cli, tmp_path, save_onnx):
+    import mcc
+
+    module = mcc.compile(save_onnx(_relu([2, 3])), verify=False).export(tmp_path / "m.so")
+    (tmp_path / "in.npz").write_bytes(b"")
+    result = cli("run", module, "--inputs", tmp_path / "in.npz")
+    assert result.exit_code == 1
+    assert_one_line_error(result, "is not a readable .npz file")

@@ -170,6 +170,11 @@ def test_bf16_compile_matches_onnxruntime_fp32(build, tmp_path):
     precision = compiled.metadata["precision"]
     assert precision["mode"] == "bf16"
     assert precision["bf16_kernels"] == (3 if build is conv_dense_model else 6)
+    if build is conv_dense_model:
+        assert precision["bf16_ops"] == ["conv2d_0", "conv2d_2", "matmul_0"]
+        assert list(precision["fp32_ops"]) == ["conv2d_1"]  # depthwise
+    else:
+        assert len(precision["fp32_ops"]) == 2  # q k^T, p v
     # the module itself: its own run against ORT on a second feed
     import onnxruntime as ort
 
@@ -223,4 +228,62 @@ def test_cli_precision_bf16(cli, save_onnx, tmp_path):
     assert result.exit_code == 0, result.output
     assert "min cosine" in result.stderr
     info = cli("info", tmp_path / "m.so")
-    assert info.exit_code == 0 and "precision: bf16, 3 bf16 kernels" in info.output
+    assert info.exit_code == 0
+    assert "precision: bf16, 3 bf16 kernels, 1 conv/matmul ops fp32" in info.output
+
+
+@needs_bf16
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize("geometry", [
+    (1, 14, 14, 64, 64, 3, 3, (1, 1), (1, 1, 1, 1)),  # 3x3, pad 1
+    (1, 9, 9, 5, 24, 3, 3, (2, 2), (0, 0, 1, 1)),  # odd IC, OC 24, stride 2, uneven pad
+    (1, 1, 33, 48, 40, 1, 1, (1, 1), (0, 0, 0, 0)),  # a dense layer: 33 rows
+])
+def test_kernel_schedule_matches_numpy(fuse, geometry):
+    """The rule's fused and unfused (fallback) forms against numpy on bf16-rounded data."""
+    from mcc.passes.bf16 import BConvShape, bconv2d_func, bf16_round, pack_weight
+    from mcc.schedule.rules.bf16 import DP_FUNC, schedule_kernel
+
+    shape = BConvShape(*geometry)
+    func = schedule_kernel(bconv2d_func(shape), fuse=fuse)
+    assert DP_FUNC in func.script()
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                      target=resolve_target(None).tvm_target())
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(shape.n, shape.h, shape.w, shape.ic)).astype(np.float32)
+    w = rng.normal(size=(shape.oc, shape.kh, shape.kw, shape.ic)).astype(np.float32)
+    oh, ow = shape.out_hw
+    out = tvm.runtime.tensor(np.zeros((shape.n, oh, ow, shape.oc), np.float32))
+    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(pack_weight(w)), out)
+    pt, pl, pb, pr = shape.padding
+    xp = np.pad(bf16_round(x).astype(np.float64), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    wb = bf16_round(w).astype(np.float64)
+    sh, sw = shape.stride
+    want = np.zeros((shape.n, oh, ow, shape.oc))
+    for i in range(shape.kh):
+        for j in range(shape.kw):
+            window = xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
+            want += np.einsum("nhwc,oc->nhwo", window, wb[:, i, j, :])
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+@needs_bf16
+@pytest.mark.parametrize("build", [conv_dense_model, attention_block_model])
+def test_every_bf16_kernel_is_tensorized(build):
+    """The rule schedules every fused bf16 kernel with vdpbf16ps (none left to the slow
+    default rules), whatever FuseOps put in its epilogue."""
+    from mcc import compile_config
+    from mcc.build.lower import run_passes
+    from mcc.passes.bf16 import bf16_kernel_funcs
+    from mcc.schedule.rules.bf16 import DP_FUNC, schedule_bf16
+
+    config = compile_config(precision="bf16")
+    target = config.target.tvm_target()
+    mod, _ = run_passes(import_model(build(), {}).mod, target, layout=config.layout, bf16=True)
+    names = bf16_kernel_funcs(mod)
+    assert names
+    with target:
+        mod = schedule_bf16(tvm.relax.transform.AttachAttrLayoutFreeBuffers()(mod), target)
+    tensorized = {gv.name_hint for gv, f in mod.functions_items()
+                  if isinstance(f, tvm.tirx.PrimFunc) and DP_FUNC in f.script()}
+    assert len(tensorized) == len(names), sorted(names)
