@@ -112,7 +112,7 @@ def _read_database(dirs: list[Path], target):
 
 
 def _tuned_marked(raws) -> set[int]:
-    """Kernels (mcc.tuning.baseline.kernel_identity) that some record tuned with their weights
+    """Kernels (mcc.schedule.records.kernel_identity) that some record tuned with their weights
     marked layout-free: an older unmarked record never stands in for those, even where the
     default rules beat the newer records."""
     import base64

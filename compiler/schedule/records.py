@@ -4,7 +4,7 @@ the rechecked ones where a kernel has them, the default rules where they won.
 These are the parts of the tuning logs (mcc.tuning.log, which writes and merges them, and
 mcc.tuning.baseline, which measures the default rules' baselines) that ``schedule`` needs;
 they live here so that the tuning package imports the schedule package and never the
-reverse. mcc.tuning.log and mcc.tuning.baseline re-export them.
+reverse. Import them from here.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def is_rechecked_trace_json(trace_json) -> bool:
 
 
 def rechecked_only(raws) -> list:
-    """``raws`` (mcc.tuning.log.RawRecord) without the search's own records of workloads
+    """``raws`` (mcc.schedule.records.RawRecord) without the search's own records of workloads
     that have rechecked ones (per target)."""
     checked = {(r.workload_id, r.key) for r in raws if is_rechecked_trace_json(r.record[0])}
     return [r for r in raws if (r.workload_id, r.key) not in checked
@@ -234,7 +234,7 @@ def is_baseline_trace_json(trace_json) -> bool:
 
 
 def is_baseline(raw) -> bool:
-    """Whether a :class:`mcc.tuning.log.RawRecord` is a default-rule baseline."""
+    """Whether a :class:`mcc.schedule.records.RawRecord` is a default-rule baseline."""
     return is_baseline_trace_json(raw.record[0])
 
 

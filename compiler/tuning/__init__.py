@@ -28,16 +28,16 @@ from pathlib import Path
 
 from mcc.driver.progress import Stages
 from mcc.errors import MccError, first_line
-from mcc.targets.kinds import kind_of
-from mcc.tuning.log import (
+from mcc.schedule.records import (
     database_dirs,
     describe_key,
     materialize,
     mean_secs,
-    open_log,
     records_for_target,
     target_key,
 )
+from mcc.targets.kinds import kind_of
+from mcc.tuning.log import open_log
 
 DEFAULT_TRIALS_PER_TASK = 64  # used when neither trials nor a time budget is given
 
@@ -229,8 +229,8 @@ def _search(mod, tasks, target, num_cores, known_records, log_dir, trials, stop,
             builder, runner, stages, check_outputs=False) -> dict:
     from tvm.s_tir import meta_schedule as ms
 
-    from mcc.tuning.baseline import is_baseline_trace_json, measure_baselines
-    from mcc.tuning.log import is_rechecked_trace_json
+    from mcc.schedule.records import is_baseline_trace_json, is_rechecked_trace_json
+    from mcc.tuning.baseline import measure_baselines
     from mcc.tuning.recheck import recheck
     from mcc.tuning.search import (
         GradientScheduler,

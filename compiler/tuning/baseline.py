@@ -16,12 +16,10 @@ weight repacking they do on constants).
 
 from __future__ import annotations
 
-from mcc.schedule.records import (  # noqa: F401 (re-exported)
+from mcc.schedule.records import (
     BASELINE_TAG,
-    is_baseline,
     is_baseline_trace_json,
     kernel_identity,
-    prefer_rules,
 )
 
 
@@ -132,8 +130,8 @@ def _measure(todo, target, builder, runner, log_db, say, stop) -> list:
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.utils import remove_build_dir
 
+    from mcc.schedule.records import FAILED_SECS
     from mcc.targets import device_type
-    from mcc.tuning.log import FAILED_SECS
     from mcc.tuning.search import stopped
 
     built = builder.build([ms.builder.BuilderInput(sch.mod, target) for _, sch in todo])

@@ -24,27 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcc.errors import MccError
-from mcc.schedule.records import (  # noqa: F401 (re-exported: the log's readers)
-    FAILED_SECS,
-    KEY_ATTRS,
-    RECHECK_TAG,
+from mcc.schedule.records import (
     RECORD_FILE,
     WORKLOAD_FILE,
     RawRecord,
-    RecordSet,
-    _json_lines,
     best_per_workload,
-    database_dirs,
     describe_key,
-    is_rechecked_trace_json,
-    key_of,
-    materialize,
-    mean_secs,
-    memory_database,
     read_raw,
     rechecked_only,
-    records_for_target,
-    target_key,
 )
 
 

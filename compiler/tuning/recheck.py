@@ -9,7 +9,7 @@ are timed again, ``rounds`` times interleaved, and each one's median is logged a
 record, tagged by a root-block annotation (:data:`RECHECK_TAG`) as baselines are.
 
 Where a workload has rechecked records, compile and merge go by them alone
-(:func:`mcc.tuning.log.rechecked_only`): the search's single timings of it no longer count.
+(:func:`mcc.schedule.records.rechecked_only`): the search's single timings of it no longer count.
 
 With ``check_outputs`` (a CPU target measured on this machine), a record whose outputs
 differ from the baseline's (mcc.tuning.outputs) is not timed: it is logged as a failed
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import statistics
 
-from mcc.tuning.log import FAILED_SECS, RECHECK_TAG
+from mcc.schedule.records import FAILED_SECS, RECHECK_TAG
 
 
 def recheck(contexts, database, baselines, target, builder, runner, log_db, stop, say=None,

@@ -32,7 +32,7 @@ from tvm.s_tir.meta_schedule.runner import PyRunner
 from tvm.s_tir.meta_schedule.search_strategy import PySearchStrategy
 from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
 
-from mcc.tuning.log import FAILED_SECS
+from mcc.schedule.records import FAILED_SECS
 
 
 def trace_key(trace) -> str:

@@ -18,8 +18,8 @@ import pytest
 
 import mcc
 from conftest import tune_conv
+from mcc.schedule.records import BASELINE_TAG, is_baseline_trace_json
 from mcc.tuning import SearchOptions
-from mcc.tuning.baseline import BASELINE_TAG, is_baseline_trace_json
 
 FAMILY = "llvm-x86_64"
 TINY = SearchOptions(trials_per_iter=4, population=16, genetic_iters=1, min_repeat_ms=1, seed=0,
@@ -100,10 +100,10 @@ def test_log_holds_one_measured_baseline_per_task(tuned):
 def test_resume_does_not_measure_baselines_again(tuned):
     from mcc.build.pipeline import optimize
     from mcc.frontends import import_model
+    from mcc.schedule.records import materialize, records_for_target
     from mcc.targets import resolve_target
     from mcc.tuning import _extract_tasks
     from mcc.tuning.baseline import measure_baselines
-    from mcc.tuning.log import materialize, records_for_target
 
     model, log, *_ = tuned
     target = resolve_target(None).tvm_target()

@@ -106,8 +106,8 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(interrupted):
 
 
 def test_ctrl_c_keeps_valid_records_and_no_partial_files(interrupted):
+    from mcc.schedule.records import materialize, records_for_target
     from mcc.targets import resolve_target
-    from mcc.tuning.log import materialize, records_for_target
 
     _, log, _, stderr, _, before, _ = interrupted
     files = sorted(p.name for p in (log / FAMILY).iterdir())

@@ -14,9 +14,13 @@ from test_tune_baseline import _lines
 
 import mcc
 from conftest import tune_conv
+from mcc.schedule.records import (
+    RECHECK_TAG,
+    is_baseline_trace_json,
+    is_rechecked_trace_json,
+    rechecked_only,
+)
 from mcc.tuning import SearchOptions
-from mcc.tuning.baseline import is_baseline_trace_json
-from mcc.tuning.log import RECHECK_TAG, is_rechecked_trace_json, rechecked_only
 
 FAMILY = "llvm-x86_64"
 TINY = SearchOptions(trials_per_iter=4, population=16, genetic_iters=1, min_repeat_ms=1, seed=0,

@@ -1,9 +1,8 @@
-"""mcc.tuning.baseline.prefer_rules on hand-made log lines (no TVM objects, no build)."""
+"""mcc.schedule.records.prefer_rules on hand-made log lines (no TVM objects, no build)."""
 
 from __future__ import annotations
 
-from mcc.tuning.baseline import BASELINE_TAG, prefer_rules
-from mcc.tuning.log import FAILED_SECS, RawRecord
+from mcc.schedule.records import BASELINE_TAG, FAILED_SECS, RawRecord, prefer_rules
 
 TARGET = {"kind": "llvm", "mcpu": "znver4", "mtriple": "x86_64-linux-gnu"}
 BASE_TRACE = [[["GetSBlock", [], ["root", "main"], ["b0"]],

@@ -129,7 +129,7 @@ def test_ctrl_c_sets_the_flag_and_a_second_one_raises():
 def test_target_key_ignores_only_core_count(spec, same):
     import tvm
 
-    from mcc.tuning.log import describe_key, target_key
+    from mcc.schedule.records import describe_key, target_key
 
     base = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4",
                               "num-cores": 2})
