@@ -37,8 +37,8 @@ import tvm
 from tvm import relax
 from tvm.relax import PyExprMutator, expr_functor
 
-from mcc.passes.channel_graph import static_shape
 from mcc.passes.rewrite import rewrite_functions
+from mcc.passes.shapes import ConvGeometry, static_shape
 
 CONV_BLOCK = "mcc_bconv"  # the reduction block the bf16 schedule rule looks for
 PAD_BLOCK = "mcc_bpad"  # pad + fp32 -> bf16 cast
@@ -48,33 +48,10 @@ REPORT_ATTR = "mcc_bf16_sites"
 OC_BLOCK, IC_BLOCK = 16, 2
 
 
-@dataclass(frozen=True)
-class BConvShape:
+class BConvShape(ConvGeometry):
     """Static geometry of one bf16 convolution (NHWC data, weights OHWI before packing)."""
 
-    n: int
-    h: int
-    w: int
-    ic: int
-    oc: int
-    kh: int
-    kw: int
-    stride: tuple[int, int]
-    padding: tuple[int, int, int, int]  # top, left, bottom, right
-
-    @property
-    def ic_padded(self) -> int:
-        return -(-self.ic // IC_BLOCK) * IC_BLOCK
-
-    @property
-    def oc_blocks(self) -> int:
-        return -(-self.oc // OC_BLOCK)
-
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        pt, pl, pb, pr = self.padding
-        return ((self.h + pt + pb - self.kh) // self.stride[0] + 1,
-                (self.w + pl + pr - self.kw) // self.stride[1] + 1)
+    oc_block, ic_block = OC_BLOCK, IC_BLOCK
 
 
 def to_bf16_bits(x: np.ndarray) -> np.ndarray:

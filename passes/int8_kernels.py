@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcc.passes.shapes import ConvGeometry
+
 CONV_BLOCK = "mcc_qconv"  # the reduction block the int8 schedule rule looks for
 PAD_BLOCK = "mcc_qpad"
 DEQUANT_BLOCK = "mcc_qdequant"
@@ -31,39 +33,18 @@ OC_BLOCK, IC_BLOCK = 16, 4
 
 
 @dataclass(frozen=True)
-class QConvShape:
+class QConvShape(ConvGeometry):
     """Static geometry of one int8 convolution (NHWC data, OHWI weights)."""
 
-    n: int
-    h: int
-    w: int
-    ic: int
-    oc: int
-    kh: int
-    kw: int
-    stride: tuple[int, int]
-    padding: tuple[int, int, int, int]  # top, left, bottom, right
+    oc_block, ic_block = OC_BLOCK, IC_BLOCK
+
     zero_point: int
     x_dtype: str = "uint8"  # "int8" for ARM sdot (mcc.schedule.rules.int8.activation_dtype)
-
-    @property
-    def ic_padded(self) -> int:
-        return -(-self.ic // IC_BLOCK) * IC_BLOCK
 
     @property
     def needs_pad_block(self) -> bool:
         """Whether the input is copied into a padded buffer (spatial padding or IC % 4)."""
         return any(self.padding) or self.ic % IC_BLOCK != 0
-
-    @property
-    def oc_blocks(self) -> int:
-        return -(-self.oc // OC_BLOCK)
-
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        pt, pl, pb, pr = self.padding
-        return ((self.h + pt + pb - self.kh) // self.stride[0] + 1,
-                (self.w + pl + pr - self.kw) // self.stride[1] + 1)
 
     def macs(self) -> int:
         oh, ow = self.out_hw

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from tvm import relax
 
 
@@ -18,3 +21,36 @@ def static_dims(ty) -> tuple[int, ...] | None:
     if values is None or not all(hasattr(v, "value") for v in values):
         return None
     return tuple(int(v.value) for v in values)
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Static geometry of one blocked NHWC convolution (weights OHWI before packing), shared
+    by mcc's int8 and bf16 kernels; a subclass sets the channel blocks its intrinsic takes."""
+
+    oc_block: ClassVar[int]
+    ic_block: ClassVar[int]
+
+    n: int
+    h: int
+    w: int
+    ic: int
+    oc: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, left, bottom, right
+
+    @property
+    def ic_padded(self) -> int:
+        return -(-self.ic // self.ic_block) * self.ic_block
+
+    @property
+    def oc_blocks(self) -> int:
+        return -(-self.oc // self.oc_block)
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        pt, pl, pb, pr = self.padding
+        return ((self.h + pt + pb - self.kh) // self.stride[0] + 1,
+                (self.w + pl + pr - self.kw) // self.stride[1] + 1)
