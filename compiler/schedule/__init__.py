@@ -219,6 +219,7 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
     from mcc.schedule.rules import rules_for
     from mcc.schedule.rules.bf16 import schedule_bf16
     from mcc.schedule.rules.int8 import schedule_int8
+    from mcc.schedule.small_kernels import serialize_small_kernels
 
     dirs = record_dirs_for(family, extra_dirs)
     refused, beaten = {}, 0
@@ -240,6 +241,7 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
         mod = _split_layout_rewrite(mod)
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.DeadCodeElimination()(mod)
+    mod, _ = serialize_small_kernels(mod)  # after the records matched: workloads unchanged
     report = ScheduleReport(len(tasks), len(from_records), scheduled - len(from_records),
                             len(tasks) - scheduled, tuple(str(d) for d in dirs), refused,
                             beaten)
