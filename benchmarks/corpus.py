@@ -557,64 +557,22 @@ def markdown(results: list[dict]) -> str:
 # ---------------------------------------------------------------- profiling
 
 def profile(entry: dict, top: int = 15, rounds: int = 20, so_dir: str | None = None) -> dict:
-    """Compile (defaults) and time every VM call instruction (kernels and VM builtins) with
-    the Relax VM's instrument hook (TVM 0.27's VirtualMachine has no profile=True): per
-    function symbol, total and per-call time over ``rounds`` runs, next to the
-    uninstrumented end-to-end median, whose gap to the kernels' sum is VM/per-call
-    overhead."""
-    import tvm
-    from tvm import relax
-
+    """Compile (defaults) and print ``mcc.profile``'s per-kernel table (the Relax VM
+    instrument hook, the same as ``mcc profile``) on the model's seeded feed."""
     import mcc
 
     path = model_path(entry)
-    feed = make_feed(entry)
     shapes = {k: tuple(v["shape"]) for k, v in entry["inputs"].items()}
     with tempfile.TemporaryDirectory() as tmp:
         so = Path(so_dir) / f"{entry['name']}.so" if so_dir else None
         if so is None or not so.exists():
             so = mcc.compile(str(path), input_shapes=shapes, verify=False).export(
                 Path(tmp) / "m.so")
-        module = mcc.load(so)
-        dev = tvm.cpu()
-        vm = relax.VirtualMachine(tvm.runtime.load_module(str(so)), dev)
-        args = [tvm.runtime.tensor(np.ascontiguousarray(feed[t.name]), dev)
-                for t in module.inputs]
-        main = vm["main"]
-        for _ in range(3):
-            main(*args)
-        wall = []
-        for _ in range(max(rounds, 20)):
-            t0 = time.perf_counter()
-            main(*args)
-            wall.append(time.perf_counter() - t0)
-        stats: dict[str, list] = {}
-        started: list = []
-
-        def instrument(func, symbol, before_run, ret_value, *call_args):
-            if before_run:
-                started.append(time.perf_counter())
-            else:
-                stats.setdefault(symbol, []).append(time.perf_counter() - started.pop())
-            return 0  # VMInstrumentReturnKind.NO_OP
-
-        vm.set_instrument(tvm.runtime.convert(instrument) if hasattr(tvm.runtime, "convert")
-                          else instrument)
-        for _ in range(rounds):
-            main(*args)
-    per_run = {k: sum(v) / rounds for k, v in stats.items()}
-    calls = {k: len(v) // rounds for k, v in stats.items()}
-    total = sum(per_run.values())
-    e2e = statistics.median(wall)
-    kernels = sorted(per_run.items(), key=lambda kv: -kv[1])
-    print(f"== {entry['name']}: end-to-end {1e3 * e2e:.3f} ms uninstrumented; "
-          f"{sum(calls.values())} VM calls/run ({len(calls)} distinct), their sum "
-          f"{1e3 * total:.3f} ms instrumented")
-    for name, t in kernels[:top]:
-        print(f"{1e3 * t:9.3f} ms {100 * t / total:5.1f}%  x{calls[name]:<4} "
-              f"{1e6 * t / max(calls[name], 1):9.1f} us/call  {name}")
-    return {"name": entry["name"], "e2e_ms": 1e3 * e2e, "sum_ms": 1e3 * total,
-            "calls": calls, "per_run_ms": {k: 1e3 * v for k, v in per_run.items()}}
+        result = mcc.profile(so, make_feed(entry), rounds=rounds)
+    print(f"== {entry['name']}")
+    for line in result.lines(top=top):
+        print(line)
+    return dict(result.to_json(), name=entry["name"])
 
 
 # ---------------------------------------------------------------- main

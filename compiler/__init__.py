@@ -17,7 +17,7 @@ default_thread_count()  # before TVM's thread pool exists: all physical cores, n
 
 __version__ = "0.1.0"
 __all__ = ["MccError", "__version__", "bench", "bundle", "compile", "list_targets", "load",
-           "merge_tuning_logs", "tune"]
+           "merge_tuning_logs", "profile", "tune"]
 
 
 def compile(model, target=None, input_shapes=None, example_inputs=None, tuning_logs=(),
@@ -123,6 +123,21 @@ def load(path):
     from mcc.runtime import load as _load
 
     return _load(path)
+
+
+def profile(module, inputs=None, rounds=20):
+    """Per-kernel times of a compiled module (a path or a loaded Module) on ``inputs``
+    (input name -> array; default: seeded random inputs that respect the model's integer
+    input ranges). Returns an ``mcc.runtime.profile.Profile``, slowest kernel first."""
+    from mcc.frontends.feeds import module_rules
+    from mcc.runtime import Module
+    from mcc.runtime.profile import profile_module
+    from mcc.runtime.tensors import random_inputs
+
+    module = module if isinstance(module, Module) else load(module)
+    if inputs is None:
+        inputs = random_inputs(module.inputs, seed=0, rules=module_rules(module.metadata))
+    return profile_module(module, inputs, rounds=rounds)
 
 
 def bench(model, **kwargs):

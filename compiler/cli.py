@@ -211,6 +211,27 @@ def run(module_path, inputs_path, output_path):
 
 @main.command()
 @click.argument("module_path", metavar="MODEL.so")
+@click.option("--inputs", "inputs_path", metavar="IN.npz", help="inputs keyed by input name")
+@click.option("--rounds", type=click.IntRange(min=1), default=20, show_default=True,
+              help="instrumented runs averaged")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
+              help="kernels listed (the rest summed)")
+@click.option("--json", "as_json", is_flag=True, help="print the whole table as JSON")
+def profile(module_path, inputs_path, rounds, top, as_json):
+    """Time each kernel of a compiled module: where the time goes, slowest first."""
+    import mcc
+
+    module = mcc.load(module_path)
+    result = mcc.profile(module, _load_feed(inputs_path, module), rounds=rounds)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    for line in result.lines(top=top):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("module_path", metavar="MODEL.so")
 @click.option("--json", "as_json", is_flag=True, help="print the metadata as JSON")
 def info(module_path, as_json):
     """Show a compiled module's metadata (read without loading it)."""

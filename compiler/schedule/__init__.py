@@ -38,12 +38,15 @@ class ScheduleReport:
     # kernels whose tuned records were all slower than the default rules' measured
     # baseline (mcc.tuning.baseline): scheduled by the rules, counted in from_rules
     rules_beat_records: int = 0
+    # kernel name -> {"schedule": where its schedule came from, "flops": its work or None,
+    # "parallel": runs on the thread pool (mcc.schedule.small_kernels)}; `mcc profile` shows it
+    kernels: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
         return {"tasks": self.tasks, "from_records": self.from_records,
                 "from_default_rules": self.from_rules, "naive": self.naive,
                 "tuning_logs": list(self.record_dirs), "refused_records": dict(self.refused),
-                "rules_beat_records": self.rules_beat_records}
+                "rules_beat_records": self.rules_beat_records, "kernels": self.kernels}
 
 
 def _scheduled_funcs(mod) -> set[str]:
@@ -133,6 +136,65 @@ def _tuned_marked(raws) -> set[int]:
     return out
 
 
+def _flops(mod) -> dict[str, float]:
+    """Floating-point (and integer multiply-add) work per kernel, from the unscheduled TIR."""
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    out = {}
+    for gv, func in mod.functions_items():
+        if isinstance(func, tirx.PrimFunc):
+            try:
+                out[gv.name_hint] = float(estimate_tir_flops(tvm.IRModule({gv: func})))
+            except Exception:  # noqa: BLE001 - opaque / symbolic kernels have no estimate
+                pass
+    return out
+
+
+def _note_new(sources: dict[str, str], mod, source: str) -> None:
+    """Record ``source`` for the kernels scheduled since the last note."""
+    for name in _scheduled_funcs(mod):
+        sources.setdefault(name, source)
+
+
+def _apply_rules(mod, target, rules: list, sources: dict[str, str]):
+    """dlight's ApplyDefaultSchedule (first rule that matches wins, per kernel), noting in
+    ``sources`` which rule scheduled each kernel."""
+    updated = {}
+    for gv, func in mod.functions_items():
+        if not isinstance(func, tirx.PrimFunc) or gv.name_hint in sources:
+            continue
+        if func.attrs is not None and func.attrs.get("tirx.is_scheduled", False):
+            continue
+        func_target = func.attrs.get("target", target) if func.attrs is not None else target
+        for rule in rules:
+            space = _Tolerant(rule).apply(func, func_target, False)
+            if space is None:
+                continue
+            sch = space[0] if isinstance(space, list) else space
+            updated[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+            sources[gv.name_hint] = f"rule {type(rule).__name__}"
+            break
+    for gv, func in updated.items():
+        mod[gv] = func
+    return mod
+
+
+def _kernel_table(mod, sources: dict[str, str], flops: dict[str, float]) -> dict[str, dict]:
+    from mcc.schedule.small_kernels import has_parallel_loop
+
+    table = {}
+    for gv, func in mod.functions_items():
+        if isinstance(func, tirx.PrimFunc):
+            name = gv.name_hint
+            # SplitLayoutRewritePreproc renames a kernel whose weights it prepacks
+            scheduled_as = name if name in sources else name.removesuffix("_prepacked")
+            work = flops.get(scheduled_as)
+            table[name] = {"schedule": sources.get(scheduled_as, "naive"),
+                           "flops": int(work) if work else None,
+                           "parallel": has_parallel_loop(func)}
+    return table
+
+
 def _tolerant_rule_base():
     from tvm.s_tir import dlight as dl
 
@@ -214,7 +276,6 @@ def _apply_records(mod: tvm.IRModule, tuned_marked: set[int]) -> tvm.IRModule:
 def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
              extra_dirs=(), fuse_epilogues: bool = True) -> tuple[tvm.IRModule, ScheduleReport]:
     from tvm import relax
-    from tvm.s_tir import dlight as dl
 
     from mcc.schedule.rules import rules_for
     from mcc.schedule.rules.bf16 import schedule_bf16
@@ -228,15 +289,19 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
         # (kernels are renamed), schedule, then fold the repacking (split off below).
         mod = relax.transform.AttachAttrLayoutFreeBuffers()(mod)
         tasks = _prim_funcs(mod)
+        flops = _flops(mod)
+        sources: dict[str, str] = {}
         if dirs:
             database, refused, beaten, marked = _database(dirs, target)
             with database:
                 mod = _apply_records(mod, marked)
         from_records = _scheduled_funcs(mod) & tasks
+        _note_new(sources, mod, "record")
         mod = schedule_int8(mod, target)  # mcc's int8 kernels (VNNI where available)
+        _note_new(sources, mod, "int8 kernel")
         mod = schedule_bf16(mod, target)  # mcc's bf16 kernels (AVX-512 BF16)
-        rules = [_Tolerant(rule) for rule in rules_for(target, fuse_epilogues)]
-        mod = dl.ApplyDefaultSchedule(*rules)(mod)
+        _note_new(sources, mod, "bf16 kernel")
+        mod = _apply_rules(mod, target, rules_for(target, fuse_epilogues), sources)
         scheduled = min(len(tasks), len(_scheduled_funcs(mod)))
         mod = _split_layout_rewrite(mod)
         mod = relax.transform.FoldConstant()(mod)
@@ -244,5 +309,5 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
     mod, _ = serialize_small_kernels(mod)  # after the records matched: workloads unchanged
     report = ScheduleReport(len(tasks), len(from_records), scheduled - len(from_records),
                             len(tasks) - scheduled, tuple(str(d) for d in dirs), refused,
-                            beaten)
+                            beaten, kernels=_kernel_table(mod, sources, flops))
     return mod, report

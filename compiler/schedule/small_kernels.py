@@ -60,15 +60,23 @@ def _serial(loop: tirx.For) -> tirx.For:
                     loop.thread_binding, loop.annotations)
 
 
+def has_parallel_loop(func: tirx.PrimFunc) -> bool:
+    found = []
+    tvm_ffi.structural_map(
+        func.body, [(tirx.For, lambda loop: found.append(loop.kind == tirx.ForKind.PARALLEL)
+                     or loop)], order="post")
+    return any(found)
+
+
 def serialize_small_kernels(mod: tvm.IRModule, threshold: int = SERIAL_WORK):
     """``mod`` with the parallel loops of every kernel under ``threshold`` work made
-    serial, and the number of kernels changed."""
-    changed = 0
+    serial, and the names of the kernels changed."""
+    changed = []
     for gv, func in list(mod.functions_items()):
         if not isinstance(func, tirx.PrimFunc) or kernel_work(func.body) >= threshold:
             continue
         body = tvm_ffi.structural_map(func.body, [(tirx.For, _serial)], order="post")
         if not body.same_as(func.body):
             mod[gv] = func.with_body(body)
-            changed += 1
+            changed.append(gv.name_hint)
     return mod, changed

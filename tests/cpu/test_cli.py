@@ -136,3 +136,21 @@ def test_bench_reports_both_runtimes_and_ratio(save_onnx, cli, tmp_path):
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert "onnxruntime" in text and "mcc / onnxruntime:" in text
+
+
+def test_profile_lists_every_kernel_with_its_schedule(save_onnx, cli, tmp_path):
+    """`mcc profile`: each kernel of the module timed, with where its schedule came from
+    and its FLOP rate; the JSON table accounts for every kernel the metadata lists."""
+    out = tmp_path / "m.so"
+    assert cli("compile", save_onnx(TINY_MODELS["conv_bn"]()), "-o", out).exit_code == 0
+    result = cli("profile", out, "--rounds", "3")
+    assert result.exit_code == 0, result.output
+    assert "end to end" in result.stdout and "rule TiledReduction" in result.stdout
+
+    table = json.loads(cli("profile", out, "--rounds", "3", "--json").stdout)
+    meta = json.loads(cli("info", out, "--json").stdout)
+    timed = {k["name"]: k for k in table["kernels"]}
+    conv = next(name for name in meta["schedule"]["kernels"] if "conv2d" in name)
+    assert timed[conv]["calls"] == 1 and timed[conv]["ms"] >= 0
+    assert timed[conv]["flops"] == meta["schedule"]["kernels"][conv]["flops"] > 0
+    assert set(meta["schedule"]["kernels"]) >= {n for n in timed if not n.startswith("vm.")}

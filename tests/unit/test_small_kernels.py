@@ -36,13 +36,13 @@ def test_work_counts_innermost_iterations():
 @pytest.mark.parametrize("n, serial", [(1024, True), (SERIAL_WORK * 4, False)])
 def test_only_small_kernels_become_serial(n, serial):
     mod, changed = serialize_small_kernels(_parallel_add(n))
-    assert changed == int(serial)
+    assert len(changed) == int(serial)
     assert (tirx.ForKind.PARALLEL in _kinds(mod)) == (not serial)
 
 
 def test_symbolic_extent_keeps_parallel_loop():
     mod, changed = serialize_small_kernels(_parallel_add(te.var("n", "int64")))
-    assert changed == 0 and tirx.ForKind.PARALLEL in _kinds(mod)
+    assert not changed and tirx.ForKind.PARALLEL in _kinds(mod)
 
 
 def test_serial_kernel_computes_the_same():
