@@ -6,6 +6,7 @@ driver runs the ones a compile asks for, in the order documented in
 """
 
 from mcc.passes.calibrate import calibrate
+from mcc.passes.conv1d_as_conv2d import Conv1dAsConv2d, conv1d_as_conv2d
 from mcc.passes.fast_math import FastMath, fast_math
 from mcc.passes.fold_batch_norm import FoldBatchNorm, fold_batch_norm
 from mcc.passes.fold_constant_shapes import FoldConstantShapes, fold_constant_shapes
@@ -14,12 +15,13 @@ from mcc.passes.legalize_dynamic_slice import LegalizeDynamicSlice, legalize_dyn
 from mcc.passes.model_cost import model_cost
 from mcc.passes.op_count import count_ops
 from mcc.passes.order_symbolic_bindings import OrderSymbolicBindings, order_symbolic_bindings
+from mcc.passes.pad_channels import PadChannels, pad_channels
 from mcc.passes.prune_channels import prune_channels
 from mcc.passes.quantize import quantize
 from mcc.passes.winograd import Winograd, winograd
 
-__all__ = ["ConvertLayout", "FastMath", "FoldBatchNorm", "FoldConstantShapes",
-           "LegalizeDynamicSlice", "OrderSymbolicBindings", "calibrate", "convert_layout",
-           "count_ops", "fast_math",
+__all__ = ["Conv1dAsConv2d", "ConvertLayout", "FastMath", "FoldBatchNorm", "FoldConstantShapes",
+           "LegalizeDynamicSlice", "OrderSymbolicBindings", "PadChannels", "Winograd",
+           "calibrate", "conv1d_as_conv2d", "convert_layout", "count_ops", "fast_math",
            "fold_batch_norm", "fold_constant_shapes", "legalize_dynamic_slice", "model_cost",
-           "order_symbolic_bindings", "prune_channels", "quantize", "winograd", "Winograd"]
+           "order_symbolic_bindings", "pad_channels", "prune_channels", "quantize", "winograd"]

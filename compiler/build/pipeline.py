@@ -4,11 +4,15 @@
     mcc.LegalizeDynamicSlice Slice with run-time starts/ends, lowered before FoldConstant
     FoldConstant             evaluate the remaining weight-only subgraphs
     mcc.FoldBatchNorm        fold BN into conv weights and bias (passes/fold_batch_norm.py)
+    mcc.Conv1dAsConv2d       conv1d as a height-1 conv2d, so it takes the conv layouts and
+                             schedules (passes/conv1d_as_conv2d.py)
     mcc.ConvertLayout        conv data layout (NHWC on CPU by default; passes/layout.py)
     mcc.Bf16                 --precision bf16: conv2d / constant-weight matmul as bf16
                              kernels (passes/bf16.py), before Winograd
     mcc.Winograd             CPU, NHWC: 3x3 stride-1 convs as Winograd F(4x4, 3x3): input
                              transform, batched matmul, output transform (passes/winograd.py)
+    mcc.PadChannels          CPU: NHWC conv2d output channels padded to whole vectors (257 STFT
+                             bins, 1000 classes), sliced after (passes/pad_channels.py)
     DecomposeOpsForInference remaining BN / layer-norm style ops into elementwise arithmetic
     CanonicalizeBindings     drop trivial rebindings so patterns see through them
     FoldConstant             fold what decomposition exposed
@@ -35,12 +39,14 @@ from tvm import relax
 
 from mcc.errors import MccError, first_line
 from mcc.passes import (
+    Conv1dAsConv2d,
     ConvertLayout,
     FastMath,
     FoldBatchNorm,
     FoldConstantShapes,
     LegalizeDynamicSlice,
     OrderSymbolicBindings,
+    PadChannels,
     Winograd,
 )
 from mcc.targets.kinds import kind_of
@@ -83,8 +89,8 @@ def auto_candidates(target_kind) -> tuple[str, ...]:
 
 
 def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
-                 winograd: bool = False, lanes: int | None = None, bf16: bool = False
-                 ) -> list[tuple[str, tvm.transform.Pass]]:
+                 winograd: bool = False, lanes: int | None = None, bf16: bool = False,
+                 pad_channels: bool = False) -> list[tuple[str, tvm.transform.Pass]]:
     """The graph passes in order, each with the name the metadata records.
 
     ``lanes``: the target's fp32 SIMD lanes, which the NCHWc layout blocks channels by."""
@@ -94,6 +100,7 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
         ("mcc.LegalizeDynamicSlice", LegalizeDynamicSlice()),  # before FoldConstant (see pass)
         ("FoldConstant", T.FoldConstant()),
         ("mcc.FoldBatchNorm", FoldBatchNorm()),
+        ("mcc.Conv1dAsConv2d", Conv1dAsConv2d()),
         (f"mcc.ConvertLayout({layout})", ConvertLayout(layout, strict=strict_layout, say=say,
                                                           lanes=lanes)),
         ("DecomposeOpsForInference", T.DecomposeOpsForInference()),
@@ -110,12 +117,15 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
         ("FuseTIR", T.FuseTIR()),
         ("DeadCodeElimination", T.DeadCodeElimination()),
     ]
-    if winograd:
-        steps.insert(5, ("mcc.Winograd", Winograd()))  # after ConvertLayout: NHWC convs
+    after_layout = [name for name, _ in steps].index("DecomposeOpsForInference")
+    if pad_channels:  # after Winograd (inserted before it here): convs it did not take
+        steps.insert(after_layout, ("mcc.PadChannels", PadChannels()))
+    if winograd:  # after ConvertLayout: NHWC convs
+        steps.insert(after_layout, ("mcc.Winograd", Winograd()))
     if bf16:  # --precision bf16, before Winograd: bf16 sites stay direct (passes/bf16.py)
         from mcc.passes.bf16 import Bf16
 
-        steps.insert(5, ("mcc.Bf16", Bf16()))
+        steps.insert(after_layout, ("mcc.Bf16", Bf16()))
     return steps
 
 
@@ -136,7 +146,7 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target,
     fallback = None if say is None else (lambda line: say(f"[mcc] layout: {line}"))
     steps = graph_passes(concrete, strict_layout=layout != "auto", say=fallback,
                          winograd=winograd and kind_of(target).winograd, lanes=lanes,
-                         bf16=bf16)
+                         bf16=bf16, pad_channels=kind_of(target).pad_channels)
     with target:
         for name, graph_pass in steps:
             try:

@@ -1,0 +1,66 @@
+"""Pad a convolution's output channels to a multiple of the vector width.
+
+    conv2d(x, W[.., O]) = conv2d(x, pad(W)[.., O'])[..., :O]     O' = O rounded up to BLOCK
+
+The CPU conv schedule vectorises along the output channels and needs their count to
+split into whole vectors: 257 STFT bins, 1000 classes or 255 detection outputs do not,
+and such a conv fell to a generic schedule 5-10x slower. The zero filters cost
+``O'/O - 1`` extra work (under 7% for O >= 200) and one slice of the output, which
+fuses with the elementwise ops that follow.
+
+Applies to conv2d with a constant weight in NHWC/HWIO (mcc.passes.layout's CPU layout)
+whose output channels are not a multiple of ``BLOCK``: always when they are not whole
+4-lane vectors (no vectorised schedule at all), otherwise when the padding adds at most
+``MAX_WASTE``. Grouped convs are left alone (the padding would have to be per group).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+
+BLOCK = 16  # float32 lanes of AVX-512; a multiple of the NEON / AVX2 widths too
+MIN_CHANNELS = 16  # below one block, padding would multiply the work
+# Counts of whole 4- or 8-lane vectors run (half-width) without padding; they are padded
+# only where the zero filters add at most this share of work.
+MAX_WASTE = 0.125
+
+
+def pad_channels(mod: tvm.IRModule) -> tvm.IRModule:
+    """``mod`` with the eligible conv2d's output channels padded to a multiple of BLOCK."""
+    return PadChannels()(mod)
+
+
+@relax.transform.function_pass(opt_level=0, name="mcc.PadChannels")
+class PadChannels:
+    """Function pass form, for use inside a ``tvm.transform.Sequential``."""
+
+    def __init__(self):
+        self.pattern = is_op("relax.nn.conv2d")(wildcard(), is_const())
+
+    def transform_function(self, func, mod, ctx):
+        if func.attrs is not None and "Primitive" in func.attrs:
+            return func
+        return rewrite_call(self.pattern, self._rewrite, func)
+
+    @staticmethod
+    def _rewrite(call, matches):
+        attrs = call.attrs
+        data, weight = call.args
+        if (attrs.data_layout != "NHWC" or attrs.kernel_layout != "HWIO"
+                or attrs.out_layout not in ("", "NHWC") or int(attrs.groups) != 1):
+            return call
+        values = weight.value.numpy()
+        channels = values.shape[3]
+        padded = -(-channels // BLOCK) * BLOCK
+        if (padded == channels or channels < MIN_CHANNELS or values.dtype.kind != "f"
+                or (channels % 4 == 0 and padded - channels > MAX_WASTE * channels)):
+            return call
+        values = np.pad(values, [(0, 0)] * 3 + [(0, padded - channels)])
+        conv = relax.op.nn.conv2d(
+            data, relax.const(values), strides=attrs.strides, padding=attrs.padding,
+            dilation=attrs.dilation, groups=1, data_layout="NHWC", kernel_layout="HWIO",
+            out_layout="NHWC", out_dtype=attrs.out_dtype)
+        return relax.op.strided_slice(conv, axes=[3], begin=[0], end=[channels])

@@ -1,0 +1,113 @@
+"""Convolutions the conv schedule did not take before: conv1d (mcc.Conv1dAsConv2d) and
+output channel counts that are not whole vectors (mcc.PadChannels). Structure after the
+passes, and the compiled module against ONNX Runtime."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import helper
+
+import mcc
+from conftest import make_model
+from mcc.passes import conv1d_as_conv2d, count_ops, pad_channels
+
+
+def _conv_model(x_shape, w_shape, y_shape, **attrs):
+    rng = np.random.default_rng(3)
+    node = helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs)
+    return make_model(
+        [node, helper.make_node("Relu", ["c"], ["y"])], [("x", x_shape)], [("y", y_shape)],
+        [("w", rng.standard_normal(w_shape) * 0.1), ("b", rng.standard_normal(w_shape[0]))])
+
+
+def _compile_and_compare(model, x_shape, tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    compiled = mcc.compile(str(path), verify=False)
+    x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
+    got = compiled.run({"x": x})["y"]
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    return compiled
+
+
+CONV1D = [  # (x, w, y, attrs): STFT-like strided, padded + dilated, grouped
+    ((1, 1, 2048), (40, 1, 256), (1, 40, 8), dict(strides=[256])),
+    ((1, 8, 50), (16, 8, 3), (1, 16, 46), dict(pads=[1, 3], dilations=[3])),
+    ((1, 8, 32), (8, 4, 5), (1, 8, 16), dict(strides=[2], pads=[2, 2], group=2)),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, y_shape, attrs", CONV1D)
+def test_conv1d_runs_as_conv2d_and_matches(x_shape, w_shape, y_shape, attrs, tmp_path):
+    compiled = _compile_and_compare(_conv_model(x_shape, w_shape, y_shape, **attrs),
+                                    x_shape, tmp_path)
+    kernels = compiled.report["schedule"]["kernels"]
+    assert not any("conv1d" in name for name in kernels)
+    conv = [info for name, info in kernels.items() if "conv2d" in name]
+    assert conv and all(info["schedule"] == "rule TiledReduction" for info in conv)
+
+
+def test_conv1d_pass_leaves_no_conv1d():
+    from tvm.relax.frontend.onnx import from_onnx
+
+    mod = from_onnx(_conv_model(*CONV1D[1][:3], **CONV1D[1][3]), keep_params_in_input=False)
+    assert count_ops(mod)["relax.nn.conv1d"] == 1
+    ops = count_ops(conv1d_as_conv2d(mod))
+    assert ops["relax.nn.conv1d"] == 0 and ops["relax.nn.conv2d"] == 1
+
+
+@pytest.mark.parametrize("channels", [257, 1000 // 40])
+def test_odd_output_channels_are_padded_and_sliced(channels, tmp_path):
+    x_shape = (1, 8, 6, 6)
+    model = _conv_model(x_shape, (channels, 8, 3, 3), (1, channels, 4, 4))
+    compiled = _compile_and_compare(model, x_shape, tmp_path)
+    conv = [info for name, info in compiled.report["schedule"]["kernels"].items()
+            if "conv2d" in name]
+    assert conv and all(info["schedule"] == "rule TiledReduction" for info in conv)
+
+
+def test_pad_channels_rounds_up_to_the_block():
+    from tvm import relax
+    from tvm.script import relax as R
+
+    w = relax.const(np.ones((1, 1, 8, 30), dtype="float32"))
+
+    @R.function
+    def main(x: R.Tensor((1, 4, 4, 8), "float32")):
+        with R.dataflow():
+            y = R.nn.conv2d(x, w, data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC")
+            R.output(y)
+        return y
+
+    import tvm
+
+    mod = pad_channels(tvm.IRModule({"main": main}))
+    assert count_ops(mod)["relax.strided_slice"] == 1
+    assert [int(d) for d in mod["main"].ret_ty.shape] == [1, 4, 4, 30]
+    conv = [b.value for b in mod["main"].body.blocks[0].bindings
+            if b.value.op.name == "relax.nn.conv2d"][0]
+    assert [int(d) for d in conv.ty.shape] == [1, 4, 4, 32]
+
+
+def test_whole_vector_counts_are_padded_only_when_cheap():
+    from tvm import relax
+    from tvm.script import relax as R
+
+    def conv_with(channels):
+        w = relax.const(np.ones((1, 1, 8, channels), dtype="float32"))
+
+        @R.function
+        def main(x: R.Tensor((1, 4, 4, 8), "float32")):
+            with R.dataflow():
+                y = R.nn.conv2d(x, w, data_layout="NHWC", kernel_layout="HWIO",
+                                out_layout="NHWC")
+                R.output(y)
+            return y
+
+        import tvm
+
+        return count_ops(pad_channels(tvm.IRModule({"main": main})))["relax.strided_slice"]
+
+    assert conv_with(24) == 0  # 8-lane vectors; 32 would be a third more work
+    assert conv_with(200) == 1  # 208: 4% more work for full vectors
