@@ -1,14 +1,17 @@
-"""Pad a convolution's output channels to a multiple of the vector width.
+"""Pad a convolution's output channels, a matmul's columns, to a multiple of the vector width.
 
     conv2d(x, W[.., O]) = conv2d(x, pad(W)[.., O'])[..., :O]     O' = O rounded up to BLOCK
+    matmul(x, W[K, N])  = matmul(x, pad(W)[K, N'])[..., :N]
 
-The CPU conv schedule vectorises along the output channels and needs their count to
-split into whole vectors: 257 STFT bins, 1000 classes or 255 detection outputs do not,
-and such a conv fell to a generic schedule 5-10x slower. The zero filters cost
+The CPU conv and matmul schedules vectorise along the output channels / columns and need
+their count to split into whole vectors: 257 STFT bins, 1000 classes, 255 detection
+outputs or an 8210-character CTC head do not, and such kernels fell to a generic
+schedule 5-10x slower. The zero filters cost
 ``O'/O - 1`` extra work (under 7% for O >= 200) and one slice of the output, which
 fuses with the elementwise ops that follow.
 
-Applies to conv2d with a constant weight in NHWC/HWIO (mcc.passes.layout's CPU layout)
+Applies to matmuls with a constant 2-D weight and to conv2d with a constant weight in
+NHWC/HWIO (mcc.passes.layout's CPU layout)
 whose output channels are not a multiple of ``BLOCK``: always when they are not whole
 4-lane vectors (no vectorised schedule at all), otherwise when the padding adds at most
 ``MAX_WASTE``. Grouped convs are left alone (the padding would have to be per group).
@@ -38,7 +41,9 @@ class PadChannels:
     """Function pass form, for use inside a ``tvm.transform.Sequential``."""
 
     def __init__(self):
-        self.pattern = is_op("relax.nn.conv2d")(wildcard(), is_const())
+        weight = is_const()
+        self.pattern = (is_op("relax.nn.conv2d")(wildcard(), weight)
+                        | is_op("relax.matmul")(wildcard(), weight))
 
     def transform_function(self, func, mod, ctx):
         if func.attrs is not None and "Primitive" in func.attrs:
@@ -47,20 +52,26 @@ class PadChannels:
 
     @staticmethod
     def _rewrite(call, matches):
-        attrs = call.attrs
         data, weight = call.args
-        if (attrs.data_layout != "NHWC" or attrs.kernel_layout != "HWIO"
-                or attrs.out_layout not in ("", "NHWC") or int(attrs.groups) != 1):
-            return call
         values = weight.value.numpy()
-        channels = values.shape[3]
+        if call.op.name == "relax.matmul":
+            if values.ndim != 2:
+                return call
+        elif (call.attrs.data_layout != "NHWC" or call.attrs.kernel_layout != "HWIO"
+                or call.attrs.out_layout not in ("", "NHWC") or int(call.attrs.groups) != 1):
+            return call
+        channels = values.shape[-1]
         padded = -(-channels // BLOCK) * BLOCK
         if (padded == channels or channels < MIN_CHANNELS or values.dtype.kind != "f"
                 or (channels % 4 == 0 and padded - channels > MAX_WASTE * channels)):
             return call
-        values = np.pad(values, [(0, 0)] * 3 + [(0, padded - channels)])
-        conv = relax.op.nn.conv2d(
-            data, relax.const(values), strides=attrs.strides, padding=attrs.padding,
-            dilation=attrs.dilation, groups=1, data_layout="NHWC", kernel_layout="HWIO",
-            out_layout="NHWC", out_dtype=attrs.out_dtype)
-        return relax.op.strided_slice(conv, axes=[3], begin=[0], end=[channels])
+        values = np.pad(values, [(0, 0)] * (values.ndim - 1) + [(0, padded - channels)])
+        if call.op.name == "relax.matmul":
+            wide = relax.op.matmul(data, relax.const(values), out_dtype=call.attrs.out_dtype)
+        else:
+            attrs = call.attrs
+            wide = relax.op.nn.conv2d(
+                data, relax.const(values), strides=attrs.strides, padding=attrs.padding,
+                dilation=attrs.dilation, groups=1, data_layout="NHWC", kernel_layout="HWIO",
+                out_layout="NHWC", out_dtype=attrs.out_dtype)
+        return relax.op.strided_slice(wide, axes=[-1], begin=[0], end=[channels])

@@ -111,3 +111,16 @@ def test_whole_vector_counts_are_padded_only_when_cheap():
 
     assert conv_with(24) == 0  # 8-lane vectors; 32 would be a third more work
     assert conv_with(200) == 1  # 208: 4% more work for full vectors
+
+
+def test_wide_transposed_gemm_with_odd_columns_gets_the_matmul_schedule(tmp_path):
+    """A classifier head Gemm(transB=1) over N = 1001 classes (not whole vectors)."""
+    rng = np.random.default_rng(5)
+    model = make_model(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], [("x", [4, 64])],
+        [("y", [4, 1001])], [("w", rng.standard_normal((1001, 64)) * 0.1),
+                             ("b", rng.standard_normal(1001))])
+    compiled = _compile_and_compare(model, (4, 64), tmp_path)
+    kernels = compiled.report["schedule"]["kernels"]
+    matmul = [info for name, info in kernels.items() if "matmul" in name]
+    assert matmul and all(info["schedule"] == "rule TiledReduction" for info in matmul)
