@@ -10,6 +10,9 @@
     export   one .so with weights and metadata, in a private temp dir
     verify   load that .so like a user would (another CPU: under qemu); compare with the reference
 
+Each step returns a small result; mcc.driver.results.Results collects them and builds the
+module's metadata and the report, each in one place.
+
 ``Compiled.export(path)`` then copies the verified file into place atomically,
 so what a user receives is exactly what was checked.
 
