@@ -64,68 +64,47 @@ def main():
     warnings.filterwarnings("ignore")
 
 
-def _target_help() -> str:
-    return "target preset (see `mcc targets`) or a TVM target as JSON; default: this CPU"
+def _click_option(opt):
+    """The click decorator of one CompileConfig field's flag (mcc.driver.options.Option)."""
+    decls = [opt.cli_flag, opt.name]
+    help_text = opt.cli_help or opt.help
+    if isinstance(opt.default, bool):
+        if "/" in opt.cli_flag:  # --winograd/--no-winograd
+            return click.option(*decls, default=opt.default, show_default=opt.show_default,
+                                help=help_text)
+        return click.option(*decls, is_flag=True, flag_value=not opt.default,
+                            default=opt.default, help=help_text)
+    kind = (click.Choice(opt.choices) if opt.choices
+            else click.FloatRange(min=opt.minimum) if opt.minimum is not None else opt.type)
+    return click.option(*decls, type=kind, multiple=opt.multiple, metavar=opt.metavar,
+                        default=() if opt.multiple else opt.default,
+                        show_default=opt.show_default, help=help_text)
+
+
+def config_options(*names, kernels=False):
+    """The flags of these CompileConfig fields (of all, or of those that shape the kernels),
+    in the fields' order: generated from mcc.driver.config, never listed here."""
+    from mcc.driver.config import OPTIONS
+
+    chosen = [o for o in OPTIONS.values()
+              if o.name in names or (not names and (o.kernels or not kernels))]
+
+    def add(command):
+        for opt in reversed(chosen):  # click lists options in the opposite order of decorators
+            command = _click_option(opt)(command)
+        return command
+
+    return add
 
 
 @main.command()
 @click.argument("model")
 @click.option("-o", "--output", help="output .so (default: <model stem>.so here)")
-@click.option("--target", default=None, help=_target_help())
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...",
-              help="fix an input's shape (repeatable)")
-@click.option("--bind", "bind", multiple=True, metavar="NAME=V1,V2,...",
-              help="freeze an ONNX graph input to these values (a 1-d constant of its dtype: "
-                   "reduce axes, TopK k, Resize sizes, ...); it is then no module input "
-                   "(repeatable)")
-@click.option("--tuning-log", "tuning_logs", multiple=True, metavar="DIR",
-              help="extra MetaSchedule tuning-log directory (repeatable)")
-@click.option("--no-verify", is_flag=True, help="skip the comparison with the reference runtime")
-@click.option("--verify-inputs", metavar="FILE.npz",
-              help="verify on these inputs (keyed by input name) instead of synthetic ones "
-                   "(default: the first --calibration sample, if given)")
-@click.option("--rtol", type=float, default=None, help="relative tolerance (default 1e-4)")
-@click.option("--atol", type=float, default=None, help="absolute tolerance (default 1e-4)")
-@click.option("--calibration", metavar="DATA",
-              help="sample inputs: .npz keyed by input name (first axis = samples) or a directory"
-                   " ('random': noise, for int8 speed tests only)")
-@click.option("--quantize", type=click.Choice(["int8", "fp16"]), default=None,
-              help="int8: calibrated post-training quantization; fp16: mixed precision (GPUs)")
-@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]),
-              default="minmax", show_default=True, help="how int8 activation ranges are chosen")
-@click.option("--per-tensor", is_flag=True,
-              help="one int8 weight scale per tensor (default: per output channel)")
-@click.option("--exclude", "exclude", multiple=True, metavar="OP_OR_NODE",
-              help="keep an op kind (conv2d, matmul) or node (conv2d_3) in fp32 (repeatable)")
-@click.option("--accuracy-budget", type=click.FloatRange(min=0.0), default=None, metavar="X",
-              help="keep the most sensitive ops in fp32 until the loss vs fp32 (worst of "
-                   "1 - cosine, 1 - top-1 agreement) is <= X")
-@click.option("--holdout", type=float, default=None, metavar="FRACTION",
-              help="share of the --calibration samples kept out of calibration for the int8 "
-                   "accuracy report (default: 0.2 with 10+ samples, else 0)")
-@click.option("--prune", metavar="zero|RATIO",
-              help="remove channels: 'zero' = all-zero filters (lossless); RATIO in (0,1) = that "
-                   "share of each layer's lowest-norm filters (no fine-tuning)")
-@click.option("--prune-criterion", type=click.Choice(["l1", "l2"]), default="l1",
-              show_default=True, help="filter norm that ranks filters for --prune RATIO")
-@click.option("--cross-compiler", default=None, metavar="CXX",
-              help="C++ compiler that links the .so for another architecture "
-                   "(default for ARM targets: aarch64-linux-gnu-g++)")
-@click.option("--layout", type=click.Choice(["NCHW", "NHWC", "NCHWc", "auto"]), default="auto",
-              show_default=True, help="convolution data layout (auto: fastest for the target)")
-@click.option("--winograd/--no-winograd", default=True, show_default=True,
-              help="3x3 stride-1 convolutions as Winograd F(4x4, 3x3) on CPUs (NHWC layout)")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
-              show_default=True, help="bf16: conv2d / matmul as bf16 kernels with fp32 "
-              "accumulation (AVX-512 BF16 CPUs); verified by cosine >= 0.999 per output")
-def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, atol, calibration,
-            prune, prune_criterion, cross_compiler, layout, quantize, calibration_method,
-            per_tensor, exclude, accuracy_budget, holdout, winograd, verify_inputs, bind,
-            precision):
+@config_options()
+def compile(model, output, **options):
     """Compile MODEL (.onnx or .pt2) into one verified .so."""
     import mcc
-    from mcc.driver.bind import parse_bind
-    from mcc.runtime.tensors import parse_input_shapes
+    from mcc.driver.config import from_cli
 
     out = Path(output) if output else Path.cwd() / (Path(model).stem + ".so")
     if out.suffix != ".so":
@@ -136,15 +115,7 @@ def compile(model, output, target, input_shapes, tuning_logs, no_verify, rtol, a
     from mcc.build.leftovers import clean_stale
 
     clean_stale(out.parent, say=_stderr)  # what a killed run left in $TMPDIR and beside out
-    compiled = mcc.compile(model, target=target, input_shapes=parse_input_shapes(input_shapes),
-                           tuning_logs=tuning_logs, verify=not no_verify, rtol=rtol, atol=atol,
-                           calibration=calibration, prune=prune,
-                           prune_criterion=prune_criterion, layout=layout, quantize=quantize,
-                           calibration_method=calibration_method, per_tensor=per_tensor,
-                           exclude=exclude, accuracy_budget=accuracy_budget, progress=_stderr,
-                           cross_compiler=cross_compiler, holdout=holdout, winograd=winograd,
-                           verify_inputs=verify_inputs, bind=parse_bind(bind),
-                           precision=precision)
+    compiled = mcc.compile(model, progress=_stderr, **from_cli(options))
     compiled.export(out)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
@@ -305,9 +276,7 @@ def info(module_path, as_json):
 
 @main.command()
 @click.argument("model")
-@click.option("--target", default=None, help=_target_help())
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D0,D1,...",
-              help="fix an input's shape (repeatable)")
+@config_options("target", "input_shapes")
 @click.option("--repeat", type=click.IntRange(min=1), default=50, show_default=True,
               help="timed runs per runtime")
 @click.option("--reference", metavar="MODEL", help="reference model for a .so (.onnx / .pt2)")
@@ -340,7 +309,7 @@ def package(module_path, out_dir, cross_compiler, force):
 
 @main.command()
 @click.argument("paths", nargs=-1, metavar="MODEL | --merge LOG_A LOG_B ...")
-@click.option("--target", default=None, help=_target_help())
+@config_options("target")
 @click.option("--trials", type=int, default=None,
               help="new measurements to make (default: 64 per task unless --time-budget)")
 @click.option("--time-budget", type=float, default=None, metavar="MINUTES",
@@ -352,21 +321,24 @@ def package(module_path, out_dir, cross_compiler, force):
 @click.option("--merge", is_flag=True, help="merge the given tuning logs instead of tuning")
 @click.option("-o", "--output", metavar="LOG", help="output directory of --merge")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@config_options(kernels=True)  # the flags that shape the kernels, as `mcc compile` takes them
 def tune(paths, target, trials, time_budget, tuning_log, rpc_tracker, rpc_key, merge, output,
-         as_json, input_shapes, **compile_options):
+         as_json, **compile_options):
     """Auto-tune MODEL with MetaSchedule (resumable; records go to --tuning-log), or merge
     tuning logs from several machines with --merge LOG_A LOG_B -o LOG. Give the compile
     options that shape the kernels (--layout, --prune, --quantize, ...) as you will give
     them to `mcc compile`: it applies the records of kernels it builds."""
     import mcc
-    from mcc.runtime.tensors import parse_input_shapes
 
     if merge:
         if len(paths) < 2 or not output:
             raise MccError("--merge needs at least two logs and -o LOG: "
                            "mcc tune --merge LOG_A LOG_B -o LOG")
-        given = [f"--{name.replace('_', '-')}" for name in WORKLOAD_OPTIONS
-                 if click.get_current_context().get_parameter_source(name)
+        from mcc.driver.config import OPTIONS
+
+        ctx = click.get_current_context()
+        given = [opt.cli_flag.split("/")[0] for opt in OPTIONS.values()
+                 if opt.name in compile_options and ctx.get_parameter_source(opt.name)
                  == click.core.ParameterSource.COMMANDLINE]
         if given:
             raise MccError(f"{', '.join(given)}: compile options apply to tuning a MODEL; --merge "
@@ -377,22 +349,12 @@ def tune(paths, target, trials, time_budget, tuning_log, rpc_tracker, rpc_key, m
             raise MccError("mcc tune takes one MODEL (or --merge LOG_A LOG_B -o LOG)")
         if output:
             raise MccError("-o is for --merge; tuning writes to --tuning-log DIR")
-        from mcc.driver.bind import parse_bind
+        from mcc.driver.config import from_cli
 
-        compile_options["bind"] = parse_bind(compile_options.get("bind", ()))
         report = mcc.tune(paths[0], target=target, trials=trials, time_budget=time_budget,
-                          tuning_log=tuning_log, input_shapes=parse_input_shapes(input_shapes),
-                          rpc_tracker=rpc_tracker, rpc_key=rpc_key, progress=_stderr,
-                          **compile_options)
+                          tuning_log=tuning_log, rpc_tracker=rpc_tracker, rpc_key=rpc_key,
+                          progress=_stderr, **from_cli(compile_options))
     _print_report(report, as_json)
-
-
-# The options that change which kernels a compile builds are defined once, on
-# `mcc compile`, and shared with `mcc tune`: tuning then sees the kernels compile builds.
-WORKLOAD_OPTIONS = ("input_shapes", "layout", "winograd", "prune", "prune_criterion", "quantize",
-                    "calibration", "calibration_method", "per_tensor", "exclude",
-                    "accuracy_budget", "holdout", "bind")
-tune.params.extend(p for p in compile.params if p.name in WORKLOAD_OPTIONS)
 
 
 @main.command()

@@ -10,6 +10,9 @@
     export   one .so with weights and metadata, in a private temp dir
     verify   load that .so like a user would (another CPU: under qemu); compare with the reference
 
+Each step returns a small result; mcc.driver.results.Results collects them and builds the
+module's metadata and the report, each in one place.
+
 ``Compiled.export(path)`` then copies the verified file into place atomically,
 so what a user receives is exactly what was checked.
 
@@ -67,19 +70,17 @@ class Compiled:
 
 
 def compile_model(model, config: CompileConfig, example_inputs=None, progress=None) -> Compiled:
-    import tvm
-
-    from mcc import __version__
-    from mcc.build.export import export_module
+    """The steps of a compile; each returns a small result, collected in
+    mcc.driver.results.Results, from which the metadata and the report are built."""
     from mcc.build.toolchain import check_toolchain
+    from mcc.driver.results import Results
     from mcc.frontends import import_model
-    from mcc.runtime.metadata import METADATA_FORMAT
 
     stages = Stages(progress)
     check_toolchain(config.target)  # a missing cross compiler / nvcc fails before any work
     target = config.target.tvm_target()
 
-    # import: the model as a Relax module plus a reference runner
+    # import: the model as a Relax module plus a reference runner (--bind: constants)
     with stages.stage("import") as st:
         imported = import_model(model, config.input_shapes, example_inputs, config.bind)
         st.detail = ", ".join(f"{t.name}: {t.dtype}{t.shape_text()}" for t in imported.inputs)
@@ -90,13 +91,49 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     # the verification feed: the user's (--verify-inputs, or the first --calibration
     # sample), read now so that a bad file fails before the build; else synthetic inputs
     # shaped by how the model uses them (mcc.frontends.feeds)
-    rules = imported.feed_plan.rules if imported.feed_plan is not None else None
     user_feed, feed_source = _user_feed(config, imported.inputs)
 
     # prune, quantize: once; the graph steps before any layout is chosen
     mod, pruned, quantizer = prepare(imported, config, target, stages)
+    lowered, layout_choice = _lower(mod, imported, config, target, stages)
+    results = Results(config, imported, lowered, pruned=pruned, layout_choice=layout_choice)
+    if quantizer is not None:
+        results.quantization = _accuracy(quantizer, lowered.executable, config, stages)
 
-    # passes, schedule, build; --layout auto on this CPU: per candidate layout, fastest kept
+    # export: the one-file deliverable, into a private temp dir
+    from mcc.build.export import export_module
+    from mcc.build.leftovers import pid_prefix
+
+    workdir = tempfile.TemporaryDirectory(prefix=f"mcc-build-{pid_prefix()}")
+    so_path = Path(workdir.name) / "module.so"
+    with stages.stage("export") as st:
+        export_module(lowered.executable, so_path, results.metadata(), config.target)
+        st.detail = f"{so_path.stat().st_size / 1e6:.1f} MB"
+
+    # drift: a ratio prune moves outputs by design: record how far (metadata, re-export);
+    # verification then compares with the model whose removed filters are zeroed
+    reference, reference_name = imported.reference, imported.reference_name
+    if pruned and pruned.mode == "ratio" and config.target.runs_on_host():
+        from mcc.driver.pruning import ratio_drift_and_reference
+
+        with stages.stage("drift") as st:
+            results.drift, reference, reference_name, st.detail = ratio_drift_and_reference(
+                model, config, imported, so_path, pruned.to_json()["layers"])
+            export_module(lowered.executable, so_path, results.metadata(), config.target)
+    elif pruned and pruned.mode == "ratio":
+        reference = None  # outputs moved by design; the zeroed-filter check runs on this CPU only
+
+    compiled = Compiled(workdir, so_path, results.metadata(), imported.reference,
+                        imported.reference_name, report={})
+    results.verify = _verify(compiled, reference, reference_name, user_feed, feed_source,
+                             results, stages)
+    compiled.report = results.report(stages)
+    return compiled
+
+
+def _lower(mod, imported, config: CompileConfig, target, stages: Stages):
+    """Passes, schedule, build: (Lowered, LayoutChoice or None). ``--layout auto`` on this
+    CPU builds each candidate layout and keeps the fastest."""
     from mcc.build.lower import lower_and_build
     from mcc.driver.layout_choice import choose_layout, layouts_to_measure
 
@@ -107,128 +144,81 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
                                tuning_logs=config.tuning_logs, say=stages.say,
                                stage=stages.stage)
 
-    layout_choice, candidates = None, layouts_to_measure(mod, config)
-    if candidates:
-        feed = random_inputs(imported.inputs, seed=config.seed, rules=rules)
-        lowered, layout_choice = choose_layout(candidates, lower_layout, feed,
-                                               [t.name for t in imported.inputs], stages.say)
-        stages.say(f"[mcc] layout   {layout_choice.summary()}")
-    else:
-        lowered = lower_layout()
-    executable, passes, coverage = lowered.executable, lowered.passes, lowered.coverage
-    prune_info = pruned.to_json() if pruned else None
+    candidates = layouts_to_measure(mod, config)
+    if not candidates:
+        return lower_layout(), None
+    feed = random_inputs(imported.inputs, seed=config.seed, rules=_rules(imported))
+    lowered, layout_choice = choose_layout(candidates, lower_layout, feed,
+                                           [t.name for t in imported.inputs], stages.say)
+    stages.say(f"[mcc] layout   {layout_choice.summary()}")
+    return lowered, layout_choice
 
-    metadata = {
-        "format": METADATA_FORMAT,
-        "mcc_version": __version__,
-        "tvm_version": tvm.__version__,
-        "target": config.target.to_json(),
-        "inputs": [t.to_json() for t in imported.inputs],
-        "outputs": [t.to_json() for t in imported.outputs],
-        "passes": (["mcc.PruneChannels"] if pruned else []) + passes,
-        "schedule": coverage.to_json(),
-        "source": imported.source,
-        "reference": imported.reference_name,
-    }
-    if rules:  # value ranges of the integer inputs: run / bench / drift draw in range too
-        from mcc.frontends.feeds import rules_to_json
 
-        metadata["feeds"] = rules_to_json(rules)
-    if prune_info:
-        metadata["prune"] = prune_info
-    if layout_choice:
-        metadata["layout_choice"] = layout_choice.to_json()
-    if config.precision != "fp32":
-        metadata["precision"] = lowered.precision
+def _accuracy(quantizer, executable, config: CompileConfig, stages: Stages) -> dict:
+    """The quantization's JSON, with the quantized module's accuracy against fp32 on the
+    calibration samples where it runs here."""
+    if quantizer.calibration is not None and config.target.runs_on_host():
+        with stages.stage("accuracy") as st:
+            st.detail = quantizer.measure(executable).summary()
+        for line in quantizer.accuracy.lines():
+            stages.say(line)
+    return quantizer.to_json()
 
-    # accuracy: the quantized module against fp32 on the calibration samples
-    if quantizer is not None:
-        if quantizer.calibration is not None and config.target.runs_on_host():
-            with stages.stage("accuracy") as st:
-                st.detail = quantizer.measure(executable).summary()
-            for line in quantizer.accuracy.lines():
-                stages.say(line)
-        metadata["quantization"] = quantizer.to_json()
 
-    # export: the one-file deliverable, into a private temp dir
-    from mcc.build.leftovers import pid_prefix
-
-    workdir = tempfile.TemporaryDirectory(prefix=f"mcc-build-{pid_prefix()}")
-    so_path = Path(workdir.name) / "module.so"
-    with stages.stage("export") as st:
-        export_module(executable, so_path, metadata, config.target)
-        st.detail = f"{so_path.stat().st_size / 1e6:.1f} MB"
-
-    # drift: a ratio prune moves outputs by design: record how far (metadata, re-export);
-    # verification then compares with the model whose removed filters are zeroed
-    reference, reference_name = imported.reference, imported.reference_name
-    if pruned and pruned.mode == "ratio" and config.target.runs_on_host():
-        from mcc.driver.pruning import ratio_drift_and_reference
-
-        with stages.stage("drift") as st:
-            reference, reference_name, st.detail = ratio_drift_and_reference(
-                model, config, imported, executable, so_path, metadata)
-    elif pruned and pruned.mode == "ratio":
-        reference = None  # outputs moved by design; the zeroed-filter check runs on this CPU only
-
-    report = {"stages": stages.to_json(), "schedule": coverage.to_json()}
-    if prune_info:
-        report["prune"] = prune_info
-    if layout_choice:
-        report["layout_choice"] = layout_choice.to_json()
-    if quantizer is not None:
-        report["quantization"] = metadata["quantization"]
-    if "precision" in metadata:
-        report["precision"] = metadata["precision"]
-    compiled = Compiled(workdir, so_path, metadata, imported.reference, imported.reference_name,
-                        report)
-
-    # verify: run the exported module and the reference on the same seeded inputs
-    # (a module for another CPU runs under emulation where that is installed)
+def _verify(compiled: Compiled, reference, reference_name: str, user_feed, feed_source,
+            results, stages: Stages) -> dict | None:
+    """Run the exported module and the reference on the same inputs (a module for another
+    CPU under emulation where that is installed): the verification's JSON, or None when it
+    was skipped for a reason the progress lines give. A mismatch is an MccError, except
+    for a quantized module, whose accuracy report is the check."""
+    config, imported = results.config, results.imported
+    quantized = results.quantization is not None
     run_module, how = compiled.run, ""
     if config.verify and not config.target.runs_on_host():
-        run_module, how = _emulated(config.target, so_path, compiled, stages)
+        run_module, how = _emulated(config.target, compiled._so_path, compiled, stages)
     if not config.verify:
         stages.say("[mcc] verify   skipped (--no-verify)")
-    elif reference is None:
+        return None
+    if reference is None:
         stages.say("[mcc] verify   skipped: no reference for this --prune RATIO module (the "
                    "zeroed-filter check needs an ONNX model and a module for this CPU)")
-    elif run_module is None:
+        return None
+    if run_module is None:
         stages.say(f"[mcc] verify   skipped: a {config.target.name} module cannot run here "
                    f"({how})")
-    else:
-        from mcc.errors import ReferenceUnavailable
-        from mcc.verify.compare import verify
+        return None
+    from mcc.errors import ReferenceUnavailable
+    from mcc.verify.compare import verify
 
-        try:
-            with stages.stage("verify") as st:
-                feed = (user_feed if user_feed is not None
-                        else random_inputs(compiled.inputs, seed=config.seed, rules=rules))
-                expected = _run_reference(reference, reference_name, feed, imported,
-                                          feed_source)
-                actual = run_module(feed)
-                result = verify(actual, expected, reference_name,
-                                config.rtol, config.atol)
-                st.detail = result.summary() + how + (f" on {feed_source}" if feed_source
-                                                      else "")
-                if quantizer is not None:  # reduced precision: the accuracy report is the check
-                    worst = max((o.max_abs for o in result.outputs), default=0.0)
-                    st.detail = (f"vs {reference_name}: max abs err {worst:.3g} "
-                                 f"({quantizer.mode}: tolerances not enforced){how}")
-                if config.precision == "bf16":  # per-output cosine >= 0.999 is the check
-                    from mcc.verify.compare import cosine_check
+    try:
+        with stages.stage("verify") as st:
+            feed = (user_feed if user_feed is not None
+                    else random_inputs(compiled.inputs, seed=config.seed,
+                                       rules=_rules(imported)))
+            expected = _run_reference(reference, reference_name, feed, imported, feed_source)
+            actual = run_module(feed)
+            result = verify(actual, expected, reference_name, config.rtol, config.atol)
+            st.detail = result.summary() + how + (f" on {feed_source}" if feed_source else "")
+            if quantized:  # reduced precision: the accuracy report is the check
+                worst = max((o.max_abs for o in result.outputs), default=0.0)
+                st.detail = (f"vs {reference_name}: max abs err {worst:.3g} "
+                             f"({results.quantization['mode']}: tolerances not enforced){how}")
+            if config.precision == "bf16":  # per-output cosine >= 0.999 is the check
+                from mcc.verify.compare import cosine_check
 
-                    result = cosine_check(result, actual, expected)
-                    st.detail = result.summary() + how
-        except ReferenceUnavailable as err:
-            stages.say(f"[mcc] verify   skipped: {err}")
-            report["verify"] = {"skipped": str(err)}
-            return compiled
-        report["verify"] = result.to_json()
-        report["stages"] = stages.to_json()
-        if not result.ok and quantizer is None:
-            raise MccError(result.failure())
-    return compiled
+                result = cosine_check(result, actual, expected)
+                st.detail = result.summary() + how
+    except ReferenceUnavailable as err:
+        stages.say(f"[mcc] verify   skipped: {err}")
+        return {"skipped": str(err)}
+    if not result.ok and not quantized:
+        raise MccError(result.failure())
+    return result.to_json()
+
+
+def _rules(imported):
+    """Value rules of the model's integer inputs (mcc.frontends.feeds), or None."""
+    return imported.feed_plan.rules if imported.feed_plan is not None else None
 
 
 def _user_feed(config: CompileConfig, inputs: list[TensorSpec]):

@@ -1,40 +1,164 @@
-"""One frozen description of a compile, shared by the API, the CLI and the driver."""
+"""The one list of compile options: CompileConfig's fields.
+
+Each field says how users give it (mcc.driver.options.option: help, CLI flag, parse and
+check functions). mcc.compile's and mcc.tune's keywords, the flags of ``mcc compile`` and
+``mcc tune`` and their help are all read from here: adding a field adds the option.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import difflib
+from dataclasses import dataclass
 
-from mcc.targets import TargetPreset
+from mcc.driver.bind import check_bind, parse_bind
+from mcc.driver.options import describe, option, options
+from mcc.driver.pruning import CRITERIA, check_criterion, parse_prune
+from mcc.errors import MccError
+from mcc.runtime.tensors import parse_input_shapes
+from mcc.targets import TargetPreset, resolve_target
 
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
+LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
+
+
+def _shapes(shapes: dict) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v) for k, v in shapes.items()}
+
+
+def _tuning_logs(dirs) -> tuple[str, ...]:
+    from mcc.driver.input_checks import check_tuning_logs
+
+    check_tuning_logs(dirs)  # a missing or empty log is an error, never silently ignored
+    return tuple(str(d) for d in dirs)
+
+
+def _path(path) -> str | None:
+    return None if path is None else str(path)
 
 
 @dataclass(frozen=True)
 class CompileConfig:
-    target: TargetPreset
-    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, hash=False)
-    # --bind: graph inputs frozen to these values (numpy arrays) before import (mcc.driver.bind)
-    bind: dict = field(default_factory=dict, hash=False, compare=False)
-    tuning_logs: tuple[str, ...] = ()  # extra MetaSchedule log dirs besides tuning_logs/
-    verify: bool = True
-    rtol: float = DEFAULT_RTOL
-    atol: float = DEFAULT_ATOL
-    seed: int = 0  # seed of the verification inputs
-    # verify on this feed (.npz keyed by input name) instead of synthetic inputs
-    verify_inputs: str | None = None
-    # sample inputs (.npz / directory, mcc.driver.sample_data) for calibration and accuracy reports
-    calibration: str | None = None
-    # structured pruning (mcc.driver.pruning): None, "zero" (lossless) or a ratio in (0, 1)
-    prune: str | float | None = None
-    prune_criterion: str = "l1"  # filter norm ranking a ratio prune: "l1" or "l2"
-    layout: str = "auto"  # conv data layout: NCHW, NHWC, NCHWc, auto (mcc.passes.layout)
-    winograd: bool = True  # 3x3 stride-1 NHWC convs as Winograd F(4x4, 3x3) on CPUs
-    # quantization (mcc.driver.quantization): "int8" / "fp16" / None, and how to calibrate int8
-    quantize: str | None = None
-    calibration_method: str = "minmax"  # minmax | percentile | entropy
-    per_tensor: bool = False  # one weight scale per tensor instead of per output channel
-    exclude: tuple[str, ...] = ()  # op kinds or node names kept in fp32
-    accuracy_budget: float | None = None  # max accepted loss, see mcc.driver.quantization
-    holdout: float | None = None  # share of samples kept for the accuracy report (None: auto)
-    precision: str = "fp32"  # "bf16": conv2d / matmul as bf16 kernels (mcc.passes.bf16)
+    target: TargetPreset = option(
+        "target preset (see `mcc targets`) or a TVM target as JSON; default: this CPU",
+        required=True, convert=resolve_target)
+    input_shapes: dict[str, tuple[int, ...]] = option(
+        "fix an input's shape (repeatable)", factory=dict, hash=False, flag="--input-shape",
+        metavar="NAME=D0,D1,...", multiple=True, parse=parse_input_shapes, convert=_shapes,
+        kernels=True)
+    bind: dict = option(
+        "freeze an ONNX graph input to these values (a 1-d constant of its dtype: reduce axes, "
+        "TopK k, Resize sizes, ...); it is then no module input (repeatable)",
+        factory=dict, hash=False, compare=False, metavar="NAME=V1,V2,...", multiple=True,
+        parse=parse_bind, convert=check_bind, kernels=True)
+    tuning_logs: tuple[str, ...] = option(
+        "extra MetaSchedule tuning-log directory (repeatable)", (), flag="--tuning-log",
+        metavar="DIR", multiple=True, convert=_tuning_logs)
+    verify: bool = option(
+        "compare the exported module with the reference runtime", True, flag="--no-verify",
+        cli_help="skip the comparison with the reference runtime")
+    verify_inputs: str | None = option(
+        "verify on these inputs (keyed by input name) instead of synthetic ones (default: "
+        "the first --calibration sample, if given)", metavar="FILE.npz", convert=_path)
+    rtol: float = option("relative tolerance (default 1e-4)", DEFAULT_RTOL, type=float)
+    atol: float = option("absolute tolerance (default 1e-4)", DEFAULT_ATOL, type=float)
+    seed: int = option("seed of the synthetic verification inputs", 0, type=int,
+                       show_default=True)
+    calibration: str | None = option(
+        "sample inputs: .npz keyed by input name (first axis = samples) or a directory "
+        "('random': noise, for int8 speed tests only)", metavar="DATA", convert=_path,
+        kernels=True)
+    quantize: str | None = option(
+        "int8: calibrated post-training quantization; fp16: mixed precision (GPUs)",
+        choices=("int8", "fp16"), kernels=True)
+    calibration_method: str = option(
+        "how int8 activation ranges are chosen", "minmax",
+        choices=("minmax", "percentile", "entropy"), show_default=True, kernels=True)
+    per_tensor: bool = option(
+        "one int8 weight scale per tensor (default: per output channel)", False, kernels=True)
+    exclude: tuple[str, ...] = option(
+        "keep an op kind (conv2d, matmul) or node (conv2d_3) in fp32 (repeatable)", (),
+        metavar="OP_OR_NODE", multiple=True, convert=tuple, kernels=True)
+    accuracy_budget: float | None = option(
+        "keep the most sensitive ops in fp32 until the loss vs fp32 (worst of 1 - cosine, "
+        "1 - top-1 agreement) is <= X", type=float, minimum=0.0, metavar="X", kernels=True)
+    holdout: float | None = option(
+        "share of the --calibration samples kept out of calibration for the int8 accuracy "
+        "report (default: 0.2 with 10+ samples, else 0)", type=float, metavar="FRACTION",
+        kernels=True)
+    prune: str | float | None = option(
+        "remove channels: 'zero' = all-zero filters (lossless); RATIO in (0,1) = that share "
+        "of each layer's lowest-norm filters (no fine-tuning)", metavar="zero|RATIO",
+        convert=parse_prune, kernels=True)
+    prune_criterion: str = option(
+        "filter norm that ranks filters for --prune RATIO", "l1", choices=CRITERIA,
+        show_default=True, convert=check_criterion, kernels=True)
+    cross_compiler: str | None = option(
+        "C++ compiler that links the .so for another architecture (default for ARM "
+        "targets: aarch64-linux-gnu-g++)", metavar="CXX")
+    layout: str = option(
+        "convolution data layout (auto: fastest for the target)", "auto", choices=LAYOUTS,
+        show_default=True, kernels=True)
+    winograd: bool = option(
+        "3x3 stride-1 convolutions as Winograd F(4x4, 3x3) on CPUs (NHWC layout)", True,
+        flag="--winograd/--no-winograd", show_default=True, kernels=True)
+    precision: str = option(
+        "bf16: conv2d / matmul as bf16 kernels with fp32 accumulation (AVX-512 BF16 CPUs); "
+        "verified by cosine >= 0.999 per output", "fp32", choices=("fp32", "bf16"),
+        show_default=True)
+
+
+CompileConfig.__doc__ = ("One frozen description of a compile, shared by the API, the CLI "
+                         "and the driver. Its options (keyword, CLI flag: help):\n\n"
+                         + describe(CompileConfig))
+OPTIONS = options(CompileConfig)  # name -> mcc.driver.options.Option, in field order
+
+
+class UnknownOption(MccError, TypeError):
+    """A keyword that is no compile option: a TypeError to Python, one line to the CLI."""
+
+
+def check_names(given, caller: str) -> None:
+    """UnknownOption for a keyword of ``caller`` that is no CompileConfig field."""
+    for name in given:
+        if name not in OPTIONS:
+            close = difflib.get_close_matches(name, OPTIONS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UnknownOption(f"{caller}() got an unknown option '{name}'{hint}; valid "
+                                f"options: {', '.join(OPTIONS)}")
+
+
+def from_cli(values: dict) -> dict:
+    """The CLI's values of options as the API takes them (--bind's texts as arrays, ...)."""
+    return {name: OPTIONS[name].parse(value) if OPTIONS[name].parse else value
+            for name, value in values.items()}
+
+
+def make_config(**given) -> CompileConfig:
+    """The checked CompileConfig for mcc.compile's keywords (None: the default; each
+    option's ``convert`` checks its value), with the checks that involve several options;
+    one-line MccErrors."""
+    check_names(given, "mcc.compile_config")
+    quantize, verify = given.get("quantize"), given.get("verify")
+    if quantize != "int8" and (given.get("exclude") or given.get("per_tensor")
+                               or given.get("accuracy_budget") is not None
+                               or given.get("calibration_method") not in (None, "minmax")
+                               or given.get("holdout") is not None):
+        raise MccError("--calibration-method, --per-tensor, --exclude, --accuracy-budget and "
+                       "--holdout apply to --quantize int8 only")
+    if given.get("verify_inputs") is not None and verify is not None and not verify:
+        raise MccError("--verify-inputs and --no-verify contradict each other")
+    values = {}
+    for name, opt in OPTIONS.items():
+        value = given.get(name)
+        if value is not None or opt.default is None:  # else: the field's default
+            values[name] = opt.convert(value) if opt.convert else value
+    config = CompileConfig(**values)
+    config = dataclasses.replace(config,
+                                 target=config.target.with_cross_compiler(config.cross_compiler))
+    if config.precision != "fp32":  # --precision bf16: an AVX-512 BF16 CPU, no --quantize
+        from mcc.schedule.rules.bf16 import check_precision
+
+        check_precision(config.precision, config.quantize, config.target)
+    return config

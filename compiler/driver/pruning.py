@@ -96,21 +96,17 @@ def measure_drift(module, reference, calibration: str | None, seed: int = 0) -> 
     return report
 
 
-def ratio_drift_and_reference(model, config, imported, executable, so_path, metadata):
-    """After exporting a ratio-pruned module: measure its drift from the unpruned reference,
-    store it in ``metadata["prune"]`` and re-export; return the reference to verify against
-    (the model with the removed filters zeroed, or None), its name, and a summary line."""
-    from mcc.build.export import export_module
+def ratio_drift_and_reference(model, config, imported, so_path, layers: list[dict]):
+    """For an exported ratio-pruned module: its drift from the unpruned reference, the
+    reference to verify against (the model with the removed filters zeroed, or None), its
+    name, and a summary line. The caller records the drift in the metadata and re-exports."""
     from mcc.runtime import load
 
-    info = metadata["prune"]
-    info["drift"] = measure_drift(load(so_path), imported.reference, config.calibration,
-                                  config.seed)
-    export_module(executable, so_path, metadata)
-    reference = masked_reference(model, config.input_shapes, info["layers"],
+    drift = measure_drift(load(so_path), imported.reference, config.calibration, config.seed)
+    reference = masked_reference(model, config.input_shapes, layers,
                                  [t.name for t in imported.outputs]) if config.verify else None
     name = f"{imported.reference_name} (removed filters zeroed)"
-    return reference, name, drift_summary(info["drift"])
+    return drift, reference, name, drift_summary(drift)
 
 
 def layer_lines(prune: dict) -> list[str]:

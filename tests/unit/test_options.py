@@ -1,0 +1,80 @@
+"""One list of options: every CompileConfig field is a flag of `mcc compile` and a keyword
+of mcc.compile, and a keyword that is no field is a clear error."""
+
+import dataclasses
+import inspect
+
+import pytest
+
+import mcc
+from mcc.cli import compile as compile_command
+from mcc.cli import tune as tune_command
+from mcc.driver.config import OPTIONS, CompileConfig, UnknownOption, from_cli, make_config
+from mcc.errors import MccError
+
+FIELDS = [f.name for f in dataclasses.fields(CompileConfig)]
+
+
+def _flags(command) -> dict[str, list[str]]:
+    return {p.name: p.opts + p.secondary_opts for p in command.params}
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_every_field_is_a_cli_flag(name):
+    flags = _flags(compile_command)
+    assert name in flags, f"CompileConfig.{name} has no `mcc compile` flag"
+    assert OPTIONS[name].cli_flag.split("/")[0] in flags[name]
+    assert OPTIONS[name].help, f"CompileConfig.{name} has no help"
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_every_field_is_a_compile_keyword(name):
+    explicit = inspect.signature(mcc.compile).parameters
+    assert name in explicit or "options" in explicit
+    config = mcc.compile_config(**{name: None})  # None: the default
+    assert getattr(config, name) == getattr(make_config(), name)
+
+
+def test_kernel_options_are_tune_flags():
+    flags = _flags(tune_command)
+    assert [n for n in FIELDS if OPTIONS[n].kernels and n not in flags] == []
+
+
+def test_cli_defaults_are_the_api_defaults():
+    ctx = compile_command.make_context("compile", ["model.onnx"])
+    given = {k: v for k, v in ctx.params.items() if k in OPTIONS}
+    assert make_config(**from_cli(given)) == make_config()
+
+
+def test_cli_values_are_parsed_as_the_api_takes_them():
+    ctx = compile_command.make_context("compile", [
+        "model.onnx", "--input-shape", "x=1,3", "--bind", "k=2", "--no-verify",
+        "--no-winograd", "--prune", "0.25", "--quantize", "int8", "--exclude", "matmul"])
+    config = make_config(**from_cli({k: v for k, v in ctx.params.items() if k in OPTIONS}))
+    assert config.input_shapes == {"x": (1, 3)} and config.bind["k"].tolist() == [2]
+    assert (config.verify, config.winograd, config.prune) == (False, False, 0.25)
+    assert config.exclude == ("matmul",)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: mcc.compile("model.onnx", quantise="int8"),
+    lambda: mcc.compile_config(quantise="int8"),
+    lambda: mcc.tune("model.onnx", quantise="int8"),
+])
+def test_unknown_keyword_is_a_clear_error(call):
+    with pytest.raises(UnknownOption) as err:
+        call()
+    message = str(err.value)
+    assert "unknown option 'quantise'" in message and "did you mean 'quantize'" in message
+    assert "valid options: target, input_shapes" in message
+    assert isinstance(err.value, TypeError) and isinstance(err.value, MccError)
+
+
+def test_cross_option_checks_keep_their_messages():
+    with pytest.raises(MccError, match="apply to --quantize int8 only"):
+        mcc.compile_config(per_tensor=True)
+    with pytest.raises(MccError, match="contradict each other"):
+        mcc.compile_config(verify=False, verify_inputs="x.npz")
+    with pytest.raises(MccError, match="--prune must be 'zero' or a ratio"):
+        mcc.compile_config(prune="half")
+    assert mcc.compile_config(cross_compiler="my-g++").target.cross_compiler == "my-g++"
