@@ -58,10 +58,11 @@ def measure_drift(module, reference, calibration: str | None, seed: int = 0) -> 
     """How far the pruned model's outputs are from the unpruned reference's, on the
     calibration samples (or seeded random inputs): max abs error, relative L2 error and,
     for [1, K] outputs, top-1 agreement."""
+    from mcc.driver.quantization import RANDOM
     from mcc.driver.sample_data import load_samples, random_samples
 
     inputs = module.inputs
-    if calibration:
+    if calibration and calibration != RANDOM:
         samples = load_samples(calibration, inputs, max_samples=DRIFT_MAX_SAMPLES)
         source = f"{len(samples)} samples from {calibration}"
     else:
@@ -69,7 +70,8 @@ def measure_drift(module, reference, calibration: str | None, seed: int = 0) -> 
 
         samples = random_samples(inputs, DRIFT_RANDOM_SAMPLES, seed=seed,
                                  rules=module_rules(getattr(module, "metadata", None) or {}))
-        source = f"{len(samples)} seeded random inputs (no --calibration given)"
+        source = (f"{len(samples)} seeded random inputs "
+                  f"({'--calibration random' if calibration else 'no --calibration given'})")
     names = [t.name for t in module.outputs]
     stats = {name: {"max_abs": 0.0, "sq_err": 0.0, "sq_ref": 0.0, "top1_same": 0, "top1_n": 0}
              for name in names}

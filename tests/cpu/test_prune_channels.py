@@ -392,3 +392,13 @@ def test_zero_prune_removes_channels_their_consumers_weigh_with_zeros():
         net.fc.weight[0, 2] = 0.5
     _, report = prune_channels(import_model(_export(net, (1, 3, 6, 6))).mod)
     assert report.layers[0].removed == (5,)
+
+
+def test_ratio_prune_with_random_calibration_int8(save_onnx):
+    """--prune RATIO --quantize int8 --calibration random: the drift is measured on seeded
+    random inputs too (it read 'random' as a file name)."""
+    from conftest import conv_bn_model
+
+    compiled = mcc.compile(save_onnx(conv_bn_model()), prune=0.3, quantize="int8",
+                           calibration="random", verify=False)
+    assert "--calibration random" in compiled.report["prune"]["drift"]["samples"]
