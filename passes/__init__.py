@@ -18,10 +18,13 @@ from mcc.passes.order_symbolic_bindings import OrderSymbolicBindings, order_symb
 from mcc.passes.pad_channels import PadChannels, pad_channels
 from mcc.passes.prune_channels import prune_channels
 from mcc.passes.quantize import quantize
+from mcc.passes.split_grouped_conv import SplitGroupedConv, split_grouped_conv
 from mcc.passes.winograd import Winograd, winograd
 
 __all__ = ["Conv1dAsConv2d", "ConvertLayout", "FastMath", "FoldBatchNorm", "FoldConstantShapes",
-           "LegalizeDynamicSlice", "OrderSymbolicBindings", "PadChannels", "Winograd",
+           "LegalizeDynamicSlice", "OrderSymbolicBindings", "PadChannels", "SplitGroupedConv",
+           "Winograd",
            "calibrate", "conv1d_as_conv2d", "convert_layout", "count_ops", "fast_math",
            "fold_batch_norm", "fold_constant_shapes", "legalize_dynamic_slice", "model_cost",
-           "order_symbolic_bindings", "pad_channels", "prune_channels", "quantize", "winograd"]
+           "order_symbolic_bindings", "pad_channels", "prune_channels", "quantize",
+           "split_grouped_conv", "winograd"]

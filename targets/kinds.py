@@ -19,8 +19,9 @@ class TargetKind:
     auto_layouts: tuple[str, ...] = ("NCHW",)
     #: 3x3 stride-1 convs as Winograd (mcc.passes.winograd)
     winograd: bool = False
-    #: conv output channels padded to whole SIMD vectors (mcc.passes.pad_channels)
-    pad_channels: bool = False
+    #: NHWC convs reshaped for the vectorised CPU schedules: grouped convs split per group,
+    #: output channels padded to whole vectors (mcc.passes.split_grouped_conv, pad_channels)
+    conv_rewrites: bool = False
     #: which default schedule rules apply (mcc.schedule.rules.RULES_BY_KIND); None: none
     schedule_rules: str | None = None
     #: MetaSchedule flushes the CPU caches before each timed run
@@ -80,7 +81,7 @@ class CpuKind(TargetKind):
     # (mcc.build.pipeline explains the numbers); NHWC is the default
     auto_layouts = ("NHWC", "NCHWc")
     winograd = True
-    pad_channels = True
+    conv_rewrites = True
     schedule_rules = "cpu"
     cache_flush = True
 

@@ -6,6 +6,8 @@
     mcc.FoldBatchNorm        fold BN into conv weights and bias (passes/fold_batch_norm.py)
     mcc.Conv1dAsConv2d       conv1d as a height-1 conv2d, so it takes the conv layouts and
                              schedules (passes/conv1d_as_conv2d.py)
+    mcc.SplitGroupedConv     CPU: a grouped (not depthwise) conv2d as one conv2d per group,
+                             which the layouts and conv schedule take (split_grouped_conv.py)
     mcc.ConvertLayout        conv data layout (NHWC on CPU by default; passes/layout.py)
     mcc.Bf16                 --precision bf16: conv2d / constant-weight matmul as bf16
                              kernels (passes/bf16.py), before Winograd
@@ -47,6 +49,7 @@ from mcc.passes import (
     LegalizeDynamicSlice,
     OrderSymbolicBindings,
     PadChannels,
+    SplitGroupedConv,
     Winograd,
 )
 from mcc.targets.kinds import kind_of
@@ -90,7 +93,7 @@ def auto_candidates(target_kind) -> tuple[str, ...]:
 
 def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
                  winograd: bool = False, lanes: int | None = None, bf16: bool = False,
-                 pad_channels: bool = False) -> list[tuple[str, tvm.transform.Pass]]:
+                 conv_rewrites: bool = False) -> list[tuple[str, tvm.transform.Pass]]:
     """The graph passes in order, each with the name the metadata records.
 
     ``lanes``: the target's fp32 SIMD lanes, which the NCHWc layout blocks channels by."""
@@ -117,8 +120,11 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
         ("FuseTIR", T.FuseTIR()),
         ("DeadCodeElimination", T.DeadCodeElimination()),
     ]
+    if conv_rewrites:  # before ConvertLayout: the dense parts take the CPU layout
+        layout_at = [name for name, _ in steps].index(f"mcc.ConvertLayout({layout})")
+        steps.insert(layout_at, ("mcc.SplitGroupedConv", SplitGroupedConv()))
     after_layout = [name for name, _ in steps].index("DecomposeOpsForInference")
-    if pad_channels:  # after Winograd (inserted before it here): convs it did not take
+    if conv_rewrites:  # after Winograd (inserted before it here): convs it did not take
         steps.insert(after_layout, ("mcc.PadChannels", PadChannels()))
     if winograd:  # after ConvertLayout: NHWC convs
         steps.insert(after_layout, ("mcc.Winograd", Winograd()))
@@ -146,7 +152,7 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target,
     fallback = None if say is None else (lambda line: say(f"[mcc] layout: {line}"))
     steps = graph_passes(concrete, strict_layout=layout != "auto", say=fallback,
                          winograd=winograd and kind_of(target).winograd, lanes=lanes,
-                         bf16=bf16, pad_channels=kind_of(target).pad_channels)
+                         bf16=bf16, conv_rewrites=kind_of(target).conv_rewrites)
     with target:
         for name, graph_pass in steps:
             try:

@@ -167,10 +167,9 @@ def _apply_rules(mod, target, rules: list, sources: dict[str, str]):
             continue
         func_target = func.attrs.get("target", target) if func.attrs is not None else target
         for rule in rules:
-            space = _Tolerant(rule).apply(func, func_target, False)
-            if space is None:
+            sch = _try_rule(rule, func, func_target)
+            if sch is None:
                 continue
-            sch = space[0] if isinstance(space, list) else space
             updated[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
             sources[gv.name_hint] = f"rule {type(rule).__name__}"
             break
@@ -195,28 +194,28 @@ def _kernel_table(mod, sources: dict[str, str], flops: dict[str, float]) -> dict
     return table
 
 
-def _tolerant_rule_base():
-    from tvm.s_tir import dlight as dl
-
-    return dl.ScheduleRule
+# A schedule may not do more than this many times the kernel's own loop iterations.
+MAX_RECOMPUTE = 4
 
 
-class _Tolerant(_tolerant_rule_base()):
-    """A rule that crashes on a kernel it does not understand (dlight's GEMV rule asserts
-    on some reductions: ReduceLogSumExp) counts as not applicable, so the next rule in
-    the list schedules it instead of the whole compile failing."""
+def _try_rule(rule, func, target):
+    """``rule``'s schedule of ``func`` (one), or None when the rule does not apply, crashes
+    on the kernel (dlight's GEMV rule asserts on some reductions: ReduceLogSumExp) or
+    recomputes it: dlight's CPU Reduction rule put a [1, 1000] softmax whole inside a
+    parallel loop over its 1000 outputs (2.4 ms where 3 us do). The next rule then
+    schedules it."""
+    from mcc.schedule.small_kernels import kernel_work
 
-    def __init__(self, rule):
-        self.rule = rule
-
-    def apply(self, func, target, tunable):
-        try:
-            return self.rule.apply(func, target, tunable)
-        except Exception:  # noqa: BLE001 - any crash means "not for this kernel"
-            return None
-
-    def is_target_available(self, target) -> bool:
-        return self.rule.is_target_available(target)
+    try:
+        space = rule.apply(func, target, False)
+    except Exception:  # noqa: BLE001 - any crash means "not for this kernel"
+        return None
+    if space is None:
+        return None
+    sch = space[0] if isinstance(space, list) else space
+    if kernel_work(sch.mod["main"].body) > MAX_RECOMPUTE * max(1, kernel_work(func.body)):
+        return None
+    return sch
 
 
 def _split_layout_rewrite(mod: tvm.IRModule) -> tvm.IRModule:

@@ -124,3 +124,44 @@ def test_wide_transposed_gemm_with_odd_columns_gets_the_matmul_schedule(tmp_path
     kernels = compiled.report["schedule"]["kernels"]
     matmul = [info for name, info in kernels.items() if "matmul" in name]
     assert matmul and all(info["schedule"] == "rule TiledReduction" for info in matmul)
+
+
+@pytest.mark.parametrize("groups, channels", [(3, 24), (4, 136)])
+def test_grouped_conv_runs_as_one_conv_per_group(groups, channels, tmp_path):
+    """ShuffleNet-style grouped 1x1 and 3x3 convs (not depthwise): each group a dense conv
+    under the tiled conv schedule, outputs matching ONNX Runtime."""
+    x_shape = (1, channels, 10, 10)
+    for kernel, pads in ((1, [0, 0, 0, 0]), (3, [1, 1, 1, 1])):
+        model = _conv_model(x_shape, (channels, channels // groups, kernel, kernel),
+                            (1, channels, 10, 10), group=groups, pads=pads)
+        compiled = _compile_and_compare(model, x_shape, tmp_path)
+        convs = [info for name, info in compiled.report["schedule"]["kernels"].items()
+                 if "conv2d" in name]
+        assert convs and all(info["schedule"] == "rule TiledReduction" for info in convs)
+
+
+def test_depthwise_conv_is_not_split(tmp_path):
+    x_shape = (1, 16, 8, 8)
+    model = _conv_model(x_shape, (16, 1, 3, 3), (1, 16, 8, 8), group=16, pads=[1, 1, 1, 1])
+    compiled = _compile_and_compare(model, x_shape, tmp_path)
+    convs = [n for n in compiled.report["schedule"]["kernels"] if "conv2d" in n]
+    assert len(convs) == 1
+
+
+def test_a_schedule_that_recomputes_the_kernel_is_refused():
+    """dlight's CPU Reduction rule puts a [1, 1000] softmax whole inside a parallel loop
+    over its 1000 outputs; mcc refuses such a schedule and the next rule takes it."""
+    import tvm
+    from tvm import te, topi
+    from tvm.s_tir import dlight as dl
+
+    from mcc.schedule import _try_rule
+
+    x = te.placeholder((1, 1000), name="x")
+    func = te.create_prim_func([x, topi.nn.softmax(x)])
+    target = tvm.target.Target("llvm")
+    with target:
+        assert _try_rule(dl.cpu.Reduction(), func, target) is None
+        rows = te.placeholder((64, 1000), name="x")
+        assert _try_rule(dl.cpu.Reduction(), te.create_prim_func(
+            [rows, topi.nn.softmax(rows)]), target) is not None

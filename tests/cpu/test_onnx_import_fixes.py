@@ -143,3 +143,24 @@ def test_computed_output_shapes_win_over_declared_ones():
     for name in ref:
         assert ours[name].shape == ref[name].shape
         np.testing.assert_allclose(ours[name], ref[name], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("op_type, kernel", [("Sum", "add"), ("Max", "maximum"),
+                                             ("Min", "minimum")])
+def test_variadic_ops_are_binary_op_chains(op_type, kernel):
+    """Sum/Max/Min of three broadcasting inputs: one fused kernel of binary ops (not
+    broadcast + stack + reduce), matching ONNX Runtime."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node(op_type, ["a", "b", "c"], ["y"])], "g",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3, 4]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [3, 1]),
+         helper.make_tensor_value_info("c", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    compiled = mcc.compile(model)
+    assert compiled.report["verify"]["ok"]
+    kernels = list(compiled.report["schedule"]["kernels"])
+    assert len(kernels) == 1 and kernel in kernels[0] and "stack" not in kernels[0]

@@ -1,8 +1,8 @@
 """Small ONNX ops TVM's importer lacks or gets wrong, each a few Relax ops.
 
-Swish, Celu, LpNormalization, CumProd, the STFT windows (Hann, Hamming,
-Blackman: constants once their size is known), Pow across dtypes (ONNX allows
-float ** int and int ** int; Relax's power wants one float dtype), IsInf's
+Swish, Celu, LpNormalization, variadic Sum / Max / Min as binary ops, CumProd, the STFT
+windows (Hann, Hamming, Blackman: constants once their size is known), Pow across dtypes
+(ONNX allows float ** int and int ** int; Relax's power wants one float dtype), IsInf's
 detect_positive / detect_negative, Dropout's boolean mask at inference,
 CenterCropPad, SwiGLU, ReverseSequence and OneHot.
 """
@@ -10,6 +10,7 @@ CenterCropPad, SwiGLU, ReverseSequence and OneHot.
 from __future__ import annotations
 
 import numpy as np
+import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
 
@@ -243,3 +244,30 @@ class OneHot(OnnxOpConverter):
         off = op.strided_slice(values, [0], [0], [1])
         on = op.strided_slice(values, [0], [1], [2])
         return op.where(hot, op.reshape(on, []), op.reshape(off, []))
+
+
+def _pairwise(base):
+    """Variadic Sum / Max / Min as a chain of broadcasting binary ops (TVM's importer
+    broadcasts every input to the full shape, stacks them and reduces over the stack:
+    three kernels and two full copies where one fused add does; caffe2 exports write
+    every residual add as Sum)."""
+
+    class Pairwise(base):
+        @classmethod
+        def _impl_v1(cls, bb, inputs, attr, params):
+            if len(inputs) == 1 or all(isinstance(x, tvm.ir.GenericConst) for x in inputs):
+                return super()._impl_v1(bb, inputs, attr, params)
+            return cls._impl_dynamic(bb, inputs)
+
+    Pairwise.__name__ = base.__name__
+    return Pairwise
+
+
+def _register_pairwise():
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    for name in ("Sum", "Max", "Min"):
+        register(name, _pairwise(getattr(onnx_frontend, name)))
+
+
+_register_pairwise()
