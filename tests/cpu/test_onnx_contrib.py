@@ -82,13 +82,11 @@ def test_contrib_ops_do_not_shadow_onnx_ops_of_the_same_name():
 
 
 def test_unsupported_contrib_op_names_op_node_and_domain(save_onnx, cli):
-    model = contrib_model(
-        [node("DynamicQuantizeLSTM", ["x", "w", "r"], ["y"], hidden_size=4)],
-        [("x", [2, 1, 3])], ["y"], [("w", (1, 3, 16)), ("r", (1, 4, 16))])
+    model = contrib_model([node("Inverse", ["x"], ["y"])], [("x", [2, 3, 3])], ["y"])
     path = save_onnx(model)
     result = cli("compile", path, "-o", path.with_suffix(".so"))
-    assert_one_line_error(result, "DynamicQuantizeLSTM", "com.microsoft", "my_DynamicQuantizeLSTM")
-    with pytest.raises(mcc.MccError, match="unsupported ONNX op 'DynamicQuantizeLSTM' "
+    assert_one_line_error(result, "Inverse", "com.microsoft", "my_Inverse")
+    with pytest.raises(mcc.MccError, match="unsupported ONNX op 'Inverse' "
                                            r"\(domain com.microsoft"):
         mcc.compile(model)
     assert onnx.checker  # the model itself is valid ONNX
@@ -137,3 +135,30 @@ def test_contrib_op_inside_an_if_branch():
                 .astype(np.float32)}
         np.testing.assert_allclose(compiled.run(feed)["y"], compiled.reference(feed)["y"],
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_dynamic_quantize_lstm_matches_onnxruntime(per_channel, tmp_path):
+    """A bidirectional LSTM through onnxruntime's quantize_dynamic: int8 weights, uint8
+    activations quantized per GEMM; mcc dequantizes the weights and rounds the activations
+    as ONNX Runtime does (outputs within 1e-4)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(0)
+    hidden, size, steps = 16, 8, 5
+    inits = {"w": rng.standard_normal((2, 4 * hidden, size)) * 0.3,
+             "r": rng.standard_normal((2, 4 * hidden, hidden)) * 0.3,
+             "b": rng.standard_normal((2, 8 * hidden)) * 0.1}
+    graph = helper.make_graph(
+        [helper.make_node("LSTM", ["x", "w", "r", "b"], ["y", "yh", "yc"],
+                          hidden_size=hidden, direction="bidirectional")], "lstm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [steps, 1, size])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "yh", "yc")],
+        initializer=[numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "lstm.onnx")
+    quantize_dynamic(tmp_path / "lstm.onnx", tmp_path / "q.onnx", weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["LSTM"], per_channel=per_channel)
+    assert "DynamicQuantizeLSTM" in [n.op_type for n in onnx.load(tmp_path / "q.onnx").graph.node]
+    assert mcc.compile(str(tmp_path / "q.onnx")).report["verify"]["ok"]

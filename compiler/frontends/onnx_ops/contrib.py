@@ -182,3 +182,50 @@ register(contrib_name("Attention"), tvm_onnx.Attention)
 # and for EmbedLayerNormalization (word + position (+ segment) embeddings, then LayerNorm)
 register(contrib_name("EmbedLayerNormalization"), tvm_onnx.EmbedLayerNormalization)
 
+
+
+def _dynamic_quantized(x):
+    """``x`` through ONNX DynamicQuantizeLinear (uint8, one scale for the tensor) and back:
+    the rounding ONNX Runtime applies to the activations of its quantized GEMMs."""
+    dtype = dtype_of(x)
+    zero = const(0.0, dtype)
+    low, high = op.minimum(op.min(x), zero), op.maximum(op.max(x), zero)
+    scale = op.divide(op.subtract(high, low), const(255.0, dtype))
+    scale = op.where(op.equal(scale, zero), const(1.0, dtype), scale)
+    zero_point = op.clip(op.round(op.negative(op.divide(low, scale))), 0, 255)
+    q = op.clip(op.add(op.round(op.divide(x, scale)), zero_point), 0, 255)
+    return op.multiply(op.subtract(q, zero_point), scale)
+
+
+@_contrib("DynamicQuantizeLSTM")
+class DynamicQuantizeLSTM(OnnxOpConverter):
+    """An LSTM with int8 weights (``quantize_dynamic`` of an LSTM model). The weights are
+    dequantized once (constants fold at compile time); like ONNX Runtime, the input
+    sequence and each step's hidden state are quantized to uint8 (DynamicQuantizeLinear)
+    before their products. Weights here are [directions, in, 4*hidden] (transposed
+    against ONNX LSTM's); scales and zero points per direction or per gate column."""
+
+    @classmethod
+    def _impl_v1(cls, bb, inputs, attr, params):
+        from mcc.frontends.onnx_ops.rnn import LSTM
+
+        class QuantizedLSTM(LSTM):
+            @staticmethod
+            def _matmul(a, b):
+                return op.matmul(_dynamic_quantized(a), b)
+
+        x = inputs[0]
+        dtype = dtype_of(x)
+
+        def dequantized(weight, scale, zero_point):
+            dims = [int(d) for d in scale.ty.shape]
+            shape = [dims[0], 1, 1] if len(dims) == 1 else [dims[0], 1, dims[1]]
+            scale = op.reshape(scale, shape)
+            zero_point = op.reshape(op.astype(zero_point, dtype), shape)
+            values = op.multiply(op.subtract(op.astype(weight, dtype), zero_point), scale)
+            return bb.normalize(op.permute_dims(bb.normalize(values), [0, 2, 1]))
+
+        w = dequantized(inputs[1], inputs[8], inputs[9])
+        r = dequantized(inputs[2], inputs[10], inputs[11])
+        rest = [_input(inputs, i) for i in range(3, 8)]
+        return QuantizedLSTM._impl_v7(bb, [x, w, r, *rest], attr, params)

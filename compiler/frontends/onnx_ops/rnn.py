@@ -62,6 +62,12 @@ class _Recurrent(OnnxOpConverter):
     states = 1  # hidden (and cell for LSTM)
     default_activations = ("Tanh",)
 
+    @staticmethod
+    def _matmul(a, b):
+        """The input projection's and the LSTM recurrence's product (a quantized LSTM
+        quantizes ``a`` first)."""
+        return op.matmul(a, b)
+
     @classmethod
     def _impl_v7(cls, bb, inputs, attr, params):
         x, w, r = inputs[0], inputs[1], inputs[2]
@@ -97,7 +103,7 @@ class _Recurrent(OnnxOpConverter):
             reverse = direction == "reverse" or (direction == "bidirectional" and d == 1)
             w_d = op.take(w, relax.const(d, "int64"), axis=0)
             r_d = bb.normalize(op.permute_dims(op.take(r, relax.const(d, "int64"), axis=0)))
-            proj = op.matmul(x, op.permute_dims(w_d))  # (seq, batch, gates*H)
+            proj = cls._matmul(x, op.permute_dims(w_d))  # (seq, batch, gates*H)
             size = cls.gates * hidden
             b_d = op.take(bias, relax.const(d, "int64"), axis=0) if bias is not None else None
             if b_d is not None:
@@ -215,7 +221,7 @@ class LSTM(_Recurrent):
     def _cell(cls, bb, x_t, r_d, state, acts, clip, hidden, extra, dtype):
         f, g, h = acts
         h_prev, c_prev = state
-        gates = bb.normalize(op.add(x_t, op.matmul(h_prev, r_d)))
+        gates = bb.normalize(op.add(x_t, cls._matmul(h_prev, r_d)))
         g_ = cls._gate
         pi, po, pf = extra["p"] or (None, None, None)
         pre_i, pre_o, pre_f, pre_c = (g_(gates, k, hidden) for k in range(4))
