@@ -6,6 +6,8 @@
     mcc.FoldBatchNorm        fold BN into conv weights and bias (passes/fold_batch_norm.py)
     mcc.Conv1dAsConv2d       conv1d as a height-1 conv2d, so it takes the conv layouts and
                              schedules (passes/conv1d_as_conv2d.py)
+    mcc.ConvTransposeAsMatmul  CPU: a kernel = stride ConvTranspose (2x2/2 upsampling) as one
+                             matmul and a rearrangement (passes/conv_transpose_as_matmul.py)
     mcc.SplitGroupedConv     CPU: a grouped (not depthwise) conv2d as one conv2d per group,
                              which the layouts and conv schedule take (split_grouped_conv.py)
     mcc.ConvertLayout        conv data layout (NHWC on CPU by default; passes/layout.py)
@@ -43,6 +45,7 @@ from mcc.errors import MccError, first_line
 from mcc.passes import (
     Conv1dAsConv2d,
     ConvertLayout,
+    ConvTransposeAsMatmul,
     FastMath,
     FoldBatchNorm,
     FoldConstantShapes,
@@ -123,6 +126,7 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
     if conv_rewrites:  # before ConvertLayout: the dense parts take the CPU layout
         layout_at = [name for name, _ in steps].index(f"mcc.ConvertLayout({layout})")
         steps.insert(layout_at, ("mcc.SplitGroupedConv", SplitGroupedConv()))
+        steps.insert(layout_at, ("mcc.ConvTransposeAsMatmul", ConvTransposeAsMatmul()))
     after_layout = [name for name, _ in steps].index("DecomposeOpsForInference")
     if conv_rewrites:  # after Winograd (inserted before it here): convs it did not take
         steps.insert(after_layout, ("mcc.PadChannels", PadChannels()))

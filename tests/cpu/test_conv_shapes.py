@@ -165,3 +165,33 @@ def test_a_schedule_that_recomputes_the_kernel_is_refused():
         rows = te.placeholder((64, 1000), name="x")
         assert _try_rule(dl.cpu.Reduction(), te.create_prim_func(
             [rows, topi.nn.softmax(rows)]), target) is not None
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+def test_upsampling_conv_transpose_runs_as_a_matmul(stride, tmp_path):
+    """ConvTranspose with kernel = stride (U-Net / DBNet upsampling), bias and relu: one
+    tiled matmul, no conv2d_transpose loop nest; outputs match ONNX Runtime."""
+    x_shape = (1, 16, 5, 7)
+    y_shape = (1, 8, 5 * stride, 7 * stride)
+    rng = np.random.default_rng(4)
+    model = make_model(
+        [helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], strides=[stride, stride],
+                          kernel_shape=[stride, stride]),
+         helper.make_node("Relu", ["c"], ["y"])], [("x", x_shape)], [("y", y_shape)],
+        [("w", rng.standard_normal((16, 8, stride, stride))), ("b", rng.standard_normal(8))])
+    compiled = _compile_and_compare(model, x_shape, tmp_path)
+    kernels = compiled.report["schedule"]["kernels"]
+    assert not any("conv2d_transpose" in name for name in kernels)
+    assert any("matmul" in n and info["schedule"] == "rule TiledReduction"
+               for n, info in kernels.items())
+
+
+def test_overlapping_conv_transpose_is_left_to_tvm(tmp_path):
+    x_shape = (1, 4, 5, 5)
+    rng = np.random.default_rng(4)
+    model = make_model(
+        [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2],
+                          kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+        [("x", x_shape)], [("y", (1, 4, 9, 9))], [("w", rng.standard_normal((4, 4, 3, 3)))])
+    compiled = _compile_and_compare(model, x_shape, tmp_path)
+    assert any("conv2d_transpose" in name for name in compiled.report["schedule"]["kernels"])
