@@ -232,3 +232,26 @@ def test_depthwise_pads_each_tile_in_place():
     assert text.count("T.parallel") == 1
     flat = _scheduled_text(TiledReduction(pad_in_tile=False), funcs[fname], X86)
     assert flat.count("T.parallel") == 2
+
+
+def test_gru_gates_shared_by_two_slices_build_fused(save_onnx):
+    """A GRU step's gate matmul feeds two slices (z and r): the epilogue must not inline one
+    of them into the write-back (that removed the buffer the other reads and the build fell
+    back to unfused epilogues), and the outputs match ONNX Runtime."""
+    from onnx import helper
+
+    from conftest import make_model
+
+    rng = np.random.default_rng(0)
+    hidden, size, steps = 128, 40, 2
+    model = make_model(
+        [helper.make_node("GRU", ["x", "w", "r", "b"], ["y"], hidden_size=hidden,
+                          linear_before_reset=1)],
+        [("x", [steps, 1, size])], [("y", [steps, 1, 1, hidden])],
+        [("w", rng.standard_normal((1, 3 * hidden, size)) * 0.3),
+         ("r", rng.standard_normal((1, 3 * hidden, hidden)) * 0.3),
+         ("b", rng.standard_normal((1, 6 * hidden)) * 0.1)], "gru")
+    lines = []
+    compiled = mcc.compile(save_onnx(model), progress=lines.append)
+    assert compiled.report["verify"]["ok"]
+    assert not any("unfused epilogues" in line for line in lines), lines

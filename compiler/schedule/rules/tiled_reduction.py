@@ -222,7 +222,7 @@ def _fuse_epilogue(sch, plan: _Plan, consumers, info, inline: bool = True) -> No
     """Inline elementwise consumers into the accumulator write-back; schedule the rest apart."""
     leftover = []
     for block in consumers:
-        if not inline:
+        if not inline or _shared_input(sch, block.block_rv):
             leftover.append(block)
             continue
         try:
@@ -240,6 +240,14 @@ def _fuse_epilogue(sch, plan: _Plan, consumers, info, inline: bool = True) -> No
             sch.vectorize(last)
     for block in leftover:
         schedule_spatial(sch, block.block_rv, info)
+
+
+def _shared_input(sch, block) -> bool:
+    """True when another block also reads what ``block`` reads from inside this kernel: a
+    GRU's gate matmul feeds two slices (z and r). Inlining one into the write-back removed
+    the intermediate buffer the other still read ("used before its definition"), and the
+    whole build fell back to unfused epilogues."""
+    return any(len(sch.get_consumers(producer)) > 1 for producer in sch.get_producers(block))
 
 
 def _pad_in_tile(sch, block, plan: _Plan) -> bool:
