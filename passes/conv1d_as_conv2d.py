@@ -44,8 +44,12 @@ class Conv1dAsConv2d:
             return call
         data, weight = call.args
         left, right = (int(p) for p in attrs.padding)
+        if isinstance(weight, tvm.ir.GenericConst):  # a constant for the passes that follow
+            weight = relax.const(weight.value.numpy()[:, :, None, :])
+        else:
+            weight = relax.op.expand_dims(weight, 2)
         conv = relax.op.nn.conv2d(
-            relax.op.expand_dims(data, 2), relax.op.expand_dims(weight, 2),
+            relax.op.expand_dims(data, 2), weight,
             strides=(1, int(attrs.strides[0])), padding=(0, left, 0, right),
             dilation=(1, int(attrs.dilation[0])), groups=int(attrs.groups),
             data_layout="NCHW", kernel_layout="OIHW", out_dtype=attrs.out_dtype)

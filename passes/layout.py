@@ -60,10 +60,21 @@ class ConvertLayout:
         try:
             return self._convert(mod)
         except Exception as err:
+            # TVM's ConvertLayout cannot infer a layout for some op of the model (relax.stack
+            # of an unrolled LSTM: "Index -1 out of bounds"; Magika: "can't find S in source
+            # layout ABC") and converts nothing. NHWC: convert each conv on its own, with a
+            # transpose on each side (adjacent ones cancel): NCHW convs ran 20-40x slower.
+            if self.layout == "NHWC":
+                try:
+                    converted = _convert_each_conv(mod)
+                except Exception:  # noqa: BLE001 - report TVM's first reason below
+                    converted = None
+                if converted is not None:
+                    if self.say:
+                        self.say(fallback_message(mod, self.layout, err, each_conv=True))
+                    return converted
             if self.strict:
                 raise
-            # e.g. TVM's ConvertLayout cannot infer a layout for some op next to a conv
-            # (Magika: "can't find S in source layout ABC"); NCHW still compiles and runs
             if self.say:
                 self.say(fallback_message(mod, self.layout, err))
             return mod
@@ -96,14 +107,52 @@ def _convert_blocked(mod: tvm.IRModule, lanes: int) -> tvm.IRModule:
     return T.FoldConstant()(mod)
 
 
-def fallback_message(mod: tvm.IRModule, layout: str, err: Exception) -> str:
-    """Which op kept ``mod`` in its imported layout, and TVM's reason (one line)."""
+def fallback_message(mod: tvm.IRModule, layout: str, err: Exception,
+                     each_conv: bool = False) -> str:
+    """Which op kept ``mod`` from converting as a whole, TVM's reason and what was done
+    instead (one line)."""
     from mcc.errors import first_line
 
     culprit = _failing_op(mod, layout)
     where = f"at {culprit}" if culprit else "in this model"
-    return (f"cannot convert to {layout} {where} ({first_line(err)}); "
-            "keeping the imported NCHW layout")
+    instead = ("converted each conv on its own" if each_conv
+               else "keeping the imported NCHW layout")
+    return f"cannot convert to {layout} {where} ({first_line(err)}); {instead}"
+
+
+def _convert_each_conv(mod: tvm.IRModule) -> tvm.IRModule | None:
+    """Every NCHW/OIHW conv2d with a constant weight as transpose -> NHWC/HWIO conv2d ->
+    transpose back, the transposes between consecutive convs cancelled; None when there is
+    no such conv."""
+    from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+
+    pattern = is_op("relax.nn.conv2d")(wildcard(), is_const())
+    count = []
+
+    def rewrite(call, matches):
+        attrs = call.attrs
+        if (attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW"
+                or attrs.out_layout not in ("", "NCHW")):
+            return call
+        count.append(call)
+        weight = relax.const(call.args[1].value.numpy().transpose(2, 3, 1, 0).copy())
+        conv = relax.op.nn.conv2d(
+            relax.op.permute_dims(call.args[0], [0, 2, 3, 1]), weight, strides=attrs.strides,
+            padding=attrs.padding, dilation=attrs.dilation, groups=attrs.groups,
+            data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC",
+            out_dtype=attrs.out_dtype)
+        return relax.op.permute_dims(conv, [0, 3, 1, 2])
+
+    mod = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)  # not the caller's
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            mod[gv] = rewrite_call(pattern, rewrite, func)
+    if not count:
+        return None
+    T = relax.transform
+    mod = _cancel_transposes(mod)
+    mod = T.EliminateCommonSubexpr()(mod)
+    return T.FoldConstant()(T.DeadCodeElimination()(mod))
 
 
 def _failing_op(mod: tvm.IRModule, layout: str) -> str | None:

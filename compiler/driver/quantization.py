@@ -359,14 +359,18 @@ def prepare(mod, target):
     from mcc.passes import FoldBatchNorm
 
     T = relax.transform
-    steps = [T.FoldConstant(), FoldBatchNorm(), T.DecomposeOpsForInference(),
-             T.CanonicalizeBindings(), T.FoldConstant(),
-             T.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}), T.FoldConstant(),
-             # one layout change per tensor, not per reader: sites that read one tensor then
-             # share its quantized copy (mcc.passes.quantize)
-             T.EliminateCommonSubexpr(), T.ToNonDataflow()]
+    before = [T.FoldConstant(), FoldBatchNorm(), T.DecomposeOpsForInference(),
+              T.CanonicalizeBindings(), T.FoldConstant()]
+    # one layout change per tensor, not per reader: sites that read one tensor then share
+    # its quantized copy (mcc.passes.quantize)
+    after = [T.FoldConstant(), T.EliminateCommonSubexpr(), T.ToNonDataflow()]
     with target:
-        return tvm.transform.Sequential(steps)(mod)
+        mod = tvm.transform.Sequential(before)(mod)
+        try:
+            mod = T.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]})(mod)
+        except Exception:  # noqa: BLE001 - an op TVM cannot infer a layout for (relax.stack
+            pass  # of an unrolled LSTM): the convs stay NCHW, and in fp32
+        return tvm.transform.Sequential(after)(mod)
 
 
 def compile_relax(mod, preset, target, tuning_logs=()):
