@@ -298,7 +298,7 @@ def test_qdq_model_compiles_to_int8_kernels_matching_onnxruntime(tmp_path):
 
 def _qlinear_model():
     """QLinearConv (per-channel weights, int32 bias) -> Reshape -> QLinearMatMul, uint8 in/out;
-    and ConvInteger, int32 out."""
+    and ConvInteger and MatMulInteger (per-column weight zero points, symmetric), int32 out."""
     from onnx import TensorProto, helper
     from onnx import numpy_helper as nh
 
@@ -312,18 +312,23 @@ def _qlinear_model():
         "w2": rng.integers(-127, 128, (400, 10)).astype(np.int8),
         "w2s": np.array(0.02, np.float32), "w2z": np.array(0, np.int8),
         "zs": np.array(0.5, np.float32), "zz": np.array(128, np.uint8),
-        "wi": rng.integers(-127, 128, (16, 8, 3, 3)).astype(np.int8)}
+        "wi": rng.integers(-127, 128, (16, 8, 3, 3)).astype(np.int8),
+        "flat": np.array([1, 800]), "wm": rng.integers(-127, 128, (800, 12)).astype(np.int8),
+        "wmz": np.zeros(12, np.int8)}
     nodes = [
         helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
                          ["y"], pads=[1, 1, 1, 1], strides=[2, 2]),
         helper.make_node("Reshape", ["y", "shape"], ["yf"]),
         helper.make_node("QLinearMatMul", ["yf", "ys", "yz", "w2", "w2s", "w2z", "zs", "zz"],
                          ["z"]),
-        helper.make_node("ConvInteger", ["x", "wi", "xz"], ["c"], pads=[0, 0, 0, 0])]
+        helper.make_node("ConvInteger", ["x", "wi", "xz"], ["c"], pads=[0, 0, 0, 0]),
+        helper.make_node("Reshape", ["x", "flat"], ["xf"]),
+        helper.make_node("MatMulInteger", ["xf", "wm", "xz", "wmz"], ["m"])]
     graph = helper.make_graph(
         nodes, "qlinear", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 8, 10, 10])],
         [helper.make_tensor_value_info("z", TensorProto.UINT8, [1, 10]),
-         helper.make_tensor_value_info("c", TensorProto.INT32, [1, 16, 8, 8])],
+         helper.make_tensor_value_info("c", TensorProto.INT32, [1, 16, 8, 8]),
+         helper.make_tensor_value_info("m", TensorProto.INT32, [1, 12])],
         initializer=[nh.from_array(v, k) for k, v in consts.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -335,16 +340,17 @@ def test_qlinear_and_conv_integer_import_match_onnxruntime_exactly():
 
     model = _qlinear_model()
     compiled = mcc.compile(model)
-    assert sorted(compiled.metadata["quantization"]["int8_ops"]) == ["conv2d_0", "conv2d_1",
-                                                                    "matmul_0"]
+    assert sorted(compiled.metadata["quantization"]["int8_ops"]) == [
+        "conv2d_0", "conv2d_1", "matmul_0", "matmul_1"]
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     for seed in range(3):
         x = np.random.default_rng(seed).integers(0, 256, (1, 8, 10, 10)).astype(np.uint8)
         got = compiled.run({"x": x})
-        z, c = session.run(["z", "c"], {"x": x})
-        assert got["z"].dtype == np.uint8 and got["c"].dtype == np.int32
+        z, c, m = session.run(["z", "c", "m"], {"x": x})
+        assert got["z"].dtype == np.uint8 and got["c"].dtype == got["m"].dtype == np.int32
         np.testing.assert_array_equal(got["z"], z)
         np.testing.assert_array_equal(got["c"], c)
+        np.testing.assert_array_equal(got["m"], m)
 
 
 def test_fp16_mixed_precision_is_close_to_fp32():

@@ -1,5 +1,5 @@
-"""ONNX's quantized operators, which TVM's importer lacks: QLinearConv, QLinearMatMul,
-ConvInteger.
+"""ONNX's quantized operators, which TVM's importer lacks or runs slowly: QLinearConv,
+QLinearMatMul, ConvInteger, MatMulInteger.
 
 Each becomes the explicit QDQ form (``dequantize -> fp32 op -> quantize``); mcc's quantize
 step then recognises every conv / matmul fed by a single-scale ``dequantize`` and runs it
@@ -81,8 +81,27 @@ def _converters():
                                       **_conv_attrs(attr, w.ty.ndim - 2, "ConvInteger"))
             return relax.op.astype(relax.op.round(conv), "int32")
 
+    class MatMulInteger(OnnxOpConverter):
+        """int32 y = (a - a_zero_point) @ (b - b_zero_point): a QDQ matmul with unit scales
+        (TVM's converter is an int32 matmul that no int8 or float schedule takes: 1 GFLOP/s
+        on an 8210-class OCR head)."""
+
+        @classmethod
+        def _impl_v10(cls, bb, inputs, attr, params):
+            a, b = inputs[0], inputs[1]
+            az = inputs[2] if len(inputs) > 2 else None
+            bz = inputs[3] if len(inputs) > 3 else None
+            one = relax.const(1.0, "float32")
+            if bz is not None and bz.ty.ndim == 1 and int(bz.ty.shape[0]) > 1:
+                ones = bb.emit(relax.op.full_like(relax.op.astype(bz, "float32"), one))
+                b_real = _dequantize(bb, b, ones, bz, axis=-1)
+            else:
+                b_real = _dequantize(bb, b, one, bz)
+            product = relax.op.matmul(_dequantize(bb, a, one, az), b_real)
+            return relax.op.astype(relax.op.round(product), "int32")
+
     return {"QLinearConv": QLinearConv, "QLinearMatMul": QLinearMatMul,
-            "ConvInteger": ConvInteger}
+            "ConvInteger": ConvInteger, "MatMulInteger": MatMulInteger}
 
 
 def _register_all() -> None:
