@@ -10,8 +10,9 @@ schedule 5-10x slower. The zero filters cost
 ``O'/O - 1`` extra work (under 7% for O >= 200) and one slice of the output, which
 fuses with the elementwise ops that follow.
 
-Applies to matmuls with a constant 2-D weight and to conv2d with a constant weight in
-NHWC/HWIO (mcc.passes.layout's CPU layout)
+Applies to matmuls (a constant 2-D weight is padded at compile time, an activation
+operand, e.g. attention's K^T over 197 tokens, by a zero-filled copy at run time) and to
+conv2d with a constant weight in NHWC/HWIO (mcc.passes.layout's CPU layout)
 whose output channels are not a multiple of ``BLOCK``: always when they are not whole
 4-lane vectors (no vectorised schedule at all), otherwise when the padding adds at most
 ``MAX_WASTE``. Grouped convs are left alone (the padding would have to be per group).
@@ -43,7 +44,7 @@ class PadChannels:
     def __init__(self):
         weight = is_const()
         self.pattern = (is_op("relax.nn.conv2d")(wildcard(), weight)
-                        | is_op("relax.matmul")(wildcard(), weight))
+                        | is_op("relax.matmul")(wildcard(), wildcard()))
 
     def transform_function(self, func, mod, ctx):
         if func.attrs is not None and "Primitive" in func.attrs:
@@ -53,25 +54,50 @@ class PadChannels:
     @staticmethod
     def _rewrite(call, matches):
         data, weight = call.args
-        values = weight.value.numpy()
         if call.op.name == "relax.matmul":
-            if values.ndim != 2:
-                return call
-        elif (call.attrs.data_layout != "NHWC" or call.attrs.kernel_layout != "HWIO"
+            return _pad_matmul(call, data, weight)
+        if (call.attrs.data_layout != "NHWC" or call.attrs.kernel_layout != "HWIO"
                 or call.attrs.out_layout not in ("", "NHWC") or int(call.attrs.groups) != 1):
             return call
+        values = weight.value.numpy()
         channels = values.shape[-1]
-        padded = -(-channels // BLOCK) * BLOCK
-        if (padded == channels or channels < MIN_CHANNELS or values.dtype.kind != "f"
-                or (channels % 4 == 0 and padded - channels > MAX_WASTE * channels)):
+        padded = _padded(channels, values.dtype)
+        if padded is None:
             return call
-        values = np.pad(values, [(0, 0)] * (values.ndim - 1) + [(0, padded - channels)])
-        if call.op.name == "relax.matmul":
-            wide = relax.op.matmul(data, relax.const(values), out_dtype=call.attrs.out_dtype)
-        else:
-            attrs = call.attrs
-            wide = relax.op.nn.conv2d(
-                data, relax.const(values), strides=attrs.strides, padding=attrs.padding,
-                dilation=attrs.dilation, groups=1, data_layout="NHWC", kernel_layout="HWIO",
-                out_layout="NHWC", out_dtype=attrs.out_dtype)
+        values = np.pad(values, [(0, 0)] * 3 + [(0, padded - channels)])
+        attrs = call.attrs
+        wide = relax.op.nn.conv2d(
+            data, relax.const(values), strides=attrs.strides, padding=attrs.padding,
+            dilation=attrs.dilation, groups=1, data_layout="NHWC", kernel_layout="HWIO",
+            out_layout="NHWC", out_dtype=attrs.out_dtype)
         return relax.op.strided_slice(wide, axes=[-1], begin=[0], end=[channels])
+
+
+def _padded(channels: int, dtype) -> int | None:
+    """The padded count, or None where padding does not pay."""
+    padded = -(-channels // BLOCK) * BLOCK
+    if (padded == channels or channels < MIN_CHANNELS or np.dtype(dtype).kind != "f"
+            or (channels % 4 == 0 and padded - channels > MAX_WASTE * channels)):
+        return None
+    return padded
+
+
+def _pad_matmul(call, data, weight):
+    """A constant [K, N] weight padded at compile time; an activation operand (attention's
+    K^T of 197 tokens, batched) padded by a zero-filled copy at run time."""
+    shape = weight.ty.shape
+    if shape is None or not isinstance(shape[-1], tvm.tirx.IntImm) or len(shape) < 2:
+        return call
+    channels = int(shape[-1])
+    padded = _padded(channels, str(weight.ty.dtype))
+    if padded is None:
+        return call
+    if isinstance(weight, tvm.ir.GenericConst):
+        values = weight.value.numpy()
+        if values.ndim != 2:
+            return call
+        wide_weight = relax.const(np.pad(values, [(0, 0), (0, padded - channels)]))
+    else:
+        wide_weight = relax.op.nn.pad(weight, [0, 0] * (len(shape) - 1) + [0, padded - channels])
+    wide = relax.op.matmul(data, wide_weight, out_dtype=call.attrs.out_dtype)
+    return relax.op.strided_slice(wide, axes=[-1], begin=[0], end=[channels])

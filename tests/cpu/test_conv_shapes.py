@@ -195,3 +195,21 @@ def test_overlapping_conv_transpose_is_left_to_tvm(tmp_path):
         [("x", x_shape)], [("y", (1, 4, 9, 9))], [("w", rng.standard_normal((4, 4, 3, 3)))])
     compiled = _compile_and_compare(model, x_shape, tmp_path)
     assert any("conv2d_transpose" in name for name in compiled.report["schedule"]["kernels"])
+
+
+def test_activation_matmul_with_odd_columns_is_padded(tmp_path):
+    """Attention scores over 197 tokens (ViT): Q @ K^T with both operands activations; the
+    K^T copy is zero-padded to whole vectors and the result sliced, matching ONNX Runtime."""
+    q_shape, k_shape = (2, 197, 16), (2, 16, 197)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["q", "k"], ["y"])], "scores",
+        [helper.make_tensor_value_info("q", 1, q_shape),
+         helper.make_tensor_value_info("k", 1, k_shape)],
+        [helper.make_tensor_value_info("y", 1, (2, 197, 197))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    compiled = mcc.compile(model)
+    assert compiled.report["verify"]["ok"]
+    matmul = [info for name, info in compiled.report["schedule"]["kernels"].items()
+              if "matmul" in name]
+    assert matmul and all(info["schedule"] == "rule TiledReduction" for info in matmul)
