@@ -106,8 +106,7 @@ def test_conv_relu_is_still_one_kernel():
 
 
 def test_finite_and_integer_kernels_untouched():
-    """The rewrite leaves integer max / min and finite float results alone."""
-    import tvm
+    """The rewrite leaves integer max / min alone; max(x, 0) becomes one select."""
     from tvm import te, tirx
 
     from mcc.build.nan import propagate_nan_func
@@ -120,4 +119,21 @@ def test_finite_and_integer_kernels_untouched():
     yf = te.compute((8,), lambda i: te.max(xf[i], tirx.const(0, "float32")), name="yf")
     script = propagate_nan_func(te.create_prim_func([xf, yf])).script()
     assert "T.max" not in script and "T.Select(T.float32(0.0) > xf[v_i]" in script
-    assert tvm  # imported for te
+
+
+def test_vector_max_without_isnan_for_cuda():
+    """CUDA C has no != on float4 (isnan's lowering): vectors get compares and a + b."""
+    import tvm
+    from tvm import te, tirx
+
+    from mcc.build import nan
+
+    a, b = tirx.Var("a", "float32x4"), tirx.Var("b", "float32x4")
+    assert "isnan" not in str(nan._keep_nan(tirx.Max(a, b), vector_isnan=False))
+    assert "isnan" in str(nan._keep_nan(tirx.Max(a, b), vector_isnan=True))
+    x = te.placeholder((8,), "float32", name="x")
+    y = te.placeholder((8,), "float32", name="y")
+    z = te.compute((8,), lambda i: te.max(x[i], y[i]), name="z")
+    cuda = tvm.target.Target({"kind": "cuda", "arch": "sm_75"})
+    func = te.create_prim_func([x, y, z]).with_attr("target", cuda)
+    assert "isnan" in nan.propagate_nan_func(func).script()  # scalars: isnan is fine
