@@ -18,12 +18,15 @@ from mcc.errors import MccError, first_line
 
 
 def build(mod: tvm.IRModule, target: tvm.target.Target):
-    """``tvm.compile`` with TVM's lowering pipeline (the graph work is already done)."""
+    """``tvm.compile`` with TVM's lowering pipeline (the graph work is already done), and
+    float max / min keeping NaN in the scheduled kernels (:mod:`mcc.build.nan`)."""
+    from mcc.build import nan
     from mcc.build.cuda import nvcc_for
 
     try:
         with nvcc_for(target):  # CUDA kernels compiled by nvcc for the target's arch
-            return tvm.compile(mod, target=target, relax_pipeline="default")
+            return tvm.compile(mod, target=target, relax_pipeline="default",
+                               tir_pipeline=nan.register())
     except Exception as err:
         raise MccError(f"build failed for target {target.kind.name}: {first_line(err)}") from None
 

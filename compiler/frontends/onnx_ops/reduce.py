@@ -5,7 +5,9 @@ min-reduction from the highest), so the max of an all ``-inf`` row, or of an
 empty set, comes out as -3.4e38 instead of -inf. Attention's fully-masked rows
 depend on exactly that value (``Equal(ReduceMax(bias), -inf)`` in its function
 body). TVM's converter does the reduction; mcc reduces a "has a larger value"
-flag the same way and puts the infinity back where the flag is empty. Boolean
+flag ("any element other than the infinity", by a max-reduction for ReduceMin too; a
+NaN counts as other, so an all-NaN row stays NaN) and puts the infinity back where no
+element has the flag. Boolean
 inputs (ReduceMax as "any") reduce as uint8: TVM has no bool max.
 """
 
@@ -30,6 +32,7 @@ def _wrap(op_type: str, sign: float):
             from mcc.frontends.onnx_ops import _tvm_map
 
             tvm_impl = _tvm_map()[op_type].get_converter(opset)
+            any_impl = _tvm_map()["ReduceMax"].get_converter(opset)  # "any" of 0/1 flags
 
             def convert(bb, inputs, attr, params):
                 data = inputs[0]
@@ -44,9 +47,10 @@ def _wrap(op_type: str, sign: float):
                     return result
                 beyond = op.less(data, const(infinity, dtype)) if sign > 0 else \
                     op.greater(data, const(infinity, dtype))
-                flag = bb.normalize(op.astype(beyond, dtype))
+                other = op.logical_or(beyond, op.isnan(data))  # LLVM's != is ordered
+                flag = bb.normalize(op.astype(other, dtype))
                 flags = [flag, *list(inputs)[1:]]
-                some = bb.normalize(tvm_impl(bb, flags, attr, params))
+                some = bb.normalize(any_impl(bb, flags, attr, params))
                 return op.where(op.greater(some, const(0.5, dtype)), result,
                                 const(infinity, dtype))
 
