@@ -196,14 +196,17 @@ def _kernel_table(mod, sources: dict[str, str], flops: dict[str, float]) -> dict
 
 # A schedule may not do more than this many times the kernel's own loop iterations.
 MAX_RECOMPUTE = 4
+# Nor vectorise a loop wider than two AVX-512 registers: dlight's CPU GEMV rule gave a 1x1
+# conv on one pixel a 64-lane vector under an unroll pragma, and LLVM took 143 s on it.
+MAX_VECTOR_BYTES = 128
 
 
 def _try_rule(rule, func, target):
     """``rule``'s schedule of ``func`` (one), or None when the rule does not apply, crashes
-    on the kernel (dlight's GEMV rule asserts on some reductions: ReduceLogSumExp) or
-    recomputes it: dlight's CPU Reduction rule put a [1, 1000] softmax whole inside a
-    parallel loop over its 1000 outputs (2.4 ms where 3 us do). The next rule then
-    schedules it."""
+    on the kernel (dlight's GEMV rule asserts on some reductions: ReduceLogSumExp),
+    recomputes it (dlight's CPU Reduction rule put a [1, 1000] softmax whole inside a
+    parallel loop over its 1000 outputs: 2.4 ms where 3 us do) or vectorises far wider
+    than any SIMD register (``MAX_VECTOR_BYTES``). The next rule then schedules it."""
     from mcc.schedule.small_kernels import kernel_work
 
     try:
@@ -213,9 +216,27 @@ def _try_rule(rule, func, target):
     if space is None:
         return None
     sch = space[0] if isinstance(space, list) else space
-    if kernel_work(sch.mod["main"].body) > MAX_RECOMPUTE * max(1, kernel_work(func.body)):
+    body = sch.mod["main"].body
+    if kernel_work(body) > MAX_RECOMPUTE * max(1, kernel_work(func.body)):
+        return None
+    if _widest_vector(body) > MAX_VECTOR_BYTES:
         return None
     return sch
+
+
+def _widest_vector(body) -> int:
+    """Bytes of the widest vectorised loop (extent x 4: its float32 lanes) in ``body``."""
+    import tvm_ffi
+
+    widths = [0]
+
+    def note(loop):
+        if loop.kind == tirx.ForKind.VECTORIZED and isinstance(loop.extent, tirx.IntImm):
+            widths.append(4 * int(loop.extent.value))
+        return loop
+
+    tvm_ffi.structural_map(body, [(tirx.For, note)], order="post")
+    return max(widths)
 
 
 def _split_layout_rewrite(mod: tvm.IRModule) -> tvm.IRModule:

@@ -213,3 +213,29 @@ def test_activation_matmul_with_odd_columns_is_padded(tmp_path):
     matmul = [info for name, info in compiled.report["schedule"]["kernels"].items()
               if "matmul" in name]
     assert matmul and all(info["schedule"] == "rule TiledReduction" for info in matmul)
+
+
+def test_a_schedule_vectorised_wider_than_any_register_is_refused():
+    """A rule's schedule with a 64-lane float32 vector (what dlight's CPU GEMV rule gave a
+    1x1 conv on one pixel; LLVM then took minutes) is refused; 16 lanes are fine."""
+    import tvm
+    from tvm import te
+
+    from mcc.schedule import _try_rule
+
+    a = te.placeholder((256,), name="a")
+    func = te.create_prim_func([a, te.compute((256,), lambda i: a[i] * 2.0, name="b")])
+
+    class Vectorise:
+        def __init__(self, lanes):
+            self.lanes = lanes
+
+        def apply(self, func, target, tunable):
+            sch = tvm.s_tir.Schedule(func)
+            (i,) = sch.get_loops(sch.get_sblock("b"))
+            sch.vectorize(sch.split(i, factors=[None, self.lanes])[1])
+            return sch
+
+    target = tvm.target.Target("llvm")
+    assert _try_rule(Vectorise(64), func, target) is None
+    assert _try_rule(Vectorise(16), func, target) is not None
