@@ -38,6 +38,8 @@ class Conv1dAsConv2d:
 
     @staticmethod
     def _rewrite(call, matches):
+        if not isinstance(call, relax.Call):  # a binding's var the pattern saw through
+            return call
         attrs = call.attrs
         if (attrs.data_layout != "NCW" or attrs.kernel_layout != "OIW"
                 or attrs.out_layout != "NCW"):

@@ -43,6 +43,8 @@ class ConvTransposeAsMatmul:
 
     @staticmethod
     def _rewrite(call, matches):
+        if not isinstance(call, relax.Call):  # a binding's var the pattern saw through
+            return call
         attrs = call.attrs
         data, weight = call.args
         values = weight.value.numpy()  # IOHW: [in channels, out channels, kh, kw]

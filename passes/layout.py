@@ -130,6 +130,8 @@ def _convert_each_conv(mod: tvm.IRModule) -> tvm.IRModule | None:
     count = []
 
     def rewrite(call, matches):
+        if not isinstance(call, relax.Call):  # a binding's var the pattern saw through
+            return call
         attrs = call.attrs
         if (attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW"
                 or attrs.out_layout not in ("", "NCHW")):

@@ -53,6 +53,8 @@ class PadChannels:
 
     @staticmethod
     def _rewrite(call, matches):
+        if not isinstance(call, relax.Call):  # a binding's var the pattern saw through
+            return call
         data, weight = call.args
         if call.op.name == "relax.matmul":
             return _pad_matmul(call, data, weight)

@@ -44,6 +44,8 @@ class SplitGroupedConv:
 
     @staticmethod
     def _rewrite(call, matches):
+        if not isinstance(call, relax.Call):  # a binding's var the pattern saw through
+            return call
         attrs = call.attrs
         data, weight = call.args
         groups = int(attrs.groups)
