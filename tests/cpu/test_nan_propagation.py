@@ -137,3 +137,23 @@ def test_vector_max_without_isnan_for_cuda():
     cuda = tvm.target.Target({"kind": "cuda", "arch": "sm_75"})
     func = te.create_prim_func([x, y, z]).with_attr("target", cuda)
     assert "isnan" in nan.propagate_nan_func(func).script()  # scalars: isnan is fine
+
+
+def test_whole_tensor_reduce_max_builds_vectorised():
+    """ReduceMax over a whole [1, 97, 32] tensor (a log-mel front end's normaliser): its
+    "any value other than -inf" flags are vectorised; combined as bools they failed LLVM's
+    verifier ("or <16 x i8>, <16 x i1>")."""
+    from onnx import TensorProto
+
+    import mcc
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["x"], ["y"], keepdims=0)], "reduce_all",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 97, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    compiled = mcc.compile(model)
+    x = np.random.default_rng(0).standard_normal((1, 97, 32)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(compiled.run({"x": x})["y"], want)

@@ -47,8 +47,11 @@ def _wrap(op_type: str, sign: float):
                     return result
                 beyond = op.less(data, const(infinity, dtype)) if sign > 0 else \
                     op.greater(data, const(infinity, dtype))
-                other = op.logical_or(beyond, op.isnan(data))  # LLVM's != is ordered
-                flag = bb.normalize(op.astype(other, dtype))
+                # LLVM's != is ordered, so a NaN is counted by its own flag; the flags are
+                # combined as floats (a vectorised "or" of two bool buffers fails LLVM's
+                # verifier: "or <16 x i8>, <16 x i1>")
+                flag = bb.normalize(op.maximum(op.astype(beyond, dtype),
+                                               op.astype(op.isnan(data), dtype)))
                 flags = [flag, *list(inputs)[1:]]
                 some = bb.normalize(any_impl(bb, flags, attr, params))
                 return op.where(op.greater(some, const(0.5, dtype)), result,
