@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_op, wildcard
+
+from mcc.passes.rewrite import rewrite_matching_calls
 
 
 def conv1d_as_conv2d(mod: tvm.IRModule) -> tvm.IRModule:
@@ -32,14 +34,10 @@ class Conv1dAsConv2d:
         self.pattern = is_op("relax.nn.conv1d")(wildcard(), wildcard())
 
     def transform_function(self, func, mod, ctx):
-        if func.attrs is not None and "Primitive" in func.attrs:
-            return func
-        return rewrite_call(self.pattern, self._rewrite, func)
+        return rewrite_matching_calls(self.pattern, self._rewrite, func)
 
     @staticmethod
-    def _rewrite(call, matches):
-        if not isinstance(call, relax.Call):  # a binding's var the pattern saw through
-            return call
+    def _rewrite(call):
         attrs = call.attrs
         if (attrs.data_layout != "NCW" or attrs.kernel_layout != "OIW"
                 or attrs.out_layout != "NCW"):

@@ -21,7 +21,9 @@ from __future__ import annotations
 import numpy as np
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_const, is_op, wildcard
+
+from mcc.passes.rewrite import rewrite_matching_calls
 
 
 def conv_transpose_as_matmul(mod: tvm.IRModule) -> tvm.IRModule:
@@ -37,14 +39,10 @@ class ConvTransposeAsMatmul:
         self.pattern = is_op("relax.nn.conv2d_transpose")(wildcard(), is_const())
 
     def transform_function(self, func, mod, ctx):
-        if func.attrs is not None and "Primitive" in func.attrs:
-            return func
-        return rewrite_call(self.pattern, self._rewrite, func)
+        return rewrite_matching_calls(self.pattern, self._rewrite, func)
 
     @staticmethod
-    def _rewrite(call, matches):
-        if not isinstance(call, relax.Call):  # a binding's var the pattern saw through
-            return call
+    def _rewrite(call):
         attrs = call.attrs
         data, weight = call.args
         values = weight.value.numpy()  # IOHW: [in channels, out channels, kh, kw]

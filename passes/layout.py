@@ -124,14 +124,14 @@ def _convert_each_conv(mod: tvm.IRModule) -> tvm.IRModule | None:
     """Every NCHW/OIHW conv2d with a constant weight as transpose -> NHWC/HWIO conv2d ->
     transpose back, the transposes between consecutive convs cancelled; None when there is
     no such conv."""
-    from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+    from tvm.relax.dpl import is_const, is_op, wildcard
+
+    from mcc.passes.rewrite import rewrite_matching_calls
 
     pattern = is_op("relax.nn.conv2d")(wildcard(), is_const())
     count = []
 
-    def rewrite(call, matches):
-        if not isinstance(call, relax.Call):  # a binding's var the pattern saw through
-            return call
+    def rewrite(call):
         attrs = call.attrs
         if (attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW"
                 or attrs.out_layout not in ("", "NCHW")):
@@ -148,7 +148,7 @@ def _convert_each_conv(mod: tvm.IRModule) -> tvm.IRModule | None:
     mod = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)  # not the caller's
     for gv, func in list(mod.functions_items()):
         if isinstance(func, relax.Function):
-            mod[gv] = rewrite_call(pattern, rewrite, func)
+            mod[gv] = rewrite_matching_calls(pattern, rewrite, func)
     if not count:
         return None
     T = relax.transform

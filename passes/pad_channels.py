@@ -23,7 +23,9 @@ from __future__ import annotations
 import numpy as np
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_const, is_op, wildcard
+
+from mcc.passes.rewrite import rewrite_matching_calls
 
 BLOCK = 16  # float32 lanes of AVX-512; a multiple of the NEON / AVX2 widths too
 MIN_CHANNELS = 16  # below one block, padding would multiply the work
@@ -47,14 +49,10 @@ class PadChannels:
                         | is_op("relax.matmul")(wildcard(), wildcard()))
 
     def transform_function(self, func, mod, ctx):
-        if func.attrs is not None and "Primitive" in func.attrs:
-            return func
-        return rewrite_call(self.pattern, self._rewrite, func)
+        return rewrite_matching_calls(self.pattern, self._rewrite, func)
 
     @staticmethod
-    def _rewrite(call, matches):
-        if not isinstance(call, relax.Call):  # a binding's var the pattern saw through
-            return call
+    def _rewrite(call):
         data, weight = call.args
         if call.op.name == "relax.matmul":
             return _pad_matmul(call, data, weight)

@@ -19,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_const, is_op, wildcard
+
+from mcc.passes.rewrite import rewrite_matching_calls
 
 MAX_GROUPS = 64  # more parts than this: the per-part launches outweigh the gain
 MIN_GROUP_CHANNELS = 4
@@ -38,14 +40,10 @@ class SplitGroupedConv:
         self.pattern = is_op("relax.nn.conv2d")(wildcard(), is_const())
 
     def transform_function(self, func, mod, ctx):
-        if func.attrs is not None and "Primitive" in func.attrs:
-            return func
-        return rewrite_call(self.pattern, self._rewrite, func)
+        return rewrite_matching_calls(self.pattern, self._rewrite, func)
 
     @staticmethod
-    def _rewrite(call, matches):
-        if not isinstance(call, relax.Call):  # a binding's var the pattern saw through
-            return call
+    def _rewrite(call):
         attrs = call.attrs
         data, weight = call.args
         groups = int(attrs.groups)

@@ -33,6 +33,18 @@ def _dequantize(bb, x, scale, zero_point, axis=-1):
     return bb.emit(relax.op.dequantize(x, scale, zero_point, axis=axis, out_dtype="float32"))
 
 
+def _unit_dequantize(bb, x, zero_point, axis: int = -1):
+    """``x - zero_point`` as float32 (a dequantize with scale 1); a zero point per channel
+    (a 1-D one with several values) along ``axis``."""
+    from tvm import relax
+
+    one = relax.const(1.0, "float32")
+    if zero_point is not None and zero_point.ty.ndim == 1 and int(zero_point.ty.shape[0]) > 1:
+        ones = bb.emit(relax.op.full_like(relax.op.astype(zero_point, "float32"), one))
+        return _dequantize(bb, x, ones, zero_point, axis=axis)
+    return _dequantize(bb, x, one, zero_point)
+
+
 def _converters():
     from tvm import relax
     from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
@@ -71,13 +83,7 @@ def _converters():
             x, w = inputs[0], inputs[1]
             xz = inputs[2] if len(inputs) > 2 else None
             wz = inputs[3] if len(inputs) > 3 else None
-            one = relax.const(1.0, "float32")
-            if wz is not None and wz.ty.ndim == 1:
-                ones = bb.emit(relax.op.full_like(relax.op.astype(wz, "float32"), one))
-                w_real = _dequantize(bb, w, ones, wz, axis=0)
-            else:
-                w_real = _dequantize(bb, w, one, wz)
-            conv = relax.op.nn.conv2d(_dequantize(bb, x, one, xz), w_real,
+            conv = relax.op.nn.conv2d(_unit_dequantize(bb, x, xz), _unit_dequantize(bb, w, wz, 0),
                                       **_conv_attrs(attr, w.ty.ndim - 2, "ConvInteger"))
             return relax.op.astype(relax.op.round(conv), "int32")
 
@@ -91,13 +97,7 @@ def _converters():
             a, b = inputs[0], inputs[1]
             az = inputs[2] if len(inputs) > 2 else None
             bz = inputs[3] if len(inputs) > 3 else None
-            one = relax.const(1.0, "float32")
-            if bz is not None and bz.ty.ndim == 1 and int(bz.ty.shape[0]) > 1:
-                ones = bb.emit(relax.op.full_like(relax.op.astype(bz, "float32"), one))
-                b_real = _dequantize(bb, b, ones, bz, axis=-1)
-            else:
-                b_real = _dequantize(bb, b, one, bz)
-            product = relax.op.matmul(_dequantize(bb, a, one, az), b_real)
+            product = relax.op.matmul(_unit_dequantize(bb, a, az), _unit_dequantize(bb, b, bz, -1))
             return relax.op.astype(relax.op.round(product), "int32")
 
     return {"QLinearConv": QLinearConv, "QLinearMatMul": QLinearMatMul,
