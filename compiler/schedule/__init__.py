@@ -226,17 +226,11 @@ def _try_rule(rule, func, target):
 
 def _widest_vector(body) -> int:
     """Bytes of the widest vectorised loop (extent x 4: its float32 lanes) in ``body``."""
-    import tvm_ffi
+    from mcc.schedule.small_kernels import loops
 
-    widths = [0]
-
-    def note(loop):
-        if loop.kind == tirx.ForKind.VECTORIZED and isinstance(loop.extent, tirx.IntImm):
-            widths.append(4 * int(loop.extent.value))
-        return loop
-
-    tvm_ffi.structural_map(body, [(tirx.For, note)], order="post")
-    return max(widths)
+    return max([4 * int(loop.extent.value) for loop in loops(body)
+                if loop.kind == tirx.ForKind.VECTORIZED
+                and isinstance(loop.extent, tirx.IntImm)], default=0)
 
 
 def _split_layout_rewrite(mod: tvm.IRModule) -> tvm.IRModule:

@@ -60,12 +60,15 @@ def _serial(loop: tirx.For) -> tirx.For:
                     loop.thread_binding, loop.annotations)
 
 
+def loops(body) -> list[tirx.For]:
+    """Every loop in ``body`` (a read-only walk)."""
+    found: list[tirx.For] = []
+    tvm_ffi.structural_walk(body, (tirx.For, found.append), order="post")
+    return found
+
+
 def has_parallel_loop(func: tirx.PrimFunc) -> bool:
-    found = []
-    tvm_ffi.structural_map(
-        func.body, [(tirx.For, lambda loop: found.append(loop.kind == tirx.ForKind.PARALLEL)
-                     or loop)], order="post")
-    return any(found)
+    return any(loop.kind == tirx.ForKind.PARALLEL for loop in loops(func.body))
 
 
 def serialize_small_kernels(mod: tvm.IRModule, threshold: int = SERIAL_WORK):

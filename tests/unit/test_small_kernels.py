@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import tvm
-import tvm_ffi
 from tvm import te, tirx
 
-from mcc.schedule.small_kernels import SERIAL_WORK, kernel_work, serialize_small_kernels
+from mcc.schedule.small_kernels import SERIAL_WORK, kernel_work, loops, serialize_small_kernels
 
 
 def _parallel_add(n):
@@ -22,11 +21,7 @@ def _parallel_add(n):
 
 
 def _kinds(mod):
-    kinds = []
-    tvm_ffi.structural_map(mod["main"].body,
-                           [(tirx.For, lambda loop: kinds.append(loop.kind) or loop)],
-                           order="post")
-    return kinds
+    return [loop.kind for loop in loops(mod["main"].body)]
 
 
 def test_work_counts_innermost_iterations():
