@@ -17,7 +17,7 @@ import mcc
 from conftest import make_model
 from mcc.build.pipeline import optimize
 from mcc.frontends import import_model
-from mcc.schedule.rules import Injective, TiledReduction, cpu_info, rules_for
+from mcc.schedule.rules import Injective, RowReduction, TiledReduction, cpu_info, rules_for
 
 X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4", "num-cores": 2}
 AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
@@ -179,11 +179,12 @@ def test_epilogue_is_fused_into_the_conv_tile():
     assert "T.max(" in text and "T_add_intermediate =" not in text
 
 
-def test_row_reductions_are_left_to_dlight():
+def test_row_reductions_are_left_to_the_row_rule():
     funcs = _kernels(batch_matmul_softmax(), X86)
     (softmax,) = [f for n, f in funcs.items() if "softmax" in n and "matmul" not in n]
     assert TiledReduction().apply(softmax, tvm.target.Target(X86), False) is None
     assert Injective().apply(softmax, tvm.target.Target(X86), False) is None
+    assert RowReduction().apply(softmax, tvm.target.Target(X86), False) is not None
 
 
 def test_vector_width_follows_the_target():

@@ -10,7 +10,9 @@ write a module here and add its rule objects to ``RULES_BY_KIND`` (keyed by the
     TiledReduction  conv2d (NHWC, NCHW), dense / matmul / batch matmul,
                     depthwise conv, pooling: register-blocked, vectorised,
                     parallel, with fused epilogues (tiled_reduction.py)
-    dlight GEMV, Reduction   row reductions (softmax, layer norm, mean)
+    dlight GEMV     matrix-vector products
+    RowReduction    softmax, layer norm, RMS norm: rows in parallel, partial results
+                    in vector lanes (row_reduction.py); dlight's Reduction after it
     Injective       elementwise, broadcast, pad, transpose kernels (injective.py)
     ParallelFallback  anything else: outer spatial loops in parallel (injective.py)
 
@@ -20,6 +22,7 @@ The rules import TVM, mcc.passes and each other only.
 from __future__ import annotations
 
 from mcc.schedule.rules.injective import Injective, ParallelFallback
+from mcc.schedule.rules.row_reduction import RowReduction
 from mcc.schedule.rules.tiled_reduction import TiledReduction
 from mcc.targets.cpu_info import CpuInfo, cpu_info
 
@@ -27,8 +30,8 @@ from mcc.targets.cpu_info import CpuInfo, cpu_info
 def _llvm_rules(fuse_epilogues: bool = True) -> list:
     from tvm.s_tir import dlight as dl
 
-    return [TiledReduction(fuse_epilogue=fuse_epilogues), dl.cpu.GEMV(), dl.cpu.Reduction(),
-            Injective(), ParallelFallback()]
+    return [TiledReduction(fuse_epilogue=fuse_epilogues), dl.cpu.GEMV(), RowReduction(),
+            dl.cpu.Reduction(), Injective(), ParallelFallback()]
 
 
 def _cuda_rules(fuse_epilogues: bool = True) -> list:

@@ -1,0 +1,161 @@
+"""Row reductions on CPU: softmax, layer norm, RMS norm, mean / variance over the last axes.
+
+These kernels are a chain of blocks over the same rows (the leading spatial axes):
+reductions along each row (max, sum, sum of squares) and elementwise steps over the row
+or per row (exp, subtract the mean, scale). dlight's CPU ``Reduction`` rule runs each
+reduction as one scalar dependency chain (a ``max`` or ``+`` waiting on the previous
+one) and leaves a row whose length the vector width does not divide unvectorised:
+1-2 GFLOP/s, a [12, 197, 197] softmax in 2 ms where ONNX Runtime needs 0.2.
+
+This rule keeps dlight's structure (rows in parallel, every block computed row by row so
+the row stays in L1) and vectorises both kinds of block:
+
+    parallel for row                      # fused leading spatial axes
+      for ko, vectorize ki in lanes       # each reduction: ``lanes`` partial results
+        part[ki] = max(part[ki], x[row, ko * lanes + ki])     (rfactor)
+      for ki: out[row] = max(out[row], part[ki])              (lanes -> 1)
+      for jo, vectorize ji in lanes       # each elementwise block
+        ...
+      for j in tail                       # the row's last n % lanes elements, scalar
+
+Partial results need a row length that the vector width divides (16, 8 or 4 float32
+lanes); otherwise that reduction stays scalar (TVM's compute_at drops the predicate of a
+split that does not divide, so the tail cannot be folded in). Elementwise blocks are
+split into a vectorised body and a scalar tail (``loop_partition``) whatever the length.
+Producers read by a single block are inlined into it, so ``x - max`` is not stored.
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+
+from mcc.schedule.rules.base import CpuRule
+from mcc.targets.cpu_info import cpu_info
+
+_REDUCE = 2  # tirx.IterVar.CommReduce
+
+
+class RowReduction(CpuRule):
+    """Vectorised, row-parallel schedule for softmax / normalisation kernels."""
+
+    def apply(self, func: tirx.PrimFunc, target, tunable: bool):
+        started = self._start(func, target)
+        if started is None:
+            return None
+        sch, blocks = started
+        if len(blocks) < 2 or all(b.is_injective() for b in blocks):
+            return None
+        if not blocks[-1].is_injective():
+            return None
+        rows = _leading_spatial(blocks)
+        if not rows:
+            return None
+        extents = _row_extents(sch, blocks, rows)
+        if extents is None:
+            return None
+        outputs = {sch.get(b).name_hint for b in sch.get_output_blocks("root")}
+        for info in blocks[:-1]:  # x - max: computed where it is read, once
+            block = info.block_rv
+            if (info.is_injective() and sch.get(block).name_hint not in outputs
+                    and len(sch.get_consumers(block)) == 1):
+                sch.compute_inline(block)
+
+        partials = {}  # rfactor block -> its lane count
+        for block in _children(sch):
+            if _is_reduction(sch, block):
+                partial = _split_into_lanes(sch, block, rows, _lanes(sch, block, target))
+                if partial is not None:
+                    partials[sch.get(partial).name_hint] = _lanes_of(sch, partial)
+
+        *producers, last = _children(sch)
+        loops = sch.get_loops(last)
+        row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
+        sch.parallel(row)
+        for block in reversed(producers):
+            sch.compute_at(block, row, preserve_unit_loops=True)
+        for block in [*producers, last]:
+            inner = sch.get_loops(block)[1:]
+            if sch.get(block).name_hint in partials:
+                # compute_at lays loops out in block-iterator order: the lane first
+                lane, *rest = inner
+                if int(sch.get(lane).extent) not in partials[sch.get(block).name_hint]:
+                    return None
+                sch.reorder(*rest, lane)
+                sch.vectorize(lane)
+            elif inner and not _is_reduction(sch, block):
+                fused = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+                _vectorize_with_tail(sch, fused, _lanes(sch, block, target))
+        return sch
+
+
+def _children(sch) -> list:
+    return list(sch.get_child_blocks(sch.get_sblock("root")))
+
+
+def _is_reduction(sch, block) -> bool:
+    return any(int(iv.iter_type) == _REDUCE for iv in sch.get(block).iter_vars)
+
+
+def _lanes_of(sch, partial) -> tuple[int, ...]:
+    """The extent of an rfactor block's lane axis (its first iterator)."""
+    return (int(sch.get(partial).iter_vars[0].dom.extent),)
+
+
+def _lanes(sch, block, target) -> int:
+    """float32 (or the written dtype's) elements per SIMD register."""
+    return cpu_info(target).lanes(str(sch.get(block).writes[0].source.dtype))
+
+
+def _leading_spatial(blocks) -> int:
+    """Number of row axes: the leading spatial axes every block has. 0 (no rule) when a
+    reduction also runs over an axis before a spatial one (a column sum, pooling)."""
+    rows = min(len(b.dom_kind()) - len(b.dom_kind().lstrip("S")) for b in blocks)
+    for info in blocks:
+        if not info.is_injective() and set(info.dom_kind()[rows:]) != {"R"}:
+            return 0
+    return rows
+
+
+def _row_extents(sch, blocks, rows: int):
+    """The row axes' extents, when every block runs over the same rows (else None)."""
+    found = None
+    for info in blocks:
+        loops = sch.get_loops(info.block_rv)
+        extents = [sch.get(loop).extent for loop in loops[:rows]]
+        if not all(isinstance(e, tirx.IntImm) for e in extents):
+            return None
+        extents = [int(e) for e in extents]
+        if found is not None and extents != found:
+            return None
+        found = extents
+    return found
+
+
+def _split_into_lanes(sch, block, rows: int, lanes: int):
+    """rfactor ``block``'s reduction into ``lanes`` partial results (a new block), or None
+    when no vector width (lanes, lanes / 2, lanes / 4, at least 4) divides the row."""
+    reduce_loops = sch.get_loops(block)[rows:]
+    if not reduce_loops:
+        return None
+    loop = sch.fuse(*reduce_loops) if len(reduce_loops) > 1 else reduce_loops[0]
+    extent = sch.get(loop).extent
+    if not isinstance(extent, tirx.IntImm):
+        return None
+    n = int(extent)
+    for width in (lanes, lanes // 2, lanes // 4):
+        if width >= 4 and n % width == 0 and n >= 2 * width:
+            _, lane = sch.split(loop, factors=[None, width])
+            return sch.rfactor(lane, factor_axis=rows)
+    return None
+
+
+def _vectorize_with_tail(sch, loop, lanes: int) -> None:
+    """Vectorise ``loop`` by ``lanes``; a remainder runs as a scalar loop after it."""
+    extent = sch.get(loop).extent
+    if not isinstance(extent, tirx.IntImm) or int(extent) < lanes:
+        return
+    n = int(extent)
+    if n % lanes:
+        loop, _ = sch.loop_partition(loop, factors=[n - n % lanes, None])
+    _, vector = sch.split(loop, factors=[None, lanes])
+    sch.vectorize(vector)
