@@ -93,6 +93,24 @@ def test_runner_errors_are_one_line(x86_bundles, tmp_path, args, fragment):
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
 
 
+def test_runner_creates_nested_output_dirs_before_running(x86_bundles, tmp_path):
+    """-o a/b/c is created as mkdir -p would (the first GPU check lost every output to a
+    missing parent: the runs were timed, then 'cannot write'); a path that cannot be a
+    directory is one line before anything runs."""
+    bundle = x86_bundles["conv_bn"]
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 12, 12), np.float32))
+    runner, module = bundle / "bin" / "mcc_run", bundle / "conv_bn.so"
+    nested = tmp_path / "a" / "b" / "out"
+    result = _run(runner, module, "-i", f"x={tmp_path / 'x.npy'}", "-o", nested)
+    assert result.returncode == 0, result.stderr
+    assert (nested / "y.npy").is_file()
+    (tmp_path / "file").write_text("")
+    result = _run(runner, module, "-i", f"x={tmp_path / 'x.npy'}", "-o", tmp_path / "file" / "out")
+    assert result.returncode == 1 and "ran " not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot create output directory"), lines
+
+
 def test_runner_refuses_another_architecture(x86_bundles, tmp_path):
     bundle = x86_bundles["conv_bn"]
     data = bytearray((bundle / "conv_bn.so").read_bytes())

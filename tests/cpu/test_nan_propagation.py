@@ -157,3 +157,45 @@ def test_whole_tensor_reduce_max_builds_vectorised():
     x = np.random.default_rng(0).standard_normal((1, 97, 32)).astype(np.float32)
     want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_array_equal(compiled.run({"x": x})["y"], want)
+
+
+def test_cuda_vector_form_keeps_nan_when_run(monkeypatch):
+    """The compare-only form CUDA vectors get (``a > b ? a : (a <= b ? b : a + b)``), run
+    here on LLVM float32x4 with NaN in either operand, both, and +-inf (the same form ran
+    on an H200 as float4: benchmarks/gpu_check.py's vec_nan)."""
+    import tvm
+    from gpu_check import vector_nan_inputs
+    from tvm import te
+    from tvm.s_tir import Schedule
+
+    from mcc.build import nan
+
+    vector_forms = []
+    keep = nan._keep_nan
+
+    def cuda_form(expr, vector_isnan=True):
+        vector_forms.append(expr.ty.dtype.lanes)
+        return keep(expr, vector_isnan=False)
+
+    monkeypatch.setattr(nan, "_keep_nan", cuda_form)
+    n = 4096
+    x = te.placeholder((n,), "float32", name="x")
+    y = te.placeholder((n,), "float32", name="y")
+    zmax = te.compute((n,), lambda i: te.max(x[i], y[i]), name="zmax")
+    zmin = te.compute((n,), lambda i: te.min(x[i], y[i]), name="zmin")
+    sch = Schedule(te.create_prim_func([x, y, zmax, zmin]))
+    for block in ("zmax", "zmin"):
+        (loop,) = sch.get_loops(sch.get_sblock(block))
+        _, lanes = sch.split(loop, [None, 4])
+        sch.vectorize(lanes)
+    lib = tvm.compile(sch.mod, target="llvm", tir_pipeline=nan.register())
+    assert sorted(vector_forms) == [4, 4]  # both rewritten on float32x4
+    a, b = vector_nan_inputs(n)
+    out = [tvm.runtime.tensor(np.zeros(n, np.float32)) for _ in range(2)]
+    lib["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b), *out)
+    nan_in = np.isnan(a) | np.isnan(b)
+    assert nan_in.sum() > 1000
+    for got, want in zip(out, (np.fmax(a, b), np.fmin(a, b))):
+        got = got.numpy()
+        np.testing.assert_array_equal(np.isnan(got), nan_in)
+        np.testing.assert_array_equal(got[~nan_in], want[~nan_in])

@@ -77,3 +77,35 @@ def test_int8_cuda_module_matches_the_x86_int8_build(tmp_path):
     # the same integer arithmetic; only the fp32 epilogue may round differently
     np.testing.assert_allclose(module.run(feed)["y"], want, rtol=0,
                                atol=0.02 * np.abs(want).max())
+
+
+def test_nan_through_max_min_on_gpu_as_on_x86(tmp_path):
+    """Relu, Clip, MaxPool, ReduceMax/Min, Max/Min fed NaN and +-inf: the GPU module keeps
+    NaN where the x86 build does (benchmarks/gpu_check.py's nan_ops)."""
+    from gpu_check import nan_ops_feed, nan_ops_model
+
+    import mcc
+
+    model, feed = nan_ops_model(), nan_ops_feed()
+    gpu = mcc.load(mcc.compile(model, target="cuda", verify=False).export(tmp_path / "n.so"))
+    want = mcc.compile(model).run(feed)
+    for name, value in gpu.run(feed).items():
+        np.testing.assert_array_equal(np.isnan(value), np.isnan(want[name]), err_msg=name)
+        np.testing.assert_allclose(value, want[name], rtol=1e-6, atol=0, err_msg=name)
+
+
+def test_float4_nan_max_min_kernel_on_gpu():
+    """mcc.build.nan's compare-only vector form (CUDA has no != on float4), run as float4."""
+    import tvm
+    from gpu_check import vector_nan_inputs, vector_nan_library
+
+    lib = vector_nan_library(_gpu())
+    x, y = vector_nan_inputs()
+    device = tvm.cuda(0)
+    out = [tvm.runtime.tensor(np.zeros_like(x), device) for _ in range(2)]
+    lib["main"](tvm.runtime.tensor(x, device), tvm.runtime.tensor(y, device), *out)
+    nan_in = np.isnan(x) | np.isnan(y)
+    for got, want in zip(out, (np.fmax(x, y), np.fmin(x, y))):
+        got = got.numpy()
+        np.testing.assert_array_equal(np.isnan(got), nan_in)
+        np.testing.assert_array_equal(got[~nan_in], want[~nan_in])

@@ -4,9 +4,11 @@
 //
 // Errors are one line on stderr starting with "error:" and exit code 1.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <sys/stat.h>
@@ -21,7 +23,7 @@ const char* kUsage =
     "usage: mcc_run MODEL.so [-i NAME=IN.npy]... [-o OUT_DIR] [--repeat N] [--warmup N]\n"
     "       mcc_run MODEL.so --list\n"
     "  -i NAME=IN.npy   an input (repeat for each; NAME= may be left out for one input)\n"
-    "  -o OUT_DIR       write each output as OUT_DIR/<output name>.npy\n"
+    "  -o OUT_DIR       write each output as OUT_DIR/<output name>.npy (created if missing)\n"
     "  --repeat N       timed runs (default 1); prints median / min / mean latency\n"
     "  --warmup N       untimed runs first (default 1 when --repeat > 1)\n"
     "  --list           print the module's target, inputs and outputs\n";
@@ -39,6 +41,22 @@ std::string FileName(std::string name) {
     if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) c = '_';
   }
   return name;
+}
+
+// `mkdir -p DIR`, before the model runs: a run is not wasted on an output directory that
+// cannot be written.
+void MakeDirs(const std::string& dir) {
+  for (size_t at = 1; at <= dir.size(); ++at) {
+    if (at < dir.size() && dir[at] != '/') continue;
+    std::string prefix = dir.substr(0, at);
+    if (mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw mcc::Error("cannot create output directory '" + dir + "': " + std::strerror(errno));
+    }
+  }
+  struct stat info;
+  if (stat(dir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    throw mcc::Error("cannot create output directory '" + dir + "': not a directory");
+  }
 }
 
 int ParseCount(const std::string& flag, const char* text) {
@@ -84,6 +102,7 @@ int Main(int argc, char** argv) {
     }
   }
 
+  if (!out_dir.empty() && !list) MakeDirs(out_dir);
   mcc::Module module = mcc::Module::Load(model_path);
   if (list) {
     std::cout << "target: " << module.target_name() << " (" << module.device() << ")\n";
@@ -132,7 +151,6 @@ int Main(int argc, char** argv) {
     for (size_t d = 0; d < t.shape.size(); ++d) line += (d ? "," : "") + std::to_string(t.shape[d]);
     std::cout << line << "]";
     if (!out_dir.empty()) {
-      mkdir(out_dir.c_str(), 0755);
       std::string file = out_dir + "/" + FileName(module.outputs()[k].name) + ".npy";
       mcc::WriteNpy(file, t);
       std::cout << " -> " << file;
