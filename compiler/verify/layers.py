@@ -141,7 +141,8 @@ class CompareReport:
 
     @property
     def culprit(self) -> LayerDiff | None:
-        return find_culprit(self.layers, self.threshold)
+        """Where the error jumps (None for a .so: its outputs have no order to jump in)."""
+        return find_culprit(self.layers, self.threshold) if self.per_layer else None
 
     def worst(self, top: int) -> list[LayerDiff]:
         """The ``top`` layers that add the most error, worst first."""
@@ -161,8 +162,10 @@ class CompareReport:
                f"{len(self.layers)} {what} in {self.seconds:.1f} s"]
         out += [f"note: {n}" for n in self.notes]
         culprit = self.culprit
-        if culprit is None:
-            out.append(f"no {what[:-1]} exceeds relative error {self.threshold:g}")
+        over = sum(d.exceeds(self.threshold) for d in self.layers)
+        if not self.per_layer or culprit is None:
+            out.append(f"{over} of {len(self.layers)} {what} exceed relative error "
+                       f"{self.threshold:g} (int / bool: any difference)")
         else:
             out.append(f"culprit: #{culprit.index} {culprit.op} '{culprit.node}' -> "
                        f"'{culprit.tensor}': rel err {culprit.rel_err:.3g} (its inputs "
