@@ -85,8 +85,10 @@ def compare(model, inputs=None, reference="ort", reference_model=None, layers=()
     random). ``layers``: op types / node / tensor names to compare (default: all).
     Returns an ``mcc.verify.layers.CompareReport`` (``.layers``, ``.culprit``,
     ``.to_json()``, ``.lines()``)."""
+    from mcc.driver.config import check_names
     from mcc.verify.compare_layers import compare as _compare
 
+    check_names(options, "mcc.compare")
     return _compare(model, inputs=inputs, reference=reference, reference_model=reference_model,
                     layers=layers, threshold=threshold, target=target,
                     input_shapes=input_shapes, progress=progress, **options)

@@ -28,6 +28,7 @@ from mcc.verify.layers import DEFAULT_THRESHOLD, CompareReport, diff_layers
 from mcc.verify.marking import Layer, mark_layers
 
 REFERENCES = ("ort", "fp32")
+MANY_LAYERS = 500  # more marked tensors than this: suggest --layers
 # CompileConfig fields that lower precision: mcc's fp32 reference build leaves them out
 _LOW_PRECISION = ("quantize", "calibration", "calibration_method", "per_tensor", "exclude",
                   "accuracy_budget", "holdout", "precision")
@@ -39,26 +40,24 @@ _IN_MEMORY = "<in-memory ONNX model>"  # mcc.frontends.onnx_import's label for a
 def compare(model, inputs=None, reference: str = "ort", reference_model=None, layers=(),
             threshold: float = DEFAULT_THRESHOLD, target=None, input_shapes=None,
             progress=None, **options) -> CompareReport:
-    """Compare ``model`` (an ONNX path, or a compiled ``.so``) built with ``options`` (the
-    CompileConfig fields, as for mcc.compile) with the fp32 reference, layer by layer.
+    """Compare ``model`` (an ONNX path or ModelProto, or a compiled ``.so``) built with
+    ``options`` (the CompileConfig fields, as for mcc.compile) with the fp32 reference,
+    layer by layer.
 
     ``inputs``: {input name: array}, an .npz path keyed by input name, or None for seeded
     random inputs (``seed``). ``reference``: "ort" (ONNX Runtime fp32) or "fp32" (mcc's
     own build without quantize / precision options). ``layers``: op types, node or tensor
     names to compare (default: every activation). A ``.so`` compares its outputs with
     ONNX Runtime on ``reference_model`` (default: the model it was built from)."""
-    from mcc.driver.config import check_names
-
     if reference not in REFERENCES:
         raise MccError(f"unknown reference '{reference}'; choose one of {', '.join(REFERENCES)}")
-    check_names(options, "mcc.compare")
     given = [k for k in _VERIFY if options.get(k) is not None]
     if given:
         raise MccError(f"{given[0]}: compare runs no verification; give the inputs as "
                        "inputs= (--inputs)")
     say = progress or (lambda line: None)
     start = time.perf_counter()
-    if str(model).endswith(".so"):
+    if isinstance(model, (str, Path)) and str(model).endswith(".so"):
         misplaced = [k for k in _given(options) if k != "seed"] + [
             name for name, value in (("target", target), ("input_shapes", input_shapes),
                                      ("layers", layers), ("reference", reference != "ort"))
@@ -83,10 +82,12 @@ def _compare_onnx(path, inputs, reference, select, threshold, target, input_shap
     import mcc
     from mcc.frontends.onnx_import import _load, ort_reference
 
-    if not str(path).lower().endswith(".onnx"):
-        raise MccError(f"cannot compare '{path}': expected an ONNX model (.onnx) or a compiled "
-                       "module (.so)")
-    proto, label, _ = _load(Path(path))
+    if isinstance(path, (str, Path)):
+        if not str(path).lower().endswith(".onnx"):
+            raise MccError(f"cannot compare '{path}': expected an ONNX model (.onnx) or a "
+                           "compiled module (.so)")
+        path = Path(path)
+    proto, label, _ = _load(path)  # a path or an onnx.ModelProto
     config = mcc.compile_config(target, input_shapes, verify=False, **options)
     if not config.target.runs_on_host():
         raise MccError(f"compare runs the module here, and a {config.target.name} module "
@@ -97,6 +98,9 @@ def _compare_onnx(path, inputs, reference, select, threshold, target, input_shap
              + (f" (--layers {' '.join(select)})" if select else "")
              + (f"; {marked.untyped} of unknown type left out" if marked.untyped else "")]
     say(f"[mcc] compare  {notes[0]}: marked as graph outputs, compiling the marked model")
+    if not select and len(marked.layers) > MANY_LAYERS:
+        say(f"[mcc] compare  {len(marked.layers)} tensors marked: --layers OP,NODE,... marks "
+            "fewer (a shorter report, a build closer to the unmarked one)")
     compiled = _compile(mcc, marked.model, label, target, input_shapes, options, progress)
     feed, feed_text = _feed_or_random(feed, inputs, compiled, config.seed, say)
     actual = compiled.run(feed)
@@ -253,11 +257,9 @@ def _run_reference(run, feed: dict, label: str) -> dict:
 
 
 def _given(options: dict) -> list[str]:
-    """The CompileConfig fields among ``options`` set to something other than their default."""
-    from mcc.driver.config import OPTIONS
-
-    return [name for name, value in options.items() if name in OPTIONS
-            and value not in (None, (), {}) and value != OPTIONS[name].default]
+    """The options given a value (None, empty: the default; the CLI passes only the flags
+    on its command line)."""
+    return [name for name, value in options.items() if value not in (None, (), {})]
 
 
 def _build_text(options: dict, config) -> str:
