@@ -92,6 +92,12 @@ def _compare_onnx(path, inputs, reference, select, threshold, target, input_shap
     if not config.target.runs_on_host():
         raise MccError(f"compare runs the module here, and a {config.target.name} module "
                        f"cannot run on this machine: {config.target.why_not_runnable()}")
+    shown = options
+    if config.bind:  # bound before marking, so that ONNX Runtime runs the same graph
+        from mcc.frontends.onnx_import import bind_inputs
+
+        proto = bind_inputs(proto, config.bind, label)
+        options = {k: v for k, v in options.items() if k != "bind"}
     feed = _read_feed(inputs, label, _graph_input_names(proto))
     marked = mark_layers(proto, select)
     notes = [f"{len(marked.layers)} of {marked.candidates} activations compared"
@@ -125,7 +131,7 @@ def _compare_onnx(path, inputs, reference, select, threshold, target, input_shap
         notes.append(f"the marked build runs {len(quant['int8_ops'])} conv2d/matmul ops in int8 "
                      f"and {len(quant.get('fp32_ops', {}))} in fp32 (marking can change this: "
                      "compare with `mcc info` of your module)")
-    return CompareReport(label, reference_name, _build_text(options, config), feed_text, diffs,
+    return CompareReport(label, reference_name, _build_text(shown, config), feed_text, diffs,
                          threshold, per_layer=True, notes=notes)
 
 

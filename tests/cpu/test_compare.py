@@ -94,6 +94,20 @@ def test_int_and_bool_tensors_compare_exactly():
     assert report.culprit is None
 
 
+def test_bound_inputs_are_bound_for_both_runtimes():
+    model = graph_model(
+        [helper.make_node("Relu", ["x"], ["r"]),
+         helper.make_node("ReduceSum", ["r", "axes"], ["y"], keepdims=0)],
+        [("x", TensorProto.FLOAT, [2, 3]), ("axes", TensorProto.INT64, [1])],
+        [("y", TensorProto.FLOAT, [2])])
+    report = mcc.compare(model, bind={"axes": [1]})
+    assert [d.tensor for d in report.layers] == ["r", "y"] and report.culprit is None
+    assert "bind" in report.build
+    with pytest.raises(mcc.MccError, match="'axes' is not an input"):
+        mcc.compare(model, bind={"axes": [1]}, inputs={"x": np.zeros((2, 3), np.float32),
+                                                       "axes": np.array([1])})
+
+
 def test_compiled_module_compares_outputs_against_its_source(save_onnx, cli, tmp_path):
     path = save_onnx(two_output_model(), "two.onnx")
     so = tmp_path / "two.so"
