@@ -76,21 +76,24 @@ def profile(module, inputs=None, rounds=20):
 
 
 def compare(model, inputs=None, reference="ort", reference_model=None, layers=(),
-            threshold=1e-3, target=None, input_shapes=None, progress=None, **options):
+            threshold=None, target=None, input_shapes=None, progress=None, **options):
     """Which layer loses accuracy: ``model`` (an ONNX path) built with ``options`` (as for
     :func:`compile`: ``quantize="int8"``, ``precision="bf16"``, ``layout``, ...) against
     ONNX Runtime fp32 (``reference="ort"``) or mcc's fp32 build (``"fp32"``), tensor by
     tensor; a ``.so`` compares its outputs only, against ``reference_model`` (default: the
     model it was built from). ``inputs``: {name: array}, an .npz path, or None (seeded
     random). ``layers``: op types / node / tensor names to compare (default: all).
+    ``threshold``: the relative error that counts as a loss (default 1e-3).
     Returns an ``mcc.verify.layers.CompareReport`` (``.layers``, ``.culprit``,
     ``.to_json()``, ``.lines()``)."""
     from mcc.driver.config import check_names
     from mcc.verify.compare_layers import compare as _compare
+    from mcc.verify.layers import DEFAULT_THRESHOLD
 
     check_names(options, "mcc.compare")
     return _compare(model, inputs=inputs, reference=reference, reference_model=reference_model,
-                    layers=layers, threshold=threshold, target=target,
+                    layers=layers, target=target,
+                    threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
                     input_shapes=input_shapes, progress=progress, **options)
 
 

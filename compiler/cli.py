@@ -303,8 +303,8 @@ def _compare_flags() -> list[str]:
 @click.option("--layers", multiple=True, metavar="OP|NODE|TENSOR",
               help="compare only the outputs of these op types (Conv), nodes or tensors "
               "(repeatable or comma-separated; default: every activation)")
-@click.option("--threshold", type=click.FloatRange(min=0.0), default=1e-3, show_default=True,
-              help="relative error above which a float tensor counts as lossy")
+@click.option("--threshold", type=click.FloatRange(min=0.0), default=None,
+              help="relative error above which a float tensor counts as lossy (default 1e-3)")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="layers listed, the most error added first")
 @click.option("--json", "as_json", is_flag=True, help="print every layer as JSON")

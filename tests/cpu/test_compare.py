@@ -72,6 +72,26 @@ def test_int8_compare_points_at_a_quantized_layer(save_onnx, cli, tmp_path):
     assert [d.tensor for d in report.layers] == ["c1", "c2", "y"]  # the output always
     assert all(d.rel_err > 1e-4 for d in report.layers)  # int8 loses something everywhere
     assert report.culprit is not None and report.culprit.op == "Conv"
+    report.threshold = 1.0  # a loss nothing reaches
+    assert report.culprit is None and "0 of 3 layers exceed" in "\n".join(report.lines())
+
+
+def _host_has_bf16() -> bool:
+    from mcc.schedule.rules.bf16 import has_bf16
+    from mcc.targets import resolve_target
+
+    try:
+        return has_bf16(resolve_target(None).tvm_target())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.mark.skipif(not _host_has_bf16(), reason="this CPU lacks AVX-512 BF16 (avx512bf16)")
+def test_bf16_compare_points_at_a_bf16_layer():
+    report = mcc.compare(conv_net(), precision="bf16")
+    assert report.culprit is not None and report.culprit.op in QUANTIZABLE
+    assert 1e-4 < max(d.rel_err for d in report.layers) < 0.05  # bf16 rounding, not garbage
+    assert "precision bf16" in report.build
 
 
 def test_int_and_bool_tensors_compare_exactly():
