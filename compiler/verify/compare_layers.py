@@ -12,7 +12,7 @@ fused into its consumer or folded away (with a conv's output before a batch norm
 an int8 build runs that conv twice: once for the marked tensor, once with the batch norm
 folded in). The numbers are those of the marked build, whose int8 op count the report
 gives. Measured (int8, loaded 2-core VM): marking all 100 activations of MobileNetV2
-kept its 36 int8 ops and its output error, at 139 s against 91 s for the plain compile;
+kept its 36 int8 ops and its output error, at 69 s against 62 s for the plain compile;
 all 387 of a BERT-base-like encoder, 108 s against 112 s. So everything is marked by
 default; ``layers`` (op types, node or tensor names) marks fewer.
 
