@@ -16,7 +16,8 @@ from mcc.runtime.threads import default_thread_count
 default_thread_count()  # before TVM's thread pool exists: all physical cores, not half of them
 
 __version__ = "0.1.0"
-__all__ = ["MccError", "__version__", "bench", "bundle", "compile", "list_targets", "load",
+__all__ = ["MccError", "__version__", "bench", "bundle", "compare", "compile", "list_targets",
+           "load",
            "merge_tuning_logs", "profile", "tune"]
 
 
@@ -72,6 +73,28 @@ def profile(module, inputs=None, rounds=20):
     if inputs is None:
         inputs = random_inputs(module.inputs, seed=0, rules=module_rules(module.metadata))
     return profile_module(module, inputs, rounds=rounds)
+
+
+def compare(model, inputs=None, reference="ort", reference_model=None, layers=(),
+            threshold=None, target=None, input_shapes=None, progress=None, **options):
+    """Which layer loses accuracy: ``model`` (an ONNX path) built with ``options`` (as for
+    :func:`compile`: ``quantize="int8"``, ``precision="bf16"``, ``layout``, ...) against
+    ONNX Runtime fp32 (``reference="ort"``) or mcc's fp32 build (``"fp32"``), tensor by
+    tensor; a ``.so`` compares its outputs only, against ``reference_model`` (default: the
+    model it was built from). ``inputs``: {name: array}, an .npz path, or None (seeded
+    random). ``layers``: op types / node / tensor names to compare (default: all).
+    ``threshold``: the relative error that counts as a loss (default 1e-3).
+    Returns an ``mcc.verify.layers.CompareReport`` (``.layers``, ``.culprit``,
+    ``.to_json()``, ``.lines()``)."""
+    from mcc.driver.config import check_names
+    from mcc.verify.compare_layers import compare as _compare
+    from mcc.verify.layers import DEFAULT_THRESHOLD
+
+    check_names(options, "mcc.compare")
+    return _compare(model, inputs=inputs, reference=reference, reference_model=reference_model,
+                    layers=layers, target=target,
+                    threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+                    input_shapes=input_shapes, progress=progress, **options)
 
 
 def bench(model, **kwargs):

@@ -121,8 +121,6 @@ def compile(model, output, **options):
 
 
 def _load_feed(path: str | None, module) -> dict:
-    import numpy as np
-
     from mcc.runtime.tensors import random_inputs
 
     if path is None:
@@ -130,15 +128,9 @@ def _load_feed(path: str | None, module) -> dict:
         from mcc.frontends.feeds import module_rules
 
         return random_inputs(module.inputs, seed=0, rules=module_rules(module.metadata))
-    if not Path(path).exists():
-        raise MccError(f"inputs file '{path}' not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except Exception as err:  # ValueError, EOFError, zipfile.BadZipFile, zlib.error ...
-        from mcc.errors import first_line
+    from mcc.runtime.tensors import read_npz
 
-        raise MccError(f"'{path}' is not a readable .npz file: {first_line(err)}") from None
+    return read_npz(path)
 
 
 def _save_npz(path: str, arrays: dict) -> None:
@@ -289,6 +281,56 @@ def bench(model, target, input_shapes, repeat, reference, as_json):
     report = mcc.bench(model, target=target, input_shapes=parse_input_shapes(input_shapes),
                        repeat=repeat, reference=reference, progress=_stderr)
     _print_report(report, as_json)
+
+
+def _compare_flags() -> list[str]:
+    """The compile options `mcc compare` takes: all but verification's, which it replaces."""
+    from mcc.driver.config import OPTIONS
+
+    return [n for n in OPTIONS if n not in ("verify", "verify_inputs", "rtol", "atol")]
+
+
+@main.command()
+@click.argument("model", metavar="MODEL.onnx|MODEL.so")
+@click.option("--inputs", "inputs_path", metavar="IN.npz",
+              help="inputs keyed by input name (default: seeded random inputs, --seed)")
+@click.option("--reference", type=click.Choice(["ort", "fp32"]), default="ort",
+              show_default=True, help="ort: ONNX Runtime fp32; fp32: mcc's own build of the "
+              "model without the --quantize / --precision options")
+@click.option("--reference-model", metavar="MODEL.onnx",
+              help="for a .so: the fp32 model to compare its outputs with (default: the model "
+              "it was built from)")
+@click.option("--layers", multiple=True, metavar="OP|NODE|TENSOR",
+              help="compare only the outputs of these op types (Conv), nodes or tensors "
+              "(repeatable or comma-separated; default: every activation)")
+@click.option("--threshold", type=click.FloatRange(min=0.0), default=None,
+              help="relative error above which a float tensor counts as lossy (default 1e-3)")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="layers listed, the most error added first")
+@click.option("--json", "as_json", is_flag=True, help="print every layer as JSON")
+@config_options(*_compare_flags())
+def compare(model, inputs_path, reference, reference_model, layers, threshold, top, as_json,
+            **options):
+    """Find the layer that loses accuracy: compare MODEL.onnx built with the given compile
+    options (int8, bf16, a layout, ...) with ONNX Runtime fp32 (or mcc's fp32 build), tensor
+    by tensor in graph order, and name the culprit: the first layer whose relative error
+    jumps past --threshold. A compiled MODEL.so keeps no intermediate tensors, so for it
+    only the outputs are compared, against --reference-model."""
+    import mcc
+    from mcc.driver.config import from_cli
+
+    ctx = click.get_current_context()
+    given = {name: value for name, value in options.items()
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    selection = tuple(part for item in layers for part in item.split(",") if part)
+    report = mcc.compare(model, inputs=inputs_path, reference=reference,
+                         reference_model=reference_model, layers=selection, threshold=threshold,
+                         progress=_stderr, **from_cli(given))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in report.lines(top=top):
+            click.echo(line)
 
 
 @main.command()

@@ -94,6 +94,22 @@ def random_inputs(specs: list[TensorSpec], seed: int = 0, symbolic_size: int = 1
     return feed
 
 
+def read_npz(path) -> dict:
+    """An .npz feed keyed by input name, read without pickles (`mcc run`, `mcc profile`,
+    `mcc compare --inputs`); a missing or unreadable file is one line naming it."""
+    from pathlib import Path
+
+    if not Path(path).exists():
+        raise MccError(f"inputs file '{path}' not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except Exception as err:  # ValueError, EOFError, zipfile.BadZipFile, zlib.error ...
+        from mcc.errors import first_line
+
+        raise MccError(f"'{path}' is not a readable .npz file: {first_line(err)}") from None
+
+
 def parse_input_shapes(items: list[str] | tuple[str, ...]) -> dict[str, tuple[int, ...]]:
     """Parse ``NAME=D0,D1,...`` options (the CLI's ``--input-shape``) into a dict."""
     shapes = {}
