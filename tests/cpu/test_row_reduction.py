@@ -55,6 +55,8 @@ MODELS = {
     "softmax_lanes": lambda: softmax([1, 2, 16, 64]),  # 64 = 4 x 16 lanes
     "softmax_tail": lambda: softmax([1, 3, 5, 37]),  # 37: no vector width divides it
     "softmax_vit": lambda: softmax([1, 2, 9, 197]),
+    "softmax_short": lambda: softmax([3, 20]),  # 4-wide partial results
+    "softmax_last_lane": lambda: softmax([2, 4, 33]),  # 16, 16 and 1 in the last chunk
     "softmax_eight": lambda: softmax([2, 24, 40]),  # 40: 8-wide partial results
     "softmax_axis1": lambda: softmax([1, 6, 4, 5], axis=1),  # not the last axis
     "layer_norm": lambda: layer_norm([1, 7, 96]),
@@ -79,14 +81,25 @@ def test_row_reductions_match_onnxruntime(name):
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_a_nan_in_a_row_reaches_that_row_only():
-    model = softmax([1, 4, 32])
+@pytest.mark.parametrize("length,where", [(32, 17), (37, 36)])  # 37: in the partial chunk
+def test_a_nan_in_a_row_reaches_that_row_only(length, where):
+    model = softmax([1, 4, length])
     compiled = mcc.compile(model, target=X86)
     x = _inputs(model, seed=2)["x"]
-    x[0, 1, 17] = np.nan
+    x[0, 1, where] = np.nan
     (y,) = compiled.run({"x": x}).values()
     assert np.isnan(y[0, 1]).all()
     assert not np.isnan(y[0, [0, 2, 3]]).any()
+
+
+def test_a_row_masked_to_minus_infinity_in_its_last_chunk():
+    model = softmax([2, 37])
+    compiled = mcc.compile(model, target=X86)
+    x = np.zeros((2, 37), np.float32)
+    x[:, 33:] = -np.inf  # attention masks: the partial chunk holds only masked entries
+    (y,) = compiled.run({"x": x}).values()
+    np.testing.assert_allclose(y[:, :33], 1 / 33, rtol=1e-6)
+    assert (y[:, 33:] == 0).all()
 
 
 def _kernel(model, word):
@@ -108,10 +121,12 @@ def test_partial_results_fill_the_vector_lanes():
     assert text.count("T.vectorized(") >= 4  # max, exp, sum, normalise
 
 
-def test_rows_the_vector_width_does_not_divide_get_a_scalar_tail():
+def test_rows_the_vector_width_does_not_divide_keep_their_partial_last_chunk_bounded():
     text = _schedule(_kernel(softmax([1, 3, 5, 37]), "softmax"))
-    assert "_rf" not in text  # no partial results: 37 has no 4-, 8- or 16-wide divisor
-    assert "T.vectorized(" in text and "partition" in text  # 32 vectorised, 5 scalar
+    # 37 has no 4-, 8- or 16-wide divisor: 3 chunks of 16 lanes, the last one bounded
+    assert "maxelem_rf" in text and "expsum_rf" in text
+    assert text.count("T.where(") == 2 and "< T.int64(37)" in text
+    assert "partition" in text  # elementwise steps: 32 vectorised, 5 scalar
 
 
 def test_layer_norm_statistics_are_vectorised():

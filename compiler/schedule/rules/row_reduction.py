@@ -18,16 +18,18 @@ the row stays in L1) and vectorises both kinds of block:
         ...
       for j in tail                       # the row's last n % lanes elements, scalar
 
-Partial results need a row length that the vector width divides (16, 8 or 4 float32
-lanes); otherwise that reduction stays scalar (TVM's compute_at drops the predicate of a
-split that does not divide, so the tail cannot be folded in). Elementwise blocks are
-split into a vectorised body and a scalar tail (``loop_partition``) whatever the length.
-Producers read by a single block are inlined into it, so ``x - max`` is not stored.
+Partial results use the widest of 16, 8 or 4 float32 lanes that divides the row; a row
+none divides (ViT's 197 tokens) gets 16 lanes and a last chunk bounded by
+``chunk * 16 + lane < n``. TVM's compute_at drops that predicate, so it is put back on
+the finished schedule (``_bound_partial_chunks``). Elementwise blocks are split into a
+vectorised body and a scalar tail (``loop_partition``). Producers read by a single block
+are inlined into it, so ``x - max`` is not stored.
 """
 
 from __future__ import annotations
 
-from tvm import tirx
+import tvm_ffi
+from tvm import s_tir, tirx
 
 from mcc.schedule.rules.base import CpuRule
 from mcc.targets.cpu_info import cpu_info
@@ -60,12 +62,13 @@ class RowReduction(CpuRule):
                     and len(sch.get_consumers(block)) == 1):
                 sch.compute_inline(block)
 
-        partials = {}  # rfactor block -> its lane count
+        partials = {}  # rfactor block name -> (lanes, row length)
         for block in _children(sch):
             if _is_reduction(sch, block):
-                partial = _split_into_lanes(sch, block, rows, _lanes(sch, block, target))
-                if partial is not None:
-                    partials[sch.get(partial).name_hint] = _lanes_of(sch, partial)
+                split = _split_into_lanes(sch, block, rows, _lanes(sch, block, target))
+                if split is not None:
+                    partial, lanes, length = split
+                    partials[sch.get(partial).name_hint] = (lanes, length)
 
         *producers, last = _children(sch)
         loops = sch.get_loops(last)
@@ -78,14 +81,14 @@ class RowReduction(CpuRule):
             if sch.get(block).name_hint in partials:
                 # compute_at lays loops out in block-iterator order: the lane first
                 lane, *rest = inner
-                if int(sch.get(lane).extent) not in partials[sch.get(block).name_hint]:
+                if int(sch.get(lane).extent) != partials[sch.get(block).name_hint][0]:
                     return None
                 sch.reorder(*rest, lane)
                 sch.vectorize(lane)
             elif inner and not _is_reduction(sch, block):
                 fused = sch.fuse(*inner) if len(inner) > 1 else inner[0]
                 _vectorize_with_tail(sch, fused, _lanes(sch, block, target))
-        return sch
+        return _bound_partial_chunks(sch, partials)
 
 
 def _children(sch) -> list:
@@ -94,11 +97,6 @@ def _children(sch) -> list:
 
 def _is_reduction(sch, block) -> bool:
     return any(int(iv.iter_type) == _REDUCE for iv in sch.get(block).iter_vars)
-
-
-def _lanes_of(sch, partial) -> tuple[int, ...]:
-    """The extent of an rfactor block's lane axis (its first iterator)."""
-    return (int(sch.get(partial).iter_vars[0].dom.extent),)
 
 
 def _lanes(sch, block, target) -> int:
@@ -132,8 +130,9 @@ def _row_extents(sch, blocks, rows: int):
 
 
 def _split_into_lanes(sch, block, rows: int, lanes: int):
-    """rfactor ``block``'s reduction into ``lanes`` partial results (a new block), or None
-    when no vector width (lanes, lanes / 2, lanes / 4, at least 4) divides the row."""
+    """(rfactor block, lanes, row length): ``block``'s reduction split into partial results,
+    ``lanes`` of them (the widest of lanes, lanes / 2, lanes / 4 that divides the row, else
+    ``lanes`` with a partial last chunk); None for a row shorter than two vectors."""
     reduce_loops = sch.get_loops(block)[rows:]
     if not reduce_loops:
         return None
@@ -142,11 +141,38 @@ def _split_into_lanes(sch, block, rows: int, lanes: int):
     if not isinstance(extent, tirx.IntImm):
         return None
     n = int(extent)
-    for width in (lanes, lanes // 2, lanes // 4):
-        if width >= 4 and n % width == 0 and n >= 2 * width:
-            _, lane = sch.split(loop, factors=[None, width])
-            return sch.rfactor(lane, factor_axis=rows)
-    return None
+    widths = [w for w in (lanes, lanes // 2, lanes // 4) if w >= 4 and n % w == 0]
+    width = widths[0] if widths else lanes  # else: the last chunk of the row is partial
+    if n < 2 * width:
+        return None
+    _, lane = sch.split(loop, factors=[None, width])
+    return sch.rfactor(lane, factor_axis=rows), width, n
+
+
+def _bound_partial_chunks(sch, partials: dict):
+    """``sch`` with the partial-result blocks of rows that ``lanes`` does not divide bounded
+    again to the row: TVM's compute_at drops the ``chunk * lanes + lane < n`` predicate
+    of such a split, and the last chunk would then read past the row. Done last, on the
+    scheduled function (a predicate makes the binding non-affine for further primitives)."""
+    uneven = {name: (lanes, n) for name, (lanes, n) in partials.items() if n % lanes}
+    if not uneven:
+        return sch
+
+    def bound(realize):
+        block = realize.block
+        if block.name_hint not in uneven:
+            return realize
+        lanes, n = uneven[block.name_hint]
+        values, kinds = list(realize.iter_values), [int(iv.iter_type) for iv in block.iter_vars]
+        (chunk,) = [v for v, kind in zip(values, kinds) if kind == _REDUCE]
+        inside = tirx.LT(chunk * lanes + values[0], tirx.const(n, values[0].ty.dtype))
+        predicate = realize.predicate
+        if not (isinstance(predicate, tirx.IntImm) and int(predicate) == 1):
+            inside = tirx.And(predicate, inside)
+        return s_tir.SBlockRealize(values, inside, block)
+
+    return s_tir.Schedule(tvm_ffi.structural_map(sch.mod["main"],
+                                                 [(s_tir.SBlockRealize, bound)]))
 
 
 def _vectorize_with_tail(sch, loop, lanes: int) -> None:
