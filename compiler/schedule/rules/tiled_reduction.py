@@ -30,6 +30,7 @@ from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_
 from tvm.sym.pattern import detect_linear_equation
 
 from mcc.schedule.rules.base import CpuRule
+from mcc.schedule.rules.bounds import restore_bounds
 from mcc.schedule.rules.injective import schedule_spatial
 from mcc.targets.cpu_info import cpu_info
 
@@ -69,6 +70,8 @@ class TiledReduction(CpuRule):
             if not (plan.per_channel and self.pad_in_tile and _pad_in_tile(sch, block, plan)):
                 schedule_spatial(sch, block.block_rv, info)
         _fuse_epilogue(sch, plan, blocks[index + 1:], info, inline=self.fuse_epilogue)
+        if plan.u is not None and int(main.iters[plan.u].dom) % plan.ru:
+            return restore_bounds(sch)  # the last row tile is partly outside u
         return sch
 
 
@@ -131,7 +134,7 @@ def _plan(sch, main, info) -> _Plan | None:
     ru = 1
     if u is not None:
         budget = max(1, min(MAX_ROWS, (info.vector_registers * 3 // 4) // nv))
-        ru = max(d for d in range(1, budget + 1) if int(iters[u].dom) % d == 0)
+        ru = _rows_per_tile(int(iters[u].dom), budget)
     weights = [block.reads.index(r) for r in contiguous
                if r.region[-1].min.same_as(v_var)
                and not any(_uses(collect_vars_used_in_prim_expr(rng.min), v_var)
@@ -144,6 +147,18 @@ def _plan(sch, main, info) -> _Plan | None:
         plan.weights_outer = _bytes(reused) >= _bytes(streamed)
     plan.per_channel = all(_uses(_vars_in(r), v_var) for r in operands)
     return plan
+
+
+def _rows_per_tile(rows: int, budget: int) -> int:
+    """Rows of u per micro-kernel: the most useful rows per tile on average. A divisor of
+    ``rows`` needs no bounds; 13 pixels or 197 tokens have none but 1 (one FMA per
+    weight load, 15-20 GFLOP/s), so they get ``budget``-ish rows and a last tile that is
+    partly outside u (bounded by ``bounds.restore_bounds``). Ties go to less waste."""
+    def useful(r):  # average useful rows per tile, then fewer wasted rows
+        tiles = -(-rows // r)
+        return rows / tiles, -(tiles * r - rows)
+
+    return max(range(1, min(budget, rows) + 1), key=useful)
 
 
 def _bytes(regions) -> int:
