@@ -128,3 +128,11 @@ def test_cli_auto_and_info(cli, save_onnx, samples, timings, tmp_path):
     assert "quantize: int8, 3 ops int8, 1 fp32" in info.output
     meta = json.loads(cli("info", out, "--json").output)
     assert meta["precision"]["candidates"]["fp32"]["latency_ms"] == 10.0
+
+
+def test_auto_on_a_target_without_bf16_tries_fp32_and_int8_only(timings):
+    compiled = mcc.compile(conv_dense_model(), target="x86-avx2", precision="auto")
+    candidates = compiled.metadata["precision"]["candidates"]
+    assert "x86-avx2 lacks avx512bf16" in candidates["bf16"]["dropped"]
+    assert "no --calibration" in candidates["int8"]["dropped"]
+    assert compiled.metadata["precision"]["chosen"] == "fp32"

@@ -110,3 +110,22 @@ def test_report_lists_candidates_and_layer_precisions():
     chosen = [ln for ln in lines if "<- chosen" in ln]
     assert len(chosen) == 1 and "int8" in chosen[0], lines
     assert "conv/matmul: 1 fp32, 1 int8" in chosen[0]
+
+
+def test_candidates_are_timed_in_alternating_blocks():
+    from mcc.verify.benchmark import time_interleaved
+
+    calls, now = [], [0.0]
+    cost = {"fp32": 4.0, "int8": 1.0}  # seconds per call, on a fake clock
+
+    def call(name):
+        def run():
+            calls.append(name)
+            now[0] += cost[name]
+        return run
+
+    times = time_interleaved({n: call(n) for n in cost}, rounds=2, repeat=2, warmup=1,
+                             clock=lambda: now[0])
+    assert calls == ["fp32"] * 3 + ["int8"] * 3 + ["fp32"] * 2 + ["int8"] * 2
+    assert times["fp32"].median_ms == 4000.0 and times["int8"].median_ms == 1000.0
+    assert times["fp32"].runs == 4
