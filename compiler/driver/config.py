@@ -23,7 +23,6 @@ DEFAULT_ATOL = 1e-4
 LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
 PRECISIONS = ("fp32", "bf16", "int8", "auto")
 AUTO_BUDGET = 0.01  # --precision auto's default --accuracy-budget (docs/quantization.md)
-INT8_OPTIONS = ("calibration_method", "per_tensor", "exclude", "accuracy_budget", "holdout")
 
 
 def _shapes(shapes: dict) -> dict[str, tuple[int, ...]]:
