@@ -110,11 +110,13 @@ def describe(info: dict) -> list[str]:
     lines = [f"[mcc] precision auto -> {info['chosen']} (budget {info['accuracy_budget']:g}; "
              f"accuracy vs fp32 on {info['accuracy_samples']} {info['accuracy_data']} "
              "sample(s))"]
-    for name, c in info["candidates"].items():
+    rank = {name: i for i, name in enumerate(ORDER)}  # the metadata's keys come back sorted
+    for name, c in sorted(info["candidates"].items(), key=lambda item: rank.get(item[0], 9)):
         if "dropped" in c:
             lines.append(f"[mcc]   {name:<5} dropped: {c['dropped']}")
             continue
-        layers = ", ".join(f"{len(sites)} {p}" for p, sites in c["layers"].items())
+        layers = ", ".join(f"{len(c['layers'][p])} {p}" for p in reversed(ORDER)
+                           if p in c["layers"])
         mark = "  <- chosen" if name == info["chosen"] else (
             "" if c["within_budget"] else "  (over budget)")
         lines.append(f"[mcc]   {name:<5} {c['latency_ms']:9.3f} ms  loss {c['loss']:<9.3g}"

@@ -109,7 +109,11 @@ def test_report_lists_candidates_and_layer_precisions():
     assert "auto -> int8 (budget 0.01; accuracy vs fp32 on 4 held-out" in lines[0]
     chosen = [ln for ln in lines if "<- chosen" in ln]
     assert len(chosen) == 1 and "int8" in chosen[0], lines
-    assert "conv/matmul: 1 fp32, 1 int8" in chosen[0]
+    assert "conv/matmul: 1 int8, 1 fp32" in chosen[0]
+    # as `mcc info` reads it back (keys sorted): candidates still listed fp32, bf16, int8
+    resorted = dict(sorted(info["candidates"].items(), reverse=True))
+    assert describe(dict(info, candidates=resorted)) == lines
+    assert [ln.split()[1] for ln in lines[1:]] == ["fp32", "bf16", "int8"]
 
 
 def test_candidates_are_timed_in_alternating_blocks():
