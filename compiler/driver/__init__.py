@@ -95,15 +95,19 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     # shaped by how the model uses them (mcc.frontends.feeds)
     user_feed, feed_source = _user_feed(config, imported.inputs)
 
+    if config.precision == "auto":
+        from mcc.passes.quantize import has_qdq
+
+        if has_qdq(imported.mod):  # its own int8 scales: nothing for auto to choose
+            raise MccError("--precision auto: this model is already quantized (QDQ / QLinear "
+                           "ops); compile it without --precision")
+
     # prune, quantize: once; the graph steps before any layout is chosen
     mod, pruned, quantizer = prepare(imported, config, target, stages)
     choice = None
     if config.precision == "auto":  # each precision built, measured, timed; fastest in budget
         from mcc.driver.precision_choice import choose_precision
 
-        if quantizer is not None:
-            raise MccError("--precision auto: this model is already quantized (QDQ / QLinear "
-                           "ops); compile it without --precision")
         choice = choose_precision(
             mod, imported, config, target, stages,
             lambda m, cfg, sub: _lower(m, imported, cfg, target, sub))

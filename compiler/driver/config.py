@@ -176,6 +176,11 @@ def make_config(**given) -> CompileConfig:
         from mcc.schedule.rules.bf16 import check_bf16_target
 
         check_bf16_target(config.target.tvm_target(), config.target.name)
+    if config.precision == "auto" and not config.target.runs_on_host():
+        raise MccError(f"--precision auto measures each candidate on this machine, and a "
+                       f"{config.target.name} module cannot run here "
+                       f"({config.target.why_not_runnable()}); choose --precision fp32, bf16 "
+                       "or int8")
     if config.precision == "auto" and config.accuracy_budget is None:
         config = dataclasses.replace(config, accuracy_budget=AUTO_BUDGET)
     return config

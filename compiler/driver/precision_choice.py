@@ -136,10 +136,6 @@ def choose_precision(mod, imported, config, target, stages, lower) -> PrecisionC
     driver's passes-schedule-build step, returning (Lowered, LayoutChoice or None)."""
     from mcc.runtime.vm_runner import vm_runner
 
-    if not config.target.runs_on_host():
-        raise MccError(f"--precision auto measures each candidate here, and a "
-                       f"{config.target.name} module cannot run on this machine; choose "
-                       "--precision fp32, bf16 or int8")
     budget = config.accuracy_budget
     candidates = _candidates(config, target, stages)
     feeds, data, quantize_data = _samples(imported, config, stages)

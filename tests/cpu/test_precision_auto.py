@@ -9,6 +9,7 @@ import pytest
 from test_bf16 import _host_has_bf16, conv_dense_model, needs_bf16
 
 import mcc
+from conftest import TINY_MODELS
 from mcc.driver import precision_choice
 from mcc.driver.quantization import measure_accuracy
 
@@ -136,3 +137,14 @@ def test_auto_on_a_target_without_bf16_tries_fp32_and_int8_only(timings):
     assert "x86-avx2 lacks avx512bf16" in candidates["bf16"]["dropped"]
     assert "no --calibration" in candidates["int8"]["dropped"]
     assert compiled.metadata["precision"]["chosen"] == "fp32"
+
+
+def test_auto_refuses_an_already_quantized_model(tmp_path):
+    from test_quantize import _ort_qdq
+
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.standard_normal((1, 3, 12, 12)).astype(np.float32)} for _ in range(4)]
+    path = tmp_path / "qdq.onnx"
+    _ort_qdq(TINY_MODELS["conv_bn"](), path, feeds)
+    with pytest.raises(mcc.MccError, match="already quantized.*without --precision"):
+        mcc.compile(path, precision="auto")

@@ -52,6 +52,12 @@ def test_contradictory_pair_is_one_cli_line(cli, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_auto_refuses_a_target_that_cannot_run_here():
+    with pytest.raises(MccError, match="--precision auto measures each candidate on this "
+                                       "machine, and a rpi4 module cannot run here"):
+        mcc.compile_config(target="rpi4", precision="auto")
+
+
 def _report(cosine: float, max_abs: float, top1=None) -> AccuracyReport:
     return AccuracyReport(4, [OutputAccuracy("y", cosine, max_abs, top1)], "held-out")
 
