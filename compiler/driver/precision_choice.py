@@ -223,20 +223,22 @@ def _build(cand: Candidate, mod, imported, config, target, stages, lower, sample
                                       quantize="int8" if cand.name == "int8" else None,
                                       accuracy_budget=fitted if cand.name == "int8" else None)
     sub = stages.named(cand.name + " ")
-    try:
-        if cand.name == "int8":
-            cand.quantizer = Quantizer(dataclasses.replace(imported, mod=mod), cand_config,
-                                       target, say=stages.say, data=samples)
+    if cand.name == "int8":  # a bad --exclude or sample file stays the user's error
+        cand.quantizer = Quantizer(dataclasses.replace(imported, mod=mod), cand_config,
+                                   target, say=stages.say, data=samples)
+        try:
             with sub.stage("quantize") as st:
                 mod = cand.quantizer.run()
                 st.detail = cand.quantizer.summary()
-        cand.lowered, cand.layout_choice = lower(mod, cand_config, sub)
-    except (BudgetNotMet, NothingToQuantize) as err:
-        cand.dropped = str(err)
-    except MccError as err:
-        if cand.name == "fp32":
-            raise
-        cand.dropped = f"build failed: {err}"
+        except (BudgetNotMet, NothingToQuantize) as err:
+            cand.dropped = str(err)
+    if not cand.dropped:
+        try:
+            cand.lowered, cand.layout_choice = lower(mod, cand_config, sub)
+        except MccError as err:
+            if cand.name == "fp32":
+                raise
+            cand.dropped = f"build failed: {err}"
     if cand.dropped:
         stages.say(f"[mcc] precision auto: {cand.name} dropped: {cand.dropped}")
         return

@@ -9,7 +9,7 @@ import pytest
 from test_bf16 import _host_has_bf16, conv_dense_model, needs_bf16
 
 import mcc
-from conftest import TINY_MODELS
+from conftest import TINY_MODELS, assert_one_line_error
 from mcc.driver import precision_choice
 from mcc.driver.quantization import measure_accuracy
 
@@ -129,6 +129,15 @@ def test_cli_auto_and_info(cli, save_onnx, samples, timings, tmp_path):
     assert "quantize: int8, 3 ops int8, 1 fp32" in info.output
     meta = json.loads(cli("info", out, "--json").output)
     assert meta["precision"]["candidates"]["fp32"]["latency_ms"] == 10.0
+
+
+def test_a_bad_int8_option_is_the_users_error_not_a_dropped_candidate(cli, save_onnx,
+                                                                      samples, tmp_path):
+    path = save_onnx(conv_dense_model())
+    result = cli("compile", path, "-o", tmp_path / "m.so", "--precision", "auto",
+                 "--calibration", samples, "--exclude", "conv9")
+    assert_one_line_error(result, "--exclude 'conv9' matches no op or node")
+    assert not (tmp_path / "m.so").exists()
 
 
 def test_auto_on_a_target_without_bf16_tries_fp32_and_int8_only(timings):
