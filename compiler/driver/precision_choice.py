@@ -211,6 +211,10 @@ def _samples(imported, config, stages):
     return calibration, "calibration", samples
 
 
+class _BuildFailed(MccError):
+    """A budget trial of int8 did not build: int8 is dropped, not the compile."""
+
+
 def _build(cand: Candidate, mod, imported, config, target, stages, lower, samples,
            budget: float) -> None:
     """Quantize (int8) and lower one candidate; a candidate that cannot meet the budget
@@ -223,16 +227,27 @@ def _build(cand: Candidate, mod, imported, config, target, stages, lower, sample
                                       quantize="int8" if cand.name == "int8" else None,
                                       accuracy_budget=fitted if cand.name == "int8" else None)
     sub = stages.named(cand.name + " ")
+    trial = []  # the last budget trial: (module, its lowering), the module int8 returns
+
+    def build_trial(m):
+        try:
+            trial[:] = [m, lower(m, cand_config, sub)]
+        except MccError as err:
+            raise _BuildFailed(f"build failed: {err}") from None
+        return trial[1][0].executable
+
     if cand.name == "int8":  # a bad --exclude or sample file stays the user's error
         cand.quantizer = Quantizer(dataclasses.replace(imported, mod=mod), cand_config,
-                                   target, say=stages.say, data=samples)
+                                   target, say=stages.say, data=samples, build=build_trial)
         try:
             with sub.stage("quantize") as st:
                 mod = cand.quantizer.run()
                 st.detail = cand.quantizer.summary()
-        except (BudgetNotMet, NothingToQuantize) as err:
+        except (BudgetNotMet, NothingToQuantize, _BuildFailed) as err:
             cand.dropped = str(err)
-    if not cand.dropped:
+    if not cand.dropped and trial and trial[0] is mod:  # int8's fitted module: built already
+        cand.lowered, cand.layout_choice = trial[1]
+    elif not cand.dropped:
         try:
             cand.lowered, cand.layout_choice = lower(mod, cand_config, sub)
         except MccError as err:

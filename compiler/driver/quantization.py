@@ -157,6 +157,7 @@ class Quantizer:
     accuracy: AccuracyReport | None = None
     budget_trials: list = field(default_factory=list)
     data: list | None = None  # the samples, when the caller has loaded them already
+    build: object = None  # budget trials: module -> executable (default: compile_relax)
 
     @property
     def mode(self) -> str:
@@ -294,8 +295,10 @@ class Quantizer:
                            f"{self.config.target.name} module cannot run on this machine")
         # the budget is fitted on the calibration samples; the held-out ones stay unseen
         # until the final report
-        return self.measure(compile_relax(mod, self.config.target, self.target,
-                                          self.config.tuning_logs), held_out=False)
+        executable = (self.build(mod) if self.build is not None else
+                      compile_relax(mod, self.config.target, self.target,
+                                    self.config.tuning_logs))
+        return self.measure(executable, held_out=False)
 
     def measure(self, executable, held_out: bool = True) -> AccuracyReport:
         """Run ``executable`` on the held-out samples (if any and ``held_out``, else on the

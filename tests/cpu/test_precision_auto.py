@@ -43,8 +43,14 @@ def _loss_vs_fp32(compiled, fp32, path) -> float:
     return measure_accuracy([fp32.run(f) for f in feeds], [compiled.run(f) for f in feeds]).loss
 
 
-def test_auto_picks_the_fastest_within_budget_and_reports_every_candidate(samples, timings):
+def test_auto_picks_the_fastest_within_budget_and_reports_every_candidate(samples, timings,
+                                                                          monkeypatch):
     timings(fp32=10.0, bf16=6.0, int8=3.0)
+    from mcc.build import lower
+
+    builds, build = [], lower.lower_and_build
+    monkeypatch.setattr(lower, "lower_and_build",
+                        lambda *a, **k: builds.append(1) or build(*a, **k))
     lines = []
     compiled = mcc.compile(conv_dense_model(), precision="auto", calibration=str(samples),
                            accuracy_budget=0.05, progress=lines.append)
@@ -69,6 +75,9 @@ def test_auto_picks_the_fastest_within_budget_and_reports_every_candidate(sample
                                                              "matmul_0"]
     assert compiled.report["precision"] == info
     assert any("precision auto 3/3: building int8" in ln for ln in lines), lines
+    # builds: int8's calibration, fp32, bf16, and int8 once (its budget trial is the
+    # candidate: nothing rebuilt)
+    assert len(builds) == (4 if _host_has_bf16() else 3)
     assert any("<- chosen" in ln and "int8" in ln for ln in lines), lines
     # numeric: the chosen module against an fp32 compile, on every sample
     fp32_module = mcc.compile(conv_dense_model())
