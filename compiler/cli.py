@@ -255,7 +255,13 @@ def info(module_path, as_json):
         on = f" on {data} samples" if data else ""
         versus = f" (vs fp32{on}: {cosines})" if cosines else ""
         click.echo(f"quantize: {quant['mode']}{ops}{versus}")
-    if meta.get("precision"):  # --precision bf16
+    if meta.get("precision", {}).get("mode") == "auto":  # what auto tried and kept
+        from mcc.driver.precision_choice import describe
+
+        for i, line in enumerate(describe(meta["precision"])):
+            click.echo(("precision: " if i == 0 else "           ")
+                       + line.removeprefix("[mcc] ").removeprefix("precision "))
+    elif meta.get("precision"):  # --precision bf16
         click.echo(f"precision: {meta['precision']['mode']}, "
                    f"{meta['precision'].get('bf16_kernels', 0)} bf16 kernels, "
                    f"{len(meta['precision'].get('fp32_ops', {}))} conv/matmul ops fp32")

@@ -5,6 +5,8 @@
     quantize calibrate on sample data, conv2d/matmul -> int8 kernels (mcc.driver.quantization)
     passes   graph optimisation pipeline (mcc.build.pipeline); --layout auto on this CPU builds
              each candidate layout through build and keeps the fastest (mcc.driver.layout_choice)
+             --precision auto builds fp32, bf16 and int8 through build, measures them against
+             fp32 and keeps the fastest within the budget (mcc.driver.precision_choice)
     schedule tuning records, then default rules (mcc.schedule)
     build    TVM lowering and code generation
     export   one .so with weights and metadata, in a private temp dir
@@ -93,11 +95,31 @@ def compile_model(model, config: CompileConfig, example_inputs=None, progress=No
     # shaped by how the model uses them (mcc.frontends.feeds)
     user_feed, feed_source = _user_feed(config, imported.inputs)
 
+    if config.precision == "auto":
+        from mcc.passes.quantize import has_qdq
+
+        if has_qdq(imported.mod):  # its own int8 scales: nothing for auto to choose
+            raise MccError("--precision auto: this model is already quantized (QDQ / QLinear "
+                           "ops); compile it without --precision")
+
     # prune, quantize: once; the graph steps before any layout is chosen
     mod, pruned, quantizer = prepare(imported, config, target, stages)
-    lowered, layout_choice = _lower(mod, imported, config, target, stages)
-    results = Results(config, imported, lowered, pruned=pruned, layout_choice=layout_choice)
-    if quantizer is not None:
+    choice = None
+    if config.precision == "auto":  # each precision built, measured, timed; fastest in budget
+        from mcc.driver.precision_choice import choose_precision
+
+        choice = choose_precision(
+            mod, imported, config, target, stages,
+            lambda m, cfg, sub: _lower(m, imported, cfg, target, sub))
+        lowered, layout_choice = choice.chosen.lowered, choice.chosen.layout_choice
+        quantizer = choice.chosen.quantizer
+    else:
+        lowered, layout_choice = _lower(mod, imported, config, target, stages)
+    results = Results(config, imported, lowered, pruned=pruned, layout_choice=layout_choice,
+                      precision_choice=choice)
+    if choice is not None and quantizer is not None:  # measured already, vs the fp32 module
+        results.quantization = quantizer.to_json()
+    elif quantizer is not None:
         results.quantization = _accuracy(quantizer, lowered.executable, config, stages)
 
     # export: the one-file deliverable, into a private temp dir
@@ -203,7 +225,7 @@ def _verify(compiled: Compiled, reference, reference_name: str, user_feed, feed_
                 worst = max((o.max_abs for o in result.outputs), default=0.0)
                 st.detail = (f"vs {reference_name}: max abs err {worst:.3g} "
                              f"({results.quantization['mode']}: tolerances not enforced){how}")
-            if config.precision == "bf16":  # per-output cosine >= 0.999 is the check
+            if (results.lowered.precision or {}).get("mode") == "bf16":  # cosine >= 0.999
                 from mcc.verify.compare import cosine_check
 
                 result = cosine_check(result, actual, expected)

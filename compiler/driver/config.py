@@ -21,6 +21,8 @@ from mcc.targets import TargetPreset, resolve_target
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
 LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
+AUTO_BUDGET = 0.01  # --precision auto's default --accuracy-budget (docs/quantization.md)
 
 
 def _shapes(shapes: dict) -> dict[str, tuple[int, ...]]:
@@ -70,7 +72,8 @@ class CompileConfig:
         "('random': noise, for int8 speed tests only)", metavar="DATA", convert=_path,
         kernels=True)
     quantize: str | None = option(
-        "int8: calibrated post-training quantization; fp16: mixed precision (GPUs)",
+        "int8: calibrated post-training quantization (= --precision int8); fp16: mixed "
+        "precision (GPUs)",
         choices=("int8", "fp16"), kernels=True)
     calibration_method: str = option(
         "how int8 activation ranges are chosen", "minmax",
@@ -82,7 +85,8 @@ class CompileConfig:
         metavar="OP_OR_NODE", multiple=True, convert=tuple, kernels=True)
     accuracy_budget: float | None = option(
         "keep the most sensitive ops in fp32 until the loss vs fp32 (worst of 1 - cosine, "
-        "1 - top-1 agreement) is <= X", type=float, minimum=0.0, metavar="X", kernels=True)
+        "1 - top-1 agreement) is <= X; --precision auto keeps the fastest candidate within "
+        f"it (default {AUTO_BUDGET:g})", type=float, minimum=0.0, metavar="X", kernels=True)
     holdout: float | None = option(
         "share of the --calibration samples kept out of calibration for the int8 accuracy "
         "report (default: 0.2 with 10+ samples, else 0)", type=float, metavar="FRACTION",
@@ -103,10 +107,18 @@ class CompileConfig:
     winograd: bool = option(
         "3x3 stride-1 convolutions as Winograd F(4x4, 3x3) on CPUs (NHWC layout)", True,
         flag="--winograd/--no-winograd", show_default=True, kernels=True)
-    precision: str = option(
-        "bf16: conv2d / matmul as bf16 kernels with fp32 accumulation (AVX-512 BF16 CPUs); "
-        "verified by cosine >= 0.999 per output", "fp32", choices=("fp32", "bf16"),
-        show_default=True)
+    precision: str | None = option(
+        "fp32 (default; int8 with --quantize int8); bf16: conv2d / matmul as bf16 kernels "
+        "(AVX-512 BF16 CPUs); int8: calibrated int8 (= --quantize int8); auto: build fp32, "
+        "bf16 (where the target has it) and int8, keep the fastest within --accuracy-budget "
+        f"(default {AUTO_BUDGET:g})", choices=PRECISIONS)
+
+    def __post_init__(self):
+        # --quantize int8 and --precision int8 are one request: both fields say it
+        precision = self.precision or ("int8" if self.quantize == "int8" else "fp32")
+        object.__setattr__(self, "precision", precision)
+        if precision == "int8" and self.quantize is None:
+            object.__setattr__(self, "quantize", "int8")
 
 
 CompileConfig.__doc__ = ("One frozen description of a compile, shared by the API, the CLI "
@@ -141,12 +153,15 @@ def make_config(**given) -> CompileConfig:
     one-line MccErrors."""
     check_names(given, "mcc.compile_config")
     quantize, verify = given.get("quantize"), given.get("verify")
-    if quantize != "int8" and (given.get("exclude") or given.get("per_tensor")
-                               or given.get("accuracy_budget") is not None
-                               or given.get("calibration_method") not in (None, "minmax")
-                               or given.get("holdout") is not None):
+    precision = given.get("precision")
+    _check_precision_pair(precision, quantize)
+    int8_like = quantize == "int8" or precision in ("int8", "auto")
+    if not int8_like and (given.get("exclude") or given.get("per_tensor")
+                          or given.get("accuracy_budget") is not None
+                          or given.get("calibration_method") not in (None, "minmax")
+                          or given.get("holdout") is not None):
         raise MccError("--calibration-method, --per-tensor, --exclude, --accuracy-budget and "
-                       "--holdout apply to --quantize int8 only")
+                       "--holdout apply to --precision int8 or auto (--quantize int8) only")
     if given.get("verify_inputs") is not None and verify is not None and not verify:
         raise MccError("--verify-inputs and --no-verify contradict each other")
     values = {}
@@ -157,8 +172,26 @@ def make_config(**given) -> CompileConfig:
     config = CompileConfig(**values)
     config = dataclasses.replace(config,
                                  target=config.target.with_cross_compiler(config.cross_compiler))
-    if config.precision != "fp32":  # --precision bf16: an AVX-512 BF16 CPU, no --quantize
-        from mcc.schedule.rules.bf16 import check_precision
+    if config.precision == "bf16":  # an AVX-512 BF16 CPU
+        from mcc.schedule.rules.bf16 import check_bf16_target
 
-        check_precision(config.precision, config.quantize, config.target)
+        check_bf16_target(config.target.tvm_target(), config.target.name)
+    if config.precision == "auto" and not config.target.runs_on_host():
+        raise MccError(f"--precision auto measures each candidate on this machine, and a "
+                       f"{config.target.name} module cannot run here "
+                       f"({config.target.why_not_runnable()}); choose --precision fp32, bf16 "
+                       "or int8")
+    if config.precision == "auto" and config.accuracy_budget is None:
+        config = dataclasses.replace(config, accuracy_budget=AUTO_BUDGET)
     return config
+
+
+def _check_precision_pair(precision, quantize) -> None:
+    """--quantize int8 is --precision int8; any other pair of the two is a one-line error."""
+    if precision is not None and precision not in PRECISIONS:
+        raise MccError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+    if precision is not None and quantize is not None and (precision, quantize) != ("int8",
+                                                                                   "int8"):
+        raise MccError(f"--precision {precision} and --quantize {quantize} exclude each other "
+                       "(--quantize int8 is --precision int8; --quantize fp16 takes no "
+                       "--precision)")

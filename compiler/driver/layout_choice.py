@@ -51,7 +51,7 @@ def layouts_to_measure(mod: tvm.IRModule, config) -> tuple[str, ...]:
     from mcc.passes.model_cost import model_cost
 
     if (config.layout != "auto" or not config.target.runs_on_host()
-            or config.precision != "fp32"):  # bf16 kernels are NHWC: auto's first
+            or config.precision == "bf16"):  # bf16 kernels are NHWC: auto's first
         return ()
     candidates = auto_candidates(config.target.kind)
     if len(candidates) < 2 or model_cost(mod).conv_flops < MEASURE_MIN_CONV_FLOPS:

@@ -22,9 +22,17 @@ class Stages:
     printing to stderr (the CLI).
     """
 
-    def __init__(self, emit: Callable[[str], None] | None = None):
+    def __init__(self, emit: Callable[[str], None] | None = None, prefix: str = ""):
         self.emit = emit
         self.done: list[Stage] = []
+        self.prefix = prefix  # stage names start with it (one candidate's build: "bf16 ")
+
+    def named(self, prefix: str) -> Stages:
+        """These stages, with names that start with ``prefix``: a candidate's own steps are
+        told apart in the progress lines and the report (``--precision auto``)."""
+        view = Stages(self.emit, self.prefix + prefix)
+        view.done = self.done
+        return view
 
     def say(self, message: str) -> None:
         if self.emit:
@@ -32,6 +40,7 @@ class Stages:
 
     @contextmanager
     def stage(self, name: str):
+        name = self.prefix + name
         record = Stage(name)
         if self.emit:
             self.emit(f"[mcc] {name} ...")

@@ -33,6 +33,14 @@ AUTO_HOLDOUT = 0.2  # share of the samples held out of calibration when --holdou
 AUTO_HOLDOUT_MIN_SAMPLES = 10  # once there are at least this many
 
 
+class NothingToQuantize(MccError):
+    """No conv2d / matmul of the model can run in int8 (``--precision auto`` drops int8)."""
+
+
+class BudgetNotMet(MccError):
+    """No share of int8 ops meets --accuracy-budget (``--precision auto`` drops int8)."""
+
+
 @dataclass
 class OutputAccuracy:
     name: str
@@ -148,6 +156,8 @@ class Quantizer:
     fp32_sites: dict = field(default_factory=dict)  # kept fp32 by the budget: name -> reason
     accuracy: AccuracyReport | None = None
     budget_trials: list = field(default_factory=list)
+    data: list | None = None  # the samples, when the caller has loaded them already
+    build: object = None  # budget trials: module -> executable (default: compile_relax)
 
     @property
     def mode(self) -> str:
@@ -172,9 +182,10 @@ class Quantizer:
         self.sites = find_sites(prepared)
         usable = [s for s in self.sites if not s.skip]
         if not usable:
-            raise MccError(nothing_to_quantize(self.sites))
+            raise NothingToQuantize(nothing_to_quantize(self.sites))
         chosen = self._apply_exclusions(usable)
-        self.samples, self.held_out = split_holdout(self._samples(), self.config.holdout)
+        data = self.data if self.data is not None else self._samples()
+        self.samples, self.held_out = split_holdout(data, self.config.holdout)
         names = [t.name for t in self.imported.outputs]
         inputs = self._input_names()
         host = resolve_target(None)  # calibration runs the fp32 model here, whatever the target
@@ -227,25 +238,12 @@ class Quantizer:
             if s not in chosen:
                 self.fp32_sites[s.name] = "excluded"
         if not chosen:
-            raise MccError("nothing to quantize: --exclude leaves no conv2d or matmul to quantize")
+            raise NothingToQuantize("nothing to quantize: --exclude leaves no conv2d or matmul "
+                                    "to quantize")
         return chosen
 
     def _samples(self):
-        from mcc.driver.sample_data import load_samples, random_samples
-
-        source = self.config.calibration
-        if source is None:
-            raise MccError("--quantize int8 needs calibration data: --calibration DATA (an .npz "
-                           "keyed by input name, or a directory of .npz/.npy files); "
-                           "--calibration random calibrates on noise, for speed tests only")
-        if source == RANDOM:
-            self.say("[mcc] WARNING: calibrating on seeded RANDOM inputs (--calibration random): "
-                     "int8 ranges and the accuracy report mean nothing for real data; "
-                     "use this for speed tests only")
-            plan = self.imported.feed_plan
-            return random_samples(self.imported.inputs, RANDOM_SAMPLES, seed=self.config.seed,
-                                  rules=plan.rules if plan is not None else None)
-        return load_samples(source, self.imported.inputs)
+        return load_calibration(self.imported, self.config, self.say)
 
     def sensitivity(self, chosen) -> list[tuple[str, float]]:
         """Sites ordered most sensitive first, by the estimated relative quantization noise
@@ -279,11 +277,11 @@ class Quantizer:
             if accuracy.loss <= budget:
                 return mod
             if keep_fp32 == len(order):
-                raise MccError(f"--accuracy-budget {budget:g} cannot be met: even with every "
+                raise BudgetNotMet(f"--accuracy-budget {budget:g} cannot be met: even with every "
                                f"op in fp32 the loss is {accuracy.loss:.4g}")
             keep_fp32 = min(len(order), max(1, keep_fp32 * 2))
             if keep_fp32 == len(order):
-                raise MccError(f"--accuracy-budget {budget:g} cannot be met with any op in "
+                raise BudgetNotMet(f"--accuracy-budget {budget:g} cannot be met with any op in "
                                f"int8 (loss {accuracy.loss:.4g} with only "
                                f"'{order[-1]}' in int8)")
             for name in order[:keep_fp32]:
@@ -297,8 +295,10 @@ class Quantizer:
                            f"{self.config.target.name} module cannot run on this machine")
         # the budget is fitted on the calibration samples; the held-out ones stay unseen
         # until the final report
-        return self.measure(compile_relax(mod, self.config.target, self.target,
-                                          self.config.tuning_logs), held_out=False)
+        executable = (self.build(mod) if self.build is not None else
+                      compile_relax(mod, self.config.target, self.target,
+                                    self.config.tuning_logs))
+        return self.measure(executable, held_out=False)
 
     def measure(self, executable, held_out: bool = True) -> AccuracyReport:
         """Run ``executable`` on the held-out samples (if any and ``held_out``, else on the
@@ -349,6 +349,26 @@ class Quantizer:
             "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
             "accuracy_budget": self.config.accuracy_budget,
         }
+
+
+def load_calibration(imported, config, say) -> list[dict]:
+    """The --calibration samples (``random``: seeded noise, said loudly); a one-line error
+    without --calibration."""
+    from mcc.driver.sample_data import load_samples, random_samples
+
+    source = config.calibration
+    if source is None:
+        raise MccError("--quantize int8 needs calibration data: --calibration DATA (an .npz "
+                       "keyed by input name, or a directory of .npz/.npy files); "
+                       "--calibration random calibrates on noise, for speed tests only")
+    if source == RANDOM:
+        say("[mcc] WARNING: calibrating on seeded RANDOM inputs (--calibration random): "
+            "int8 ranges and the accuracy report mean nothing for real data; "
+            "use this for speed tests only")
+        plan = imported.feed_plan
+        return random_samples(imported.inputs, RANDOM_SAMPLES, seed=config.seed,
+                              rules=plan.rules if plan is not None else None)
+    return load_samples(source, imported.inputs)
 
 
 def prepare(mod, target):

@@ -24,6 +24,7 @@ class Results:
     quantization: dict | None = None  # --quantize / a quantized model: Quantizer.to_json()
     drift: dict | None = None  # --prune RATIO: outputs vs the unpruned model
     verify: dict | None = None  # VerifyReport.to_json(), or {"skipped": why}
+    precision_choice: object = None  # --precision auto: mcc.driver.precision_choice
 
     def prune(self) -> dict | None:
         if not self.pruned:
@@ -32,7 +33,9 @@ class Results:
         return info if self.drift is None else {**info, "drift": self.drift}
 
     def precision(self) -> dict | None:
-        return self.lowered.precision if self.config.precision != "fp32" else None
+        if self.precision_choice is not None:
+            return self.precision_choice.to_json()
+        return self.lowered.precision if self.config.precision == "bf16" else None
 
     def metadata(self) -> dict:
         """What the .so carries about itself (mcc.runtime.metadata reads it back)."""

@@ -56,19 +56,40 @@ class BenchReport:
 
 
 def time_calls(name: str, fn: Callable[[], object], repeat: int, warmup: int,
-               max_seconds: float = 120.0) -> Timing:
-    """Median and p90 of ``repeat`` calls after ``warmup`` calls (stops early past max_seconds)."""
+               max_seconds: float = 120.0, clock: Callable[[], float] = time.perf_counter
+               ) -> Timing:
+    """Median and p90 of ``repeat`` calls after ``warmup`` calls (stops early past max_seconds).
+    ``clock``: wall time by default; ``time.process_time`` for CPU time (one thread)."""
     for _ in range(warmup):
         fn()
     samples: list[float] = []
     deadline = time.perf_counter() + max_seconds
     while len(samples) < repeat and (len(samples) < 3 or time.perf_counter() < deadline):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        samples.append((time.perf_counter() - start) * 1e3)
+        samples.append((clock() - start) * 1e3)
     samples.sort()
     p90 = samples[min(len(samples) - 1, int(round(0.9 * (len(samples) - 1))))]
     return Timing(name, statistics.median(samples), p90, len(samples))
+
+
+def time_interleaved(calls: dict[str, Callable[[], object]], rounds: int = 5, repeat: int = 5,
+                     warmup: int = 2, max_seconds: float = 60.0,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, Timing]:
+    """Each call timed in ``rounds`` blocks of ``repeat`` calls, the calls' blocks in turn,
+    so that load from other processes (which only adds time) hits all of them alike; per
+    call the median of its block medians (p90: of its block p90s)."""
+    blocks: dict[str, list[Timing]] = {name: [] for name in calls}
+    deadline = time.perf_counter() + max_seconds
+    for done in range(rounds):
+        if done >= 2 and time.perf_counter() > deadline:
+            break
+        for name, fn in calls.items():
+            blocks[name].append(time_calls(name, fn, repeat, warmup if done == 0 else 0,
+                                           max_seconds, clock))
+    return {name: Timing(name, statistics.median(t.median_ms for t in got),
+                         statistics.median(t.p90_ms for t in got), sum(t.runs for t in got))
+            for name, got in blocks.items()}
 
 
 def bench(model, target=None, input_shapes=None, repeat: int = 50, warmup: int = 3,

@@ -363,7 +363,7 @@ def test_fp16_mixed_precision_is_close_to_fp32():
 def test_int8_options_without_quantize_are_refused(cli, save_onnx, tmp_path):
     path = save_onnx(TINY_MODELS["conv"]())
     result = cli("compile", path, "-o", tmp_path / "x.so", "--exclude", "conv2d")
-    assert_one_line_error(result, "apply to --quantize int8 only")
+    assert_one_line_error(result, "apply to --precision int8 or auto")
 
 
 def test_int8_without_vnni_uses_the_generic_schedule():

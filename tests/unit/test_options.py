@@ -71,7 +71,7 @@ def test_unknown_keyword_is_a_clear_error(call):
 
 
 def test_cross_option_checks_keep_their_messages():
-    with pytest.raises(MccError, match="apply to --quantize int8 only"):
+    with pytest.raises(MccError, match="apply to --precision int8 or auto"):
         mcc.compile_config(per_tensor=True)
     with pytest.raises(MccError, match="contradict each other"):
         mcc.compile_config(verify=False, verify_inputs="x.npz")

@@ -107,18 +107,7 @@ def check_bf16_target(target: tvm.target.Target, name: str) -> None:
                        "(AVX-512 BF16: Zen 4+, Cooper Lake, Sapphire Rapids); use fp32")
 
 
-PRECISIONS = ("fp32", "bf16")
 COSINE_MIN = 0.999  # verification of a bf16 module: per-output cosine vs the fp32 reference
-
-
-def check_precision(precision: str, quantize, preset) -> None:
-    """The checks of ``--precision`` before any work (one-line MccErrors)."""
-    if precision not in PRECISIONS:
-        raise MccError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
-    if precision == "bf16":
-        if quantize is not None:
-            raise MccError(f"--precision bf16 and --quantize {quantize} exclude each other")
-        check_bf16_target(preset.tvm_target(), preset.name)
 
 
 def _find_block(sch, prefix):
