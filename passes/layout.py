@@ -87,6 +87,8 @@ class ConvertLayout:
         if self.layout == "NCHWc":
             return _convert_blocked(mod, self.lanes)
         mod = T.ConvertLayout(_DESIRED[self.layout])(mod)
+        if self.layout == "NHWC":  # TVM converts dataflow blocks only, not an If's branches
+            mod = _convert_each_conv(mod) or mod
         mod = _cancel_transposes(mod)
         mod = T.EliminateCommonSubexpr()(mod)  # one transpose of a tensor several ops read
         mod = fold_constant_shapes(mod)  # the HWIO weights, in numpy

@@ -149,3 +149,57 @@ def test_auto_says_which_op_kept_the_imported_layout():
     np.testing.assert_allclose(got["z"], expected[1])
     # an explicit NHWC holds for the convs, converted one by one
     assert mcc.compile(model, layout="NHWC").report["verify"]["ok"]
+
+
+def _conv_under_if():
+    """Silero VAD's pattern: the convs sit in the branches of an If on an input (its sample
+    rate), which TVM's ConvertLayout (dataflow blocks only) does not reach."""
+    from onnx import TensorProto
+
+    rng = np.random.default_rng(5)
+
+    def branch(name, scale):
+        w = helper.make_tensor(f"w_{name}", TensorProto.FLOAT, [16, 8, 1, 3],
+                               (rng.standard_normal(16 * 8 * 3) * scale).astype(np.float32))
+        return helper.make_graph(
+            [helper.make_node("Conv", ["x", f"w_{name}"], [f"c_{name}"], pads=[0, 1, 0, 1]),
+             helper.make_node("Relu", [f"c_{name}"], [f"y_{name}"])], name, [],
+            [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, [1, 16, 1, 24])],
+            [w])
+
+    graph = helper.make_graph(
+        [helper.make_node("Greater", ["rate", "limit"], ["fast"]),
+         helper.make_node("If", ["fast"], ["y"], then_branch=branch("then", 0.3),
+                          else_branch=branch("else", 0.1))],
+        "conv_under_if",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 1, 24]),
+         helper.make_tensor_value_info("rate", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 1, 24])],
+        [helper.make_tensor("limit", TensorProto.INT64, [], [8000])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("rate", [16000, 8000])
+def test_convs_inside_if_branches_are_converted_too(rate):
+    model = _conv_under_if()
+    mod = convert_layout(import_model(model, {"x": [1, 8, 1, 24], "rate": []}).mod, "NHWC")
+    convs = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.nn.conv2d":
+            convs.append(expr.attrs.data_layout)
+
+    for _, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    assert convs == ["NHWC", "NHWC"]
+    x = np.random.default_rng(1).standard_normal((1, 8, 1, 24)).astype(np.float32)
+    feed = {"x": x, "rate": np.array(rate, np.int64)}
+    compiled = mcc.compile(model, example_inputs=feed)  # verifies against ONNX Runtime
+    kernels = compiled.report["schedule"]["kernels"]
+    assert all(info["schedule"] == "rule TiledReduction"
+               for name, info in kernels.items() if "conv2d" in name)
+    (expected,) = ort.InferenceSession(model.SerializeToString()).run(None, feed)
+    np.testing.assert_allclose(compiled.run(feed)["y"], expected, rtol=1e-4, atol=1e-4)
