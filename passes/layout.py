@@ -83,17 +83,25 @@ class ConvertLayout:
         if self.layout == "NCHW" or not _has_conv2d(mod):
             return mod  # nothing to convert: leave transposes of other models alone
         T = relax.transform
-        mod = _raise_scalar_minmax(mod)
         if self.layout == "NCHWc":
-            return _convert_blocked(mod, self.lanes)
-        mod = T.ConvertLayout(_DESIRED[self.layout])(mod)
+            return _convert_blocked(_raise_scalar_minmax(mod), self.lanes)
+        mod = convert_conv_layout(mod, _DESIRED[self.layout])
         if self.layout == "NHWC":  # TVM converts dataflow blocks only, not an If's branches
             mod = _convert_each_conv(mod) or mod
-        mod = _cancel_transposes(mod)
         mod = T.EliminateCommonSubexpr()(mod)  # one transpose of a tensor several ops read
         mod = fold_constant_shapes(mod)  # the HWIO weights, in numpy
         mod = T.DeadCodeElimination()(mod)
         return T.FoldConstant()(mod)
+
+
+def convert_conv_layout(mod: tvm.IRModule, desired: dict) -> tvm.IRModule:
+    """TVM's ConvertLayout to ``desired`` (e.g. int8's ``{"relax.nn.conv2d": ["NHWC",
+    "OHWI"]}``) with mcc's two mends: ONNX Clip's scalar max / min, imported as call_tir
+    that ConvertLayout cannot see through, raised to relax.maximum / minimum first (else
+    each ReLU6 sits between a transpose to NCHW and one back); inverse transposes cancel."""
+    mod = _raise_scalar_minmax(mod)
+    mod = relax.transform.ConvertLayout(desired)(mod)
+    return _cancel_transposes(mod)
 
 
 def _convert_blocked(mod: tvm.IRModule, lanes: int) -> tvm.IRModule:

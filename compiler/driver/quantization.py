@@ -377,6 +377,7 @@ def prepare(mod, target):
     from tvm import relax
 
     from mcc.passes import FoldBatchNorm
+    from mcc.passes.layout import convert_conv_layout
 
     T = relax.transform
     before = [T.FoldConstant(), FoldBatchNorm(), T.DecomposeOpsForInference(),
@@ -387,7 +388,7 @@ def prepare(mod, target):
     with target:
         mod = tvm.transform.Sequential(before)(mod)
         try:
-            mod = T.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]})(mod)
+            mod = convert_conv_layout(mod, {"relax.nn.conv2d": ["NHWC", "OHWI"]})
         except Exception:  # noqa: BLE001 - an op TVM cannot infer a layout for (relax.stack
             pass  # of an unrolled LSTM): the convs stay NCHW, and in fp32
         return tvm.transform.Sequential(after)(mod)

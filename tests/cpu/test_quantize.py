@@ -176,6 +176,31 @@ def test_max_pool_before_int8_convs_runs_on_quantized_data():
     assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.999
 
 
+def test_relu6_between_int8_convs_stays_in_nhwc_and_every_kernel_is_scheduled():
+    """MobileNetV2's conv -> ReLU6 (Clip) -> depthwise -> ReLU6 -> conv: the Clips are
+    imported as scalar max / min kernels TVM's ConvertLayout cannot see through; each sat
+    between a transpose to NCHW and one back, and their 24- and 48-channel quantize
+    kernels were left unscheduled (int8's 64 lanes). Now: no transposes inside the model,
+    no naive kernel, and the module matches fp32."""
+    rng = np.random.default_rng(6)
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1] * 4),
+         helper.make_node("Clip", ["a", "lo", "hi"], ["ra"]),
+         helper.make_node("Conv", ["ra", "wd"], ["d"], pads=[1] * 4, group=24),
+         helper.make_node("Clip", ["d", "lo", "hi"], ["rd"]),
+         helper.make_node("Conv", ["rd", "w1"], ["y"])],
+        [("x", [1, 8, 12, 12])], [("y", [1, 48, 12, 12])],
+        [("w0", rng.standard_normal((24, 8, 3, 3)) * 0.3),
+         ("wd", rng.standard_normal((24, 1, 3, 3)) * 0.3),
+         ("w1", rng.standard_normal((48, 24, 1, 1)) * 0.3),
+         ("lo", np.float32(0)), ("hi", np.float32(6))], "mbv2_block")
+    compiled = mcc.compile(model, quantize="int8", calibration="random")
+    kernels = compiled.report["schedule"]["kernels"]
+    assert not [k for k in kernels if "transpose" in k and ("maximum" in k or "minimum" in k)]
+    assert compiled.report["schedule"]["naive"] == 0, kernels
+    assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.999
+
+
 def test_int8_kernel_matches_exact_integer_reference():
     """The scheduled (VNNI on this CPU) kernel vs int64 numpy arithmetic, with padding by the
     zero point, stride 2, channels that are not multiples of 4 / 16, and an unpadded 1x1

@@ -44,8 +44,7 @@ def schedule_spatial(sch: s_tir.Schedule, block, info) -> None:
     loops = sch.get_loops(block)
     if not loops:
         return
-    dtype = sch.get(block).writes[0].source.dtype if sch.get(block).writes else "float32"
-    lanes = info.lanes(str(dtype))
+    lanes = info.lanes(_compute_dtype(sch.get(block)))
     extents = [_const_extent(sch, loop) for loop in loops]
     if any(e is None for e in extents):  # symbolic shape: parallelise the outermost loop only
         sch.parallel(loops[0])
@@ -67,6 +66,21 @@ def schedule_spatial(sch: s_tir.Schedule, block, info) -> None:
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         if _const_extent(sch, fused) >= 2:
             sch.parallel(fused)
+
+
+def _compute_dtype(block) -> str:
+    """The type the block computes in: its widest float operand, else what it writes. An
+    int8 quantize reads float32 and computes in it, so it gets float32's lanes (16 on
+    AVX-512), not int8's 64 (a loop of 24 or 32 channels was left scalar, and 64 float
+    lanes were refused as too wide)."""
+    written = [str(r.source.dtype) for r in block.writes] or ["float32"]
+    floats = [d for d in (str(r.source.dtype) for r in [*block.reads, *block.writes])
+              if d.startswith(("float", "bfloat"))]
+    return max(floats, key=_bits) if floats else written[0]
+
+
+def _bits(dtype: str) -> int:
+    return int("".join(ch for ch in dtype if ch.isdigit()) or 32)
 
 
 def _const_extent(sch, loop) -> int | None:
