@@ -141,3 +141,13 @@ def test_a_reduction_over_a_leading_axis_is_not_taken():
 def test_it_comes_before_dlights_reduction_rule():
     names = [type(r).__name__ for r in rules_for(tvm.target.Target(X86))]
     assert names.index("RowReduction") < names.index("Reduction")
+
+
+def test_a_matrix_vector_product_is_not_taken():
+    """W[k, n] is read down its columns: partial results along k would be gathers."""
+    rng = np.random.default_rng(8)
+    model = make_model([helper.make_node("MatMul", ["x", "w"], ["m"]),
+                        helper.make_node("Add", ["m", "b"], ["y"])],
+                       [("x", [1, 64])], [("y", [1, 40])],
+                       [("w", rng.standard_normal((64, 40))), ("b", rng.standard_normal(40))])
+    assert _schedule(_kernel(model, "matmul")) is None

@@ -50,10 +50,9 @@ class RowReduction(CpuRule):
         if not blocks[-1].is_injective():
             return None
         rows = _leading_spatial(blocks)
-        if not rows:
+        if not rows or not _same_rows(sch, blocks, rows):
             return None
-        extents = _row_extents(sch, blocks, rows)
-        if extents is None:
+        if not all(_reads_rows(sch.get(b.block_rv)) for b in blocks if not b.is_injective()):
             return None
         outputs = {sch.get(b).name_hint for b in sch.get_output_blocks("root")}
         for info in blocks[:-1]:  # x - max: computed where it is read, once
@@ -114,19 +113,40 @@ def _leading_spatial(blocks) -> int:
     return rows
 
 
-def _row_extents(sch, blocks, rows: int):
-    """The row axes' extents, when every block runs over the same rows (else None)."""
+def _same_rows(sch, blocks, rows: int) -> bool:
+    """Every block runs over the same (constant) rows."""
     found = None
     for info in blocks:
-        loops = sch.get_loops(info.block_rv)
-        extents = [sch.get(loop).extent for loop in loops[:rows]]
+        extents = [sch.get(loop).extent for loop in sch.get_loops(info.block_rv)[:rows]]
         if not all(isinstance(e, tirx.IntImm) for e in extents):
-            return None
+            return False
         extents = [int(e) for e in extents]
         if found is not None and extents != found:
-            return None
+            return False
         found = extents
-    return found
+    return True
+
+
+def _reads_rows(block) -> bool:
+    """The reduction reads its inputs along their last axes (x[..., k]), so the partial
+    results are contiguous vector loads. A matrix-vector product reads W[k, n] down a
+    column: lanes along k would be gathers, slower than dlight's rules (left to them)."""
+    reduced = [iv.var for iv in block.iter_vars if int(iv.iter_type) == _REDUCE]
+    for region in block.reads:
+        indices = [r.min for r in region.region]
+        used = [v for v in reduced if any(_uses(index, v) for index in indices)]
+        if not used:
+            continue
+        tail = indices[len(indices) - len(reduced):]
+        if len(tail) != len(reduced) or not all(i.same_as(v) for i, v in zip(tail, reduced)):
+            return False
+    return True
+
+
+def _uses(expr, var) -> bool:
+    found = []
+    tvm_ffi.structural_walk(expr, (tirx.Var, lambda v: found.append(v.same_as(var))))
+    return any(found)
 
 
 def _split_into_lanes(sch, block, rows: int, lanes: int):
