@@ -171,8 +171,13 @@ class Quantizer:
         prepared = prepare(self.imported.mod, self.target)
         self.sites = find_sites(prepared)
         usable = [s for s in self.sites if not s.skip]
-        if not usable:
-            raise MccError(nothing_to_quantize(self.sites))
+        if not usable:  # no op can be int8: the whole model stays fp32, as each op would
+            from mcc.passes.quantize import QuantizeReport
+
+            self.say(f"[mcc] WARNING: {nothing_to_quantize(self.sites)}; the module stays "
+                     "fp32")
+            self.report = QuantizeReport([], {s.name: s.skip for s in self.sites})
+            return self.imported.mod
         chosen = self._apply_exclusions(usable)
         self.samples, self.held_out = split_holdout(self._samples(), self.config.holdout)
         names = [t.name for t in self.imported.outputs]
@@ -321,6 +326,8 @@ class Quantizer:
         if self.mode == QDQ:
             return (f"already-quantized model: {n} of {total} conv2d/matmul ops in int8 with "
                     "the model's own scales")
+        if self.calibration is None:
+            return f"0 of {total} conv2d/matmul ops in int8: the module stays fp32"
         return (f"{n} of {total} conv2d/matmul ops in int8 "
                 f"({self.config.calibration_method} calibration on "
                 f"{len(self.calibration.outputs)} sample(s))")
@@ -340,10 +347,10 @@ class Quantizer:
             "activations": f"{activation_dtype(self.target)} asymmetric, per tensor",
             "weights": "int8 symmetric, " + ("per tensor" if self.config.per_tensor
                                              else "per output channel"),
-            "calibration": {"method": self.config.calibration_method,
-                            "data": self.config.calibration,
-                            "samples": len(self.calibration.outputs),
-                            "held_out_samples": len(self.held_out)},
+            "calibration": None if self.calibration is None else {
+                "method": self.config.calibration_method, "data": self.config.calibration,
+                "samples": len(self.calibration.outputs),
+                "held_out_samples": len(self.held_out)},
             "int8_ops": self.report.quantized,
             "fp32_ops": fp32,
             "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
@@ -359,7 +366,11 @@ def prepare(mod, target):
     from mcc.passes import FoldBatchNorm
 
     T = relax.transform
-    before = [T.FoldConstant(), FoldBatchNorm(), T.DecomposeOpsForInference(),
+    # FoldConstant only folds inside dataflow blocks: in a model with control flow (an ONNX
+    # If) a weight computed from constants (take + permute_dims of an LSTM's packed
+    # weights) would otherwise stay a computation, and its matmul fp32
+    before = [T.ConvertToDataflow(min_size=1), T.FoldConstant(), FoldBatchNorm(),
+              T.DecomposeOpsForInference(),
               T.CanonicalizeBindings(), T.FoldConstant()]
     # one layout change per tensor, not per reader: sites that read one tensor then share
     # its quantized copy (mcc.passes.quantize)

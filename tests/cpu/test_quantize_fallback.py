@@ -1,0 +1,43 @@
+"""int8 on models where some or all ops cannot be int8: they stay fp32 and the build
+succeeds (issue 16: --quantize int8 builds on every model of the real-model corpus)."""
+
+import numpy as np
+from tvm import relax
+
+import mcc
+from conftest import TINY_MODELS
+from mcc.driver.quantization import prepare
+from mcc.passes.quantize import find_sites
+from mcc.targets import resolve_target
+
+
+def test_weight_computed_from_constants_outside_dataflow_is_folded():
+    """A matmul weight made by take + permute_dims of a packed constant, outside a dataflow
+    block (as in a model with an ONNX If), is a constant by the time sites are found."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([1, 4], "float32"))
+    packed = np.arange(32, dtype=np.float32).reshape(2, 4, 4)
+    with bb.function("main", [x]):  # no dataflow block: what control flow leaves
+        w = bb.emit(relax.op.take(relax.const(packed), relax.const(1, "int64"), axis=0))
+        y = bb.emit(relax.op.matmul(x, bb.emit(relax.op.permute_dims(w))))
+        bb.emit_func_output(y)
+    target = resolve_target(None).tvm_target()
+    sites = find_sites(prepare(bb.get(), target))
+    assert [(s.name, s.skip) for s in sites] == [("matmul_0", "")]
+    np.testing.assert_array_equal(sites[0].call.args[1].value.numpy(), packed[1].T)
+
+
+def test_nothing_to_quantize_builds_fp32_with_a_warning(save_onnx, cli, tmp_path):
+    path = save_onnx(TINY_MODELS["two_outputs"](), "none.onnx")
+    out = tmp_path / "none.so"
+    result = cli("compile", path, "-o", out, "--quantize", "int8", "--calibration", "random")
+    assert result.exit_code == 0, result.output
+    assert "nothing to quantize" in result.output and "stays fp32" in result.output
+    module = mcc.load(out)
+    quant = module.metadata["quantization"]
+    assert quant["int8_ops"] == [] and quant["calibration"] is None
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    ref = mcc.load(mcc.compile(path).export(tmp_path / "fp32.so")).run({"x": x})
+    got = module.run({"x": x})
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name])
