@@ -608,6 +608,23 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def compile_markdown(results: list[dict]) -> str:
+    """The --compile-only table: builds or not, int8 ops of the conv/matmul sites, cosine
+    against fp32 (mcc's accuracy report; with --option quantize=int8), compile seconds."""
+    rows = ["| model | builds | int8 ops / conv+matmul | cosine vs fp32 | compile s |",
+            "|---|---|---:|---:|---:|"]
+    for r in results:
+        built = "yes" if "error" not in r else "**no**: " + r["error"].replace("|", "/")
+        ops = f"{r['int8_ops']} / {r['sites']}" if "int8_ops" in r else "—"
+        rows.append(f"| {r['name']} | {built} | {ops} | {_f(r.get('cosine'), '.5f')} | "
+                    f"{_f(r.get('compile_s'), '.1f')} |")
+    ok = [r for r in results if "error" not in r]
+    rows += ["", f"Built: {len(ok)} of {len(results)}. int8 ops: "
+             f"{sum(r.get('int8_ops', 0) for r in ok)} of {sum(r.get('sites', 0) for r in ok)}"
+             " conv/matmul ops."]
+    return "\n".join(rows)
+
+
 # ---------------------------------------------------------------- profiling
 
 def profile(entry: dict, top: int = 15, rounds: int = 20, so_dir: str | None = None) -> dict:
@@ -669,6 +686,9 @@ def main(argv=None) -> int:
         return 0
     if args.report:
         results = json.loads(Path(args.report).read_text())["results"]
+        if not any("mcc_ms" in r for r in results):  # a --compile-only run
+            print(compile_markdown(results))
+            return 0
         print("\n".join(text_lines(results)))
         if args.markdown:
             print()

@@ -358,6 +358,13 @@ class Quantizer:
         }
 
 
+# conv2d in the int8 kernels' layout; conv2d_transpose stays in the one TVM lowers (and
+# mcc.passes.conv_transpose_as_matmul takes): ConvertLayout would otherwise carry it to
+# NHWC, which LegalizeOps leaves unlowered ("CodeGenVM cannot emit this Relax operator")
+_PREPARED_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "OHWI"],
+                     "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
+
+
 def prepare(mod, target):
     """fp32 module in the form calibration and quantization work on."""
     import tvm
@@ -378,7 +385,7 @@ def prepare(mod, target):
     with target:
         mod = tvm.transform.Sequential(before)(mod)
         try:
-            mod = T.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]})(mod)
+            mod = T.ConvertLayout(_PREPARED_LAYOUTS)(mod)
         except Exception:  # noqa: BLE001 - an op TVM cannot infer a layout for (relax.stack
             pass  # of an unrolled LSTM): the convs stay NCHW, and in fp32
         return tvm.transform.Sequential(after)(mod)

@@ -2,10 +2,11 @@
 succeeds (issue 16: --quantize int8 builds on every model of the real-model corpus)."""
 
 import numpy as np
+from onnx import helper
 from tvm import relax
 
 import mcc
-from conftest import TINY_MODELS
+from conftest import TINY_MODELS, make_model
 from mcc.driver.quantization import prepare
 from mcc.passes.quantize import find_sites
 from mcc.targets import resolve_target
@@ -41,3 +42,24 @@ def test_nothing_to_quantize_builds_fp32_with_a_warning(save_onnx, cli, tmp_path
     got = module.run({"x": x})
     for name in ref:
         np.testing.assert_array_equal(got[name], ref[name])
+
+
+def _conv_then_conv_transpose():
+    """conv (int8) -> ConvTranspose (stays fp32): ConvertLayout used to carry the transposed
+    conv to NHWC with the conv, where TVM cannot lower it."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("ConvTranspose", ["r", "wt"], ["y"], strides=[2, 2],
+                              pads=[1, 1, 1, 1], output_padding=[1, 1])]
+    inits = {"w": rng.standard_normal((8, 3, 3, 3)) * 0.3,
+             "wt": rng.standard_normal((8, 4, 3, 3)) * 0.3}
+    return make_model(nodes, [("x", [1, 3, 8, 8])], [("y", [1, 4, 16, 16])], inits.items())
+
+
+def test_conv_transpose_stays_fp32_beside_int8_convs(save_onnx, tmp_path):
+    path = save_onnx(_conv_then_conv_transpose(), "convt.onnx")
+    compiled = mcc.compile(path, quantize="int8", calibration="random", verify=False)
+    quant = compiled.metadata["quantization"]
+    assert quant["int8_ops"] == ["conv2d_0"]
+    assert quant["accuracy"]["outputs"]["y"]["cosine"] > 0.99
