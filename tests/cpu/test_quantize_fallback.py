@@ -63,3 +63,38 @@ def test_conv_transpose_stays_fp32_beside_int8_convs(save_onnx, tmp_path):
     quant = compiled.metadata["quantization"]
     assert quant["int8_ops"] == ["conv2d_0"]
     assert quant["accuracy"]["outputs"]["y"]["cosine"] > 0.99
+
+
+def test_failed_build_retries_int8_kernels_with_unfused_epilogues(save_onnx, monkeypatch):
+    """The driver's fallback for a kernel TVM fails to lower (e.g. "Buffer T_add_intermediate
+    is used before its definition") rebuilds with unfused epilogues: the int8 kernels too,
+    and the module keeps its int8 ops."""
+    import mcc.build.lower as lower
+    import mcc.schedule.rules.int8 as int8_rule
+    from mcc.errors import MccError
+
+    real_build, real_kernel = lower.build, int8_rule.schedule_kernel
+    builds, fused = [], []
+
+    def failing_first(mod, target):  # what a TVM lowering bug in a fused kernel looks like
+        if any("qconv2d" in gv.name_hint for gv in mod.functions):
+            builds.append(mod)
+        if len(builds) == 1:
+            raise MccError("build failed for target llvm: Buffer T_add_intermediate is used "
+                           "before its definition")
+        return real_build(mod, target)
+
+    def spy(func, *args, **kwargs):
+        fused.append(kwargs.get("fuse_epilogue", args[2] if len(args) > 2 else True))
+        return real_kernel(func, *args, **kwargs)
+
+    path = save_onnx(_conv_then_conv_transpose(), "convt.onnx")
+    calibrated = mcc.compile(path, quantize="int8", calibration="random", verify=False)
+    monkeypatch.setattr(lower, "build", failing_first)
+    monkeypatch.setattr(int8_rule, "schedule_kernel", spy)
+    compiled = mcc.compile(path, quantize="int8", calibration="random", verify=False)
+    assert len(builds) == 2 and fused[-1] is False and True in fused
+    assert compiled.metadata["quantization"]["int8_ops"] == ["conv2d_0"]
+    want = calibrated.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"]
+    got = compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"]
+    assert abs(got - want) < 1e-6
