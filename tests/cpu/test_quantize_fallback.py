@@ -98,3 +98,15 @@ def test_failed_build_retries_int8_kernels_with_unfused_epilogues(save_onnx, mon
     want = calibrated.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"]
     got = compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"]
     assert abs(got - want) < 1e-6
+
+
+def test_scalar_input_calibrates(save_onnx):
+    """A 0-d input (a sample rate) reaches the calibration runs as 0-d."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Mul", ["h", "s"], ["y"])]
+    model = make_model(nodes, [("x", [1, 8]), ("s", [])], [("y", [1, 4])],
+                       [("w", rng.standard_normal((8, 4)))])
+    path = save_onnx(model, "scalar.onnx")
+    compiled = mcc.compile(path, quantize="int8", calibration="random", verify=False)
+    assert compiled.metadata["quantization"]["int8_ops"] == ["matmul_0"]
