@@ -110,3 +110,27 @@ def test_scalar_input_calibrates(save_onnx):
     path = save_onnx(model, "scalar.onnx")
     compiled = mcc.compile(path, quantize="int8", calibration="random", verify=False)
     assert compiled.metadata["quantization"]["int8_ops"] == ["matmul_0"]
+
+
+def test_model_failing_on_a_calibration_sample_is_a_one_line_error():
+    """A sample the fp32 model rejects at run time (a random sample rate that selects an If
+    branch which cannot run) is an MccError naming the sample, not a TVM ValueError."""
+    import pytest
+
+    from mcc.errors import MccError
+    from mcc.passes.calibrate import calibrate
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([1, 4], "float32"))
+    with bb.function("main", [x]):
+        y = bb.emit(relax.op.nn.relu(x))
+        bb.emit_func_output(y)
+
+    def run_module(mod):
+        def run(feed):
+            raise ValueError("Check failed: (ptr->ndim == ndim) is false")
+        return run
+
+    with pytest.raises(MccError, match=r"fails on sample 0: .*Check failed"):
+        calibrate(bb.get(), [y], ["y"], [{"x": np.zeros((1, 4), np.float32)}], "minmax",
+                  run_module, ["y"])
