@@ -17,6 +17,7 @@ when it is absent.
 
     .venv/bin/python benchmarks/corpus.py --compile-only --so-dir /tmp/int8 \
         --option quantize=int8 --option calibration=random        # int8: does it build?
+    (``--option calibration=feed``: calibrate on 4 of the corpus's seeded feeds instead)
 
 Only mcc's public API is used (``mcc.compile`` with default options, or those given with
 ``--option KEY=VALUE``: keyword arguments of ``mcc.compile``; ``Compiled.export``,
@@ -407,6 +408,19 @@ def parse_options(pairs: list[str] | None) -> dict:
     return options
 
 
+FEED_CALIBRATION = "feed"  # --option calibration=feed: the corpus's own seeded feeds
+
+
+def feed_samples(entry: dict, workdir: Path, count: int = 4) -> Path:
+    """``count`` seeded feeds of the model (fixed-value inputs, e.g. a sample rate, kept)
+    as a calibration .npz (first axis = samples): for models whose inputs select a branch,
+    where --calibration random picks one that cannot run."""
+    feeds = [make_feed(entry, seed) for seed in range(count)]
+    target = workdir / f"{entry['name']}.calibration.npz"
+    np.savez(target, **{k: np.stack([f[k] for f in feeds]) for k in feeds[0]})
+    return target
+
+
 def quantization_info(report: dict) -> dict:
     """int8 ops / conv-matmul sites and the worst cosine vs fp32 from mcc's report."""
     q = report.get("quantization") if isinstance(report, dict) else None
@@ -435,6 +449,9 @@ def measure(entry: dict, repeat: int, workdir: Path, compile_only: bool = False,
     ref_names = [o.name for o in session.get_outputs()]
     ref = dict(zip(ref_names, session.run(None, ort_feed)))
 
+    options = dict(options or {})
+    if options.get("calibration") == FEED_CALIBRATION:
+        options["calibration"] = str(feed_samples(entry, workdir))
     so = workdir / f"{entry['name']}.so"
     meta = workdir / f"{entry['name']}.compile.json"
     if so.exists() and meta.exists():  # --so-dir: compiled by an earlier --compile-only pass
@@ -442,8 +459,7 @@ def measure(entry: dict, repeat: int, workdir: Path, compile_only: bool = False,
     else:
         t0 = time.perf_counter()
         try:
-            compiled = mcc.compile(str(path), input_shapes=shapes, verify=False,
-                                   **(options or {}))
+            compiled = mcc.compile(str(path), input_shapes=shapes, verify=False, **options)
             compiled.export(so)
         except Exception as err:  # noqa: BLE001
             result["compile_s"] = time.perf_counter() - t0
