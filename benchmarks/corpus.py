@@ -15,7 +15,12 @@ once into ``$MCC_CORPUS_CACHE`` (default ~/.cache/mcc-corpus). Torch models from
 manifest); OpenVINO likewise in ``<cache>/openvino``: the OpenVINO column is left empty
 when it is absent.
 
-Only mcc's public API is used (``mcc.compile`` with default options, ``Compiled.export``,
+    .venv/bin/python benchmarks/corpus.py --compile-only --so-dir /tmp/int8 \
+        --option quantize=int8 --option calibration=random        # int8: does it build?
+    (``--option calibration=feed``: calibrate on 4 of the corpus's seeded feeds instead)
+
+Only mcc's public API is used (``mcc.compile`` with default options, or those given with
+``--option KEY=VALUE``: keyword arguments of ``mcc.compile``; ``Compiled.export``,
 ``mcc.load(...).run``), so compiler restructures do not break this script. Each model runs
 in its own child process (a crash or a hang in one is reported as that model's failure,
 with its one-line error, and counted).
@@ -380,7 +385,58 @@ def max_abs_err(ours: dict, ref: dict) -> tuple[float, float]:
     return worst, worst / scale if scale else worst
 
 
-def measure(entry: dict, repeat: int, workdir: Path, compile_only: bool = False) -> dict:
+def parse_options(pairs: list[str] | None) -> dict:
+    """``["quantize=int8", "accuracy_budget=0.01"]`` -> keyword arguments of mcc.compile
+    (numbers and true/false converted, everything else a string)."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--option {pair!r}: expected KEY=VALUE (e.g. quantize=int8)")
+        key = key.strip().replace("-", "_")
+        if value.lower() in ("true", "false"):
+            options[key] = value.lower() == "true"
+            continue
+        for kind in (int, float):
+            try:
+                options[key] = kind(value)
+                break
+            except ValueError:
+                pass
+        else:
+            options[key] = value
+    return options
+
+
+FEED_CALIBRATION = "feed"  # --option calibration=feed: the corpus's own seeded feeds
+
+
+def feed_samples(entry: dict, workdir: Path, count: int = 4) -> Path:
+    """``count`` seeded feeds of the model (fixed-value inputs, e.g. a sample rate, kept)
+    as a calibration .npz (first axis = samples): for models whose inputs select a branch,
+    where --calibration random picks one that cannot run."""
+    feeds = [make_feed(entry, seed) for seed in range(count)]
+    target = workdir / f"{entry['name']}.calibration.npz"
+    np.savez(target, **{k: np.stack([f[k] for f in feeds]) for k in feeds[0]})
+    return target
+
+
+def quantization_info(report: dict) -> dict:
+    """int8 ops / conv-matmul sites and the worst cosine vs fp32 from mcc's report."""
+    q = report.get("quantization") if isinstance(report, dict) else None
+    if not isinstance(q, dict) or "int8_ops" not in q:
+        return {}
+    info = {"int8_ops": len(q["int8_ops"]),
+            "sites": len(q["int8_ops"]) + len(q.get("fp32_ops") or {}),
+            "fp32_reasons": sorted(set((q.get("fp32_ops") or {}).values()))}
+    outputs = ((q.get("accuracy") or {}).get("outputs")) or {}
+    if outputs:
+        info["cosine"] = min(o["cosine"] for o in outputs.values())
+    return info
+
+
+def measure(entry: dict, repeat: int, workdir: Path, compile_only: bool = False,
+            options: dict | None = None) -> dict:
     import mcc
 
     result = {"name": entry["name"], "source": source_text(entry), "covers": entry["covers"]}
@@ -393,6 +449,9 @@ def measure(entry: dict, repeat: int, workdir: Path, compile_only: bool = False)
     ref_names = [o.name for o in session.get_outputs()]
     ref = dict(zip(ref_names, session.run(None, ort_feed)))
 
+    options = dict(options or {})
+    if options.get("calibration") == FEED_CALIBRATION:
+        options["calibration"] = str(feed_samples(entry, workdir))
     so = workdir / f"{entry['name']}.so"
     meta = workdir / f"{entry['name']}.compile.json"
     if so.exists() and meta.exists():  # --so-dir: compiled by an earlier --compile-only pass
@@ -400,7 +459,7 @@ def measure(entry: dict, repeat: int, workdir: Path, compile_only: bool = False)
     else:
         t0 = time.perf_counter()
         try:
-            compiled = mcc.compile(str(path), input_shapes=shapes, verify=False)
+            compiled = mcc.compile(str(path), input_shapes=shapes, verify=False, **options)
             compiled.export(so)
         except Exception as err:  # noqa: BLE001
             result["compile_s"] = time.perf_counter() - t0
@@ -412,6 +471,7 @@ def measure(entry: dict, repeat: int, workdir: Path, compile_only: bool = False)
         if isinstance(schedule, dict):
             info["kernels"] = {k: v for k, v in schedule.items()
                                if isinstance(v, (int, float, str))}
+        info.update(quantization_info(report))
         meta.write_text(json.dumps(info))
         result.update(info)
     if compile_only:
@@ -443,17 +503,20 @@ def measure(entry: dict, repeat: int, workdir: Path, compile_only: bool = False)
     return result
 
 
-def run_child(name: str, repeat: int, so_dir: str | None, compile_only: bool) -> dict:
+def run_child(name: str, repeat: int, so_dir: str | None, compile_only: bool,
+              options: list[str] | None = None, timeout_s: int = CHILD_TIMEOUT_S) -> dict:
     """One model in a child process: a crash or hang is that model's failure."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, __file__, "--child", name, "--repeat", str(repeat),
                "--json", str(out)] + (["--so-dir", so_dir] if so_dir else []) \
-            + (["--compile-only"] if compile_only else [])
+            + (["--compile-only"] if compile_only else []) \
+            + [arg for pair in options or [] for arg in ("--option", pair)]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            return {"name": name, "error": f"timed out after {CHILD_TIMEOUT_S} s"}
+            return {"name": name, "error": f"timed out after {timeout_s} s",
+                    "compile_s": timeout_s}
         if out.exists():
             return json.loads(out.read_text())
         tail = [t for t in (done.stderr + done.stdout).strip().splitlines() if t.strip()]
@@ -501,6 +564,13 @@ def kernels_text(r: dict) -> str:
     if k.get("naive"):
         parts.append(f"{k['naive']} untuned")
     return ", ".join(parts)
+
+
+def int8_text(r: dict) -> str:
+    if "int8_ops" not in r:
+        return ""
+    return (f"int8 {r['int8_ops']}/{r['sites']}, cosine {_f(r.get('cosine'), '.5f')} "
+            f"vs fp32 ")
 
 
 def text_lines(results: list[dict]) -> list[str]:
@@ -554,6 +624,23 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def compile_markdown(results: list[dict]) -> str:
+    """The --compile-only table: builds or not, int8 ops of the conv/matmul sites, cosine
+    against fp32 (mcc's accuracy report; with --option quantize=int8), compile seconds."""
+    rows = ["| model | builds | int8 ops / conv+matmul | cosine vs fp32 | compile s |",
+            "|---|---|---:|---:|---:|"]
+    for r in results:
+        built = "yes" if "error" not in r else "**no**: " + r["error"].replace("|", "/")
+        ops = f"{r['int8_ops']} / {r['sites']}" if "int8_ops" in r else "—"
+        rows.append(f"| {r['name']} | {built} | {ops} | {_f(r.get('cosine'), '.5f')} | "
+                    f"{_f(r.get('compile_s'), '.1f')} |")
+    ok = [r for r in results if "error" not in r]
+    rows += ["", f"Built: {len(ok)} of {len(results)}. int8 ops: "
+             f"{sum(r.get('int8_ops', 0) for r in ok)} of {sum(r.get('sites', 0) for r in ok)}"
+             " conv/matmul ops."]
+    return "\n".join(rows)
+
+
 # ---------------------------------------------------------------- profiling
 
 def profile(entry: dict, top: int = 15, rounds: int = 20, so_dir: str | None = None) -> dict:
@@ -593,6 +680,11 @@ def main(argv=None) -> int:
                     "then time in one quiet pass")
     ap.add_argument("--compile-only", action="store_true",
                     help="compile into --so-dir, no timing")
+    ap.add_argument("--option", action="append", metavar="KEY=VALUE",
+                    help="a keyword argument of mcc.compile (repeatable), e.g. "
+                    "--option quantize=int8 --option calibration=random; default: none (fp32)")
+    ap.add_argument("--timeout", type=int, default=CHILD_TIMEOUT_S,
+                    help=f"seconds per model (default {CHILD_TIMEOUT_S})")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     entries = {e["name"]: e for e in models()}
@@ -602,13 +694,17 @@ def main(argv=None) -> int:
             workdir = Path(args.so_dir) if args.so_dir else Path(tmp)
             workdir.mkdir(parents=True, exist_ok=True)
             try:
-                result = measure(entries[args.child], args.repeat, workdir, args.compile_only)
+                result = measure(entries[args.child], args.repeat, workdir, args.compile_only,
+                                 parse_options(args.option))
             except Exception as err:  # noqa: BLE001
                 result = {"name": args.child, "error": one_line(err)}
         Path(args.json).write_text(json.dumps(result, indent=1))
         return 0
     if args.report:
         results = json.loads(Path(args.report).read_text())["results"]
+        if not any("mcc_ms" in r for r in results):  # a --compile-only run
+            print(compile_markdown(results))
+            return 0
         print("\n".join(text_lines(results)))
         if args.markdown:
             print()
@@ -635,13 +731,15 @@ def main(argv=None) -> int:
     results = []
     for e in chosen:
         t0 = time.time()
-        r = run_child(e["name"], args.repeat, args.so_dir, args.compile_only)
+        r = run_child(e["name"], args.repeat, args.so_dir, args.compile_only, args.option,
+                      args.timeout)
         r.setdefault("source", source_text(e))
         r.setdefault("covers", e["covers"])
         results.append(r)
         if args.compile_only:
             print(f"[{time.time() - t0:6.1f} s] {e['name']}: compile "
-                  f"{_f(r.get('compile_s'), '.1f')} s {r.get('error', '')}", flush=True)
+                  f"{_f(r.get('compile_s'), '.1f')} s {int8_text(r)}{r.get('error', '')}",
+                  flush=True)
         else:
             print(f"[{time.time() - t0:6.1f} s] " + text_lines([r])[1], flush=True)
         if args.json:  # partial results survive an interrupted run

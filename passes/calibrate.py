@@ -109,13 +109,27 @@ def calibrate(mod, observe: list, names: list[str], samples: list[dict], method:
     rng = np.random.default_rng(0)
     outputs = []
     n_out = len(output_names)
-    for feed in samples:
-        values = runner(feed)
+    for index, feed in enumerate(samples):
+        values = _run_sample(runner, feed, index)
         outputs.append(dict(zip(output_names, values[:n_out])))
         for stat, value in zip(stats, values[n_out:]):
             stat.observe(value, rng)
-    held = [dict(zip(output_names, runner(feed)[:n_out])) for feed in held_out]
+    held = [dict(zip(output_names, _run_sample(runner, feed, i)[:n_out]))
+            for i, feed in enumerate(held_out)]
     return Calibration(method, stats, [s.range(method) for s in stats], outputs, held)
+
+
+def _run_sample(runner, feed: dict, index: int) -> list:
+    """The fp32 model on one sample; a run-time failure (an input value the model rejects:
+    an If branch that cannot run, an index out of range) is a one-line error."""
+    from mcc.errors import first_line
+
+    try:
+        return runner(feed)
+    except Exception as err:  # noqa: BLE001 - TVM run-time checks raise many types
+        raise MccError(f"calibration: the fp32 model fails on sample {index}: "
+                       f"{first_line(err)}; give samples of real data (--calibration DATA)"
+                       ) from None
 
 
 def instrument(mod, observe: list):

@@ -245,6 +245,8 @@ def _build(cand: Candidate, mod, imported, config, target, stages, lower, sample
                 st.detail = cand.quantizer.summary()
         except (BudgetNotMet, NothingToQuantize, _BuildFailed) as err:
             cand.dropped = str(err)
+        if not cand.dropped and not cand.quantizer.report.quantized:
+            cand.dropped = "no op of this model can be int8 (it would be the fp32 module)"
     if not cand.dropped and trial and trial[0] is mod:  # int8's fitted module: built already
         cand.lowered, cand.layout_choice = trial[1]
     elif not cand.dropped:

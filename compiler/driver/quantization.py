@@ -181,8 +181,13 @@ class Quantizer:
         prepared = prepare(self.imported.mod, self.target)
         self.sites = find_sites(prepared)
         usable = [s for s in self.sites if not s.skip]
-        if not usable:
-            raise NothingToQuantize(nothing_to_quantize(self.sites))
+        if not usable:  # no op can be int8: the whole model stays fp32, as each op would
+            from mcc.passes.quantize import QuantizeReport
+
+            self.say(f"[mcc] WARNING: {nothing_to_quantize(self.sites)}; the module stays "
+                     "fp32")
+            self.report = QuantizeReport([], {s.name: s.skip for s in self.sites})
+            return self.imported.mod
         chosen = self._apply_exclusions(usable)
         data = self.data if self.data is not None else self._samples()
         self.samples, self.held_out = split_holdout(data, self.config.holdout)
@@ -321,6 +326,8 @@ class Quantizer:
         if self.mode == QDQ:
             return (f"already-quantized model: {n} of {total} conv2d/matmul ops in int8 with "
                     "the model's own scales")
+        if self.calibration is None:
+            return f"0 of {total} conv2d/matmul ops in int8: the module stays fp32"
         return (f"{n} of {total} conv2d/matmul ops in int8 "
                 f"({self.config.calibration_method} calibration on "
                 f"{len(self.calibration.outputs)} sample(s))")
@@ -340,15 +347,22 @@ class Quantizer:
             "activations": f"{activation_dtype(self.target)} asymmetric, per tensor",
             "weights": "int8 symmetric, " + ("per tensor" if self.config.per_tensor
                                              else "per output channel"),
-            "calibration": {"method": self.config.calibration_method,
-                            "data": self.config.calibration,
-                            "samples": len(self.calibration.outputs),
-                            "held_out_samples": len(self.held_out)},
+            "calibration": None if self.calibration is None else {
+                "method": self.config.calibration_method, "data": self.config.calibration,
+                "samples": len(self.calibration.outputs),
+                "held_out_samples": len(self.held_out)},
             "int8_ops": self.report.quantized,
             "fp32_ops": fp32,
             "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
             "accuracy_budget": self.config.accuracy_budget,
         }
+
+
+# conv2d in the int8 kernels' layout; conv2d_transpose stays in the one TVM lowers (and
+# mcc.passes.conv_transpose_as_matmul takes): ConvertLayout would otherwise carry it to
+# NHWC, which LegalizeOps leaves unlowered ("CodeGenVM cannot emit this Relax operator")
+_PREPARED_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "OHWI"],
+                     "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
 
 
 def load_calibration(imported, config, say) -> list[dict]:
@@ -380,7 +394,11 @@ def prepare(mod, target):
     from mcc.passes.layout import convert_conv_layout
 
     T = relax.transform
-    before = [T.FoldConstant(), FoldBatchNorm(), T.DecomposeOpsForInference(),
+    # FoldConstant only folds inside dataflow blocks: in a model with control flow (an ONNX
+    # If) a weight computed from constants (take + permute_dims of an LSTM's packed
+    # weights) would otherwise stay a computation, and its matmul fp32
+    before = [T.ConvertToDataflow(min_size=1), T.FoldConstant(), FoldBatchNorm(),
+              T.DecomposeOpsForInference(),
               T.CanonicalizeBindings(), T.FoldConstant()]
     # one layout change per tensor, not per reader: sites that read one tensor then share
     # its quantized copy (mcc.passes.quantize)
@@ -388,7 +406,7 @@ def prepare(mod, target):
     with target:
         mod = tvm.transform.Sequential(before)(mod)
         try:
-            mod = convert_conv_layout(mod, {"relax.nn.conv2d": ["NHWC", "OHWI"]})
+            mod = convert_conv_layout(mod, _PREPARED_LAYOUTS)
         except Exception:  # noqa: BLE001 - an op TVM cannot infer a layout for (relax.stack
             pass  # of an unrolled LSTM): the convs stay NCHW, and in fp32
         return tvm.transform.Sequential(after)(mod)

@@ -18,7 +18,8 @@ def vm_runner(executable, input_names: list[str]):
     vm = relax.VirtualMachine(executable, device)
 
     def run(feed: dict) -> list[np.ndarray]:
-        args = [tvm.runtime.tensor(np.ascontiguousarray(feed[n]), device) for n in input_names]
+        # np.asarray, not np.ascontiguousarray: that makes a 0-d (scalar) input 1-d
+        args = [tvm.runtime.tensor(np.asarray(feed[n], order="C"), device) for n in input_names]
         return [v.numpy() for v in _flat(vm["main"](*args))]
 
     return run

@@ -311,7 +311,8 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
                 mod = _apply_records(mod, marked)
         from_records = _scheduled_funcs(mod) & tasks
         _note_new(sources, mod, "record")
-        mod = schedule_int8(mod, target)  # mcc's int8 kernels (VNNI where available)
+        # mcc's int8 kernels (VNNI where available); unfused epilogues in the fallback too
+        mod = schedule_int8(mod, target, fuse_epilogues)
         _note_new(sources, mod, "int8 kernel")
         mod = schedule_bf16(mod, target)  # mcc's bf16 kernels (AVX-512 BF16)
         _note_new(sources, mod, "bf16 kernel")

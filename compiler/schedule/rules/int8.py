@@ -236,9 +236,12 @@ def _vectorize_below(sch, block, anchor) -> None:
         sch.vectorize(loops[-1])
 
 
-def schedule_kernel(func: tirx.PrimFunc, vnni: bool, dotprod: bool = False) -> tirx.PrimFunc:
+def schedule_kernel(func: tirx.PrimFunc, vnni: bool, dotprod: bool = False,
+                    fuse_epilogue: bool = True) -> tirx.PrimFunc:
     """The scheduled form of one fused int8 kernel (see the module docstring); ``dotprod``:
-    ARM sdot (the kernel's activations must be int8)."""
+    ARM sdot (the kernel's activations must be int8). ``fuse_epilogue=False`` (the
+    driver's fallback when a build fails, as for the fp32 rules) leaves the elementwise
+    tail as separate loops after the conv."""
     from tvm import s_tir
 
     if vnni:
@@ -249,7 +252,7 @@ def schedule_kernel(func: tirx.PrimFunc, vnni: bool, dotprod: bool = False) -> t
     conv = _find_block(sch, CONV_BLOCK)
     pad = _find_block(sch, PAD_BLOCK)
     # the elementwise tail: inline all but the output blocks into their consumers
-    for block in sch.get_child_blocks(sch.get_sblock("root")):
+    for block in sch.get_child_blocks(sch.get_sblock("root")) if fuse_epilogue else []:
         name = sch.get(block).name_hint
         if name.startswith((CONV_BLOCK, PAD_BLOCK)):
             continue
@@ -281,7 +284,7 @@ def schedule_kernel(func: tirx.PrimFunc, vnni: bool, dotprod: bool = False) -> t
     sch.parallel(outer)
     if tensorize:
         oo = outer
-    for block in sch.get_child_blocks(sch.get_sblock("root")):
+    for block in sch.get_child_blocks(sch.get_sblock("root")) if fuse_epilogue else []:
         name = sch.get(block).name_hint
         if name.startswith((CONV_BLOCK, PAD_BLOCK)):
             continue
@@ -305,8 +308,10 @@ def schedule_kernel(func: tirx.PrimFunc, vnni: bool, dotprod: bool = False) -> t
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
-def schedule_int8(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """Schedule every int8 kernel in ``mod``; other PrimFuncs are left alone."""
+def schedule_int8(mod: tvm.IRModule, target: tvm.target.Target,
+                  fuse_epilogues: bool = True) -> tvm.IRModule:
+    """Schedule every int8 kernel in ``mod``; other PrimFuncs are left alone.
+    ``fuse_epilogues=False``: see ``schedule_kernel``."""
     if target.kind.name == "cuda":  # dp4a (sm_61 and later: every cuda preset)
         for gv, func in list(_int8_funcs(mod)):
             try:
@@ -317,10 +322,10 @@ def schedule_int8(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
     vnni, dotprod = has_vnni(target), has_dotprod(target)
     for gv, func in list(_int8_funcs(mod)):
         try:
-            scheduled = schedule_kernel(func, vnni, dotprod)
+            scheduled = schedule_kernel(func, vnni, dotprod, fuse_epilogues)
         except Exception:  # noqa: S110  a fused shape the rule cannot handle stays naive
             try:
-                scheduled = schedule_kernel(func, False)
+                scheduled = schedule_kernel(func, False, fuse_epilogue=fuse_epilogues)
             except Exception:
                 continue
         mod[gv] = scheduled
