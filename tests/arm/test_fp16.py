@@ -1,7 +1,7 @@
-"""ARM fp16 with FP16 arithmetic: `mcc compile --target rpi5 --precision fp16` must emit
-fp16 NEON multiply-adds (`fmla v.8h`, ARMv8.2-A +fullfp16) and, run under qemu-aarch64,
-agree with the fp32 build (x86, the reference) to a cosine of 0.999 or better, for a CNN
-and for an attention block."""
+"""ARM fp16 with FP16 arithmetic: `mcc compile --target rpi5 --precision fp16` (and
+graviton3) must emit fp16 NEON multiply-adds (`fmla v.8h`, ARMv8.2-A +fullfp16) and, run
+under qemu-aarch64, agree with the fp32 build (x86, the reference) to a cosine of 0.999 or
+better, for a CNN and for an attention block."""
 
 from __future__ import annotations
 
@@ -53,8 +53,9 @@ def _fp16_fmas(so) -> int:
     return len(re.findall(r"\tfmla\tv\d+\.[48]h,", disassembly))
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "attention_block"])
-def test_rpi5_fp16_uses_fp16_fma_and_matches_fp32_under_qemu(name, tmp_path):
+@pytest.mark.parametrize("target, name", [("rpi5", "small_cnn"), ("rpi5", "attention_block"),
+                                          ("graviton3", "small_cnn")])
+def test_arm_fp16_uses_fp16_fma_and_matches_fp32_under_qemu(target, name, tmp_path):
     from test_qemu import require_aarch64_runtime, small_cnn
 
     import mcc
@@ -68,21 +69,21 @@ def test_rpi5_fp16_uses_fp16_fma_and_matches_fp32_under_qemu(name, tmp_path):
     lines = []
     # verify=True: compile itself runs the aarch64 module under qemu vs ONNX Runtime and
     # requires cosine >= 0.999
-    arm = mcc.compile(model, target="rpi5", precision="fp16", progress=lines.append)
+    arm = mcc.compile(model, target=target, precision="fp16", progress=lines.append)
     assert arm.metadata["quantization"] == {"mode": "fp16", "accumulation": "float16"}
     verify_line = next(ln for ln in lines if ln.startswith("[mcc] verify  "))
     assert "cosine" in verify_line and verify_line.endswith("(under qemu-aarch64)"), verify_line
-    so = arm.export(tmp_path / f"{name}_rpi5_fp16.so")
+    so = arm.export(tmp_path / f"{name}_{target}_fp16.so")
     assert _fp16_fmas(so) >= 8, "expected fp16 fmla (v.8h) in the conv / matmul kernels"
 
     fp32 = mcc.compile(model, verify=False)  # this machine, fp32
-    run_arm = emulated_runner(resolve_target("rpi5"), so, [out])
+    run_arm = emulated_runner(resolve_target(target), so, [out])
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     for seed in (1, 2):
         feed = {model.graph.input[0].name:
                 np.random.default_rng(seed).standard_normal(shape).astype(np.float32)}
         got, want = run_arm(feed)[out], fp32.run(feed)[out]
         assert got.dtype == np.float32 and got.shape == want.shape
-        print(f"{name} rpi5 fp16 under qemu vs fp32, seed {seed}: cosine "
+        print(f"{name} {target} fp16 under qemu vs fp32, seed {seed}: cosine "
               f"{cosine(got, want):.7f}, {_fp16_fmas(so)} fp16 fmla")
         assert cosine(got, want) >= 0.999
