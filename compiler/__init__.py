@@ -33,8 +33,9 @@ def compile(model, target=None, input_shapes=None, example_inputs=None, progress
     ``mcc.driver.config.CompileConfig``, the one list of compile options (its docstring and
     ``mcc compile --help`` describe each; None means the default), e.g. ``verify=False``,
     ``rtol``/``atol``, ``calibration`` (sample inputs), ``prune`` ("zero" or a ratio),
-    ``layout``, ``quantize`` ("int8", "fp16"), ``precision`` ("bf16", "int8", "auto"), ``bind``
-    ({input name: values}, ONNX inputs frozen to constants), ``cross_compiler``.
+    ``layout``, ``quantize`` ("int8", "fp16"), ``precision`` ("bf16", "fp16", "int8",
+    "auto"), ``bind`` ({input name: values}, ONNX inputs frozen to constants),
+    ``cross_compiler``.
     An unknown keyword is a TypeError (``mcc.driver.config.UnknownOption``, an MccError).
     """
     from mcc.driver import compile_model

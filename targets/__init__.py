@@ -136,7 +136,7 @@ def device_type(target) -> str:
 # CPU flags that decide whether generated vector code can run on a machine.
 VECTOR_FLAGS = frozenset({"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
                           "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16", "avx_vnni",
-                          "asimd", "asimddp", "sve"})
+                          "asimd", "asimddp", "asimdhp", "sve", "bf16"})
 
 
 @cache

@@ -43,6 +43,30 @@ def cpu_info(target) -> CpuInfo:
     return CpuInfo(128, 16, cores)
 
 
+def has_fp16_arithmetic(target) -> bool:
+    """An aarch64 ``llvm`` target with ARMv8.2-A FP16 arithmetic (``+fullfp16``: ``fmla
+    v.8h``; Cortex-A76/A78/X1, Neoverse N1/V1). False for every other target: x86 CPUs
+    convert fp16 to fp32 to compute."""
+    if target.kind.name != "llvm" or not is_aarch64(target):
+        return False
+    from tvm.target.codegen import llvm_cpu_has_features
+
+    try:
+        return bool(llvm_cpu_has_features("fullfp16", target))
+    except Exception:  # a CPU LLVM does not know: no fp16 arithmetic assumed
+        return False
+
+
+def arm_without_fp16(target) -> bool:
+    """An aarch64 ``llvm`` target without FP16 arithmetic (Cortex-A72, generic ARMv8.0-A):
+    where ``--precision fp16`` is refused."""
+    return target.kind.name == "llvm" and is_aarch64(target) and not has_fp16_arithmetic(target)
+
+
+def is_aarch64(target) -> bool:
+    return str(target.attrs.get("mtriple", "")).startswith(("aarch64", "arm64"))
+
+
 def _host_cores() -> int:
     import os
 

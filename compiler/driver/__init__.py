@@ -191,10 +191,12 @@ def _verify(compiled: Compiled, reference, reference_name: str, user_feed, feed_
             results, stages: Stages) -> dict | None:
     """Run the exported module and the reference on the same inputs (a module for another
     CPU under emulation where that is installed): the verification's JSON, or None when it
-    was skipped for a reason the progress lines give. A mismatch is an MccError, except
-    for a quantized module, whose accuracy report is the check."""
+    was skipped for a reason the progress lines give. A mismatch is an MccError (for bf16
+    and fp16: a cosine under 0.999), except for an int8 module, whose accuracy report is
+    the check."""
     config, imported = results.config, results.imported
     quantized = results.quantization is not None
+    fp16 = quantized and results.quantization["mode"] == "fp16"  # cosine, as bf16
     run_module, how = compiled.run, ""
     if config.verify and not config.target.runs_on_host():
         run_module, how = _emulated(config.target, compiled._so_path, compiled, stages)
@@ -221,11 +223,11 @@ def _verify(compiled: Compiled, reference, reference_name: str, user_feed, feed_
             actual = run_module(feed)
             result = verify(actual, expected, reference_name, config.rtol, config.atol)
             st.detail = result.summary() + how + (f" on {feed_source}" if feed_source else "")
-            if quantized:  # reduced precision: the accuracy report is the check
+            if quantized and not fp16:  # int8: the accuracy report is the check
                 worst = max((o.max_abs for o in result.outputs), default=0.0)
                 st.detail = (f"vs {reference_name}: max abs err {worst:.3g} "
                              f"({results.quantization['mode']}: tolerances not enforced){how}")
-            if (results.lowered.precision or {}).get("mode") == "bf16":  # cosine >= 0.999
+            if fp16 or (results.lowered.precision or {}).get("mode") == "bf16":  # cosine >= 0.999
                 from mcc.verify.compare import cosine_check
 
                 result = cosine_check(result, actual, expected)
@@ -233,7 +235,7 @@ def _verify(compiled: Compiled, reference, reference_name: str, user_feed, feed_
     except ReferenceUnavailable as err:
         stages.say(f"[mcc] verify   skipped: {err}")
         return {"skipped": str(err)}
-    if not result.ok and not quantized:
+    if not result.ok and (fp16 or not quantized):
         raise MccError(result.failure())
     return result.to_json()
 

@@ -21,7 +21,7 @@ from mcc.targets import TargetPreset, resolve_target
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-4
 LAYOUTS = ("NCHW", "NHWC", "NCHWc", "auto")
-PRECISIONS = ("fp32", "bf16", "int8", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 AUTO_BUDGET = 0.01  # --precision auto's default --accuracy-budget (docs/quantization.md)
 
 
@@ -73,7 +73,7 @@ class CompileConfig:
         kernels=True)
     quantize: str | None = option(
         "int8: calibrated post-training quantization (= --precision int8); fp16: mixed "
-        "precision (GPUs)",
+        "precision (= --precision fp16)",
         choices=("int8", "fp16"), kernels=True)
     calibration_method: str = option(
         "how int8 activation ranges are chosen", "minmax",
@@ -109,16 +109,19 @@ class CompileConfig:
         flag="--winograd/--no-winograd", show_default=True, kernels=True)
     precision: str | None = option(
         "fp32 (default; int8 with --quantize int8); bf16: conv2d / matmul as bf16 kernels "
-        "(AVX-512 BF16 CPUs); int8: calibrated int8 (= --quantize int8); auto: build fp32, "
+        "(AVX-512 BF16 CPUs); fp16: fp16 weights and activations (fp16 arithmetic on ARM CPUs "
+        "with FP16, e.g. rpi5, graviton3; GPUs) (= --quantize fp16); int8: calibrated int8 "
+        "(= --quantize int8); auto: build fp32, "
         "bf16 (where the target has it) and int8, keep the fastest within --accuracy-budget "
         f"(default {AUTO_BUDGET:g})", choices=PRECISIONS)
 
     def __post_init__(self):
-        # --quantize int8 and --precision int8 are one request: both fields say it
-        precision = self.precision or ("int8" if self.quantize == "int8" else "fp32")
+        # --quantize int8|fp16 and --precision int8|fp16 are one request: both fields say it
+        precision = self.precision or (self.quantize if self.quantize in ("int8", "fp16")
+                                       else "fp32")
         object.__setattr__(self, "precision", precision)
-        if precision == "int8" and self.quantize is None:
-            object.__setattr__(self, "quantize", "int8")
+        if precision in ("int8", "fp16") and self.quantize is None:
+            object.__setattr__(self, "quantize", precision)
 
 
 CompileConfig.__doc__ = ("One frozen description of a compile, shared by the API, the CLI "
@@ -176,6 +179,8 @@ def make_config(**given) -> CompileConfig:
         from mcc.schedule.rules.bf16 import check_bf16_target
 
         check_bf16_target(config.target.tvm_target(), config.target.name)
+    if config.precision == "fp16":
+        check_fp16_target(config.target)
     if config.precision == "auto" and not config.target.runs_on_host():
         raise MccError(f"--precision auto measures each candidate on this machine, and a "
                        f"{config.target.name} module cannot run here "
@@ -187,11 +192,24 @@ def make_config(**given) -> CompileConfig:
 
 
 def _check_precision_pair(precision, quantize) -> None:
-    """--quantize int8 is --precision int8; any other pair of the two is a one-line error."""
+    """--quantize int8|fp16 is --precision int8|fp16; any other pair is a one-line error."""
     if precision is not None and precision not in PRECISIONS:
         raise MccError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
-    if precision is not None and quantize is not None and (precision, quantize) != ("int8",
-                                                                                   "int8"):
+    if precision is not None and quantize is not None and precision != quantize:
         raise MccError(f"--precision {precision} and --quantize {quantize} exclude each other "
-                       "(--quantize int8 is --precision int8; --quantize fp16 takes no "
-                       "--precision)")
+                       "(--quantize int8 is --precision int8, --quantize fp16 is --precision "
+                       "fp16)")
+
+
+def check_fp16_target(target: TargetPreset) -> None:
+    """``--precision fp16`` on an aarch64 CPU needs FP16 arithmetic (ARMv8.2-A ``+fullfp16``):
+    a one-line MccError on one without it (Cortex-A72, generic ARMv8.0-A). x86 CPUs and
+    GPUs keep TVM's mixed precision (fp16 storage; x86 computes in fp32)."""
+    from mcc.targets.cpu_info import arm_without_fp16
+
+    cpu = target.tvm_target()
+    if arm_without_fp16(cpu):
+        mcpu = str(cpu.attrs.get("mcpu", "") or "generic")
+        raise MccError(f"--precision fp16: target {target.name} ({mcpu}) lacks FP16 "
+                       "arithmetic (ARMv8.2-A +fullfp16: Cortex-A76/A78/X1, Neoverse N1/V1; "
+                       "presets rpi5, graviton3); use fp32 or int8")

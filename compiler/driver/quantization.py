@@ -12,8 +12,11 @@
     accuracy   after the build: the int8 module against the fp32 outputs on the held-out
                samples (on the calibration samples when none are held out, and it says so)
 
-``--quantize fp16`` is TVM's mixed-precision pass (fp16 compute, fp32 accumulation),
-meant for GPUs.
+``--quantize fp16`` (= ``--precision fp16``) is TVM's mixed-precision pass: conv2d / matmul
+on fp16 weights and activations. On aarch64 CPUs with FP16 arithmetic (``+fullfp16``) they
+accumulate in fp16 too, so LLVM emits fp16 NEON multiply-adds (``fmla v.8h``: 8 lanes, twice
+fp32's); elsewhere (GPUs, x86) they accumulate in fp32. Softmax, reductions and
+normalisations stay fp32 (the pass's own policy).
 """
 
 from __future__ import annotations
@@ -160,6 +163,14 @@ class Quantizer:
     build: object = None  # budget trials: module -> executable (default: compile_relax)
 
     @property
+    def fp16_accumulation(self) -> str:
+        """What fp16 conv2d / matmul accumulate in: fp16 where the CPU has FP16 arithmetic
+        (aarch64 +fullfp16: the point of fp16 there), else fp32."""
+        from mcc.targets.cpu_info import has_fp16_arithmetic
+
+        return "float16" if has_fp16_arithmetic(self.target) else "float32"
+
+    @property
     def mode(self) -> str:
         return self.config.quantize or QDQ
 
@@ -173,7 +184,8 @@ class Quantizer:
         if mode not in MODES:
             raise MccError(f"unknown --quantize mode '{mode}'; choose one of {', '.join(MODES)}")
         if mode == "fp16":
-            return relax.transform.ToMixedPrecision(out_dtype="float32")(self.imported.mod)
+            return relax.transform.ToMixedPrecision(out_dtype=self.fp16_accumulation)(
+                self.imported.mod)
         from mcc.passes.calibrate import calibrate
         from mcc.passes.quantize import find_sites, nothing_to_quantize
         from mcc.targets import resolve_target
@@ -320,7 +332,7 @@ class Quantizer:
 
     def summary(self) -> str:
         if self.mode == "fp16":
-            return "fp16 mixed precision"
+            return f"fp16 mixed precision ({self.fp16_accumulation} accumulation)"
         n = len(self.report.quantized)
         total = len(self.sites)
         if self.mode == QDQ:
@@ -336,7 +348,7 @@ class Quantizer:
         from mcc.schedule.rules.int8 import activation_dtype
 
         if self.mode == "fp16":
-            return {"mode": "fp16"}
+            return {"mode": "fp16", "accumulation": self.fp16_accumulation}
         fp32 = dict(self.report.skipped)
         fp32.update(self.fp32_sites)
         if self.mode == QDQ:

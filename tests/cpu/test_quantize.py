@@ -377,7 +377,7 @@ def test_qlinear_and_conv_integer_import_match_onnxruntime_exactly():
 
 def test_fp16_mixed_precision_is_close_to_fp32():
     compiled = mcc.compile(TINY_MODELS["conv_bn"](), quantize="fp16")
-    assert compiled.metadata["quantization"] == {"mode": "fp16"}
+    assert compiled.metadata["quantization"] == {"mode": "fp16", "accumulation": "float32"}
     errors = compiled.report["verify"]["outputs"]["y"]
     assert 0 < errors["max_abs"] < 0.1  # fp16 rounding: not bit-exact, but close
 

@@ -78,3 +78,57 @@ def test_cross_option_checks_keep_their_messages():
     with pytest.raises(MccError, match="--prune must be 'zero' or a ratio"):
         mcc.compile_config(prune="half")
     assert mcc.compile_config(cross_compiler="my-g++").target.cross_compiler == "my-g++"
+
+
+@pytest.mark.parametrize("target", ["rpi5", "graviton3"])
+def test_fp16_on_arm_with_fp16_arithmetic(target):
+    from mcc.targets.cpu_info import has_fp16_arithmetic
+
+    for given in ({"precision": "fp16"}, {"quantize": "fp16"},
+                  {"precision": "fp16", "quantize": "fp16"}):
+        config = mcc.compile_config(target=target, **given)
+        assert (config.precision, config.quantize) == ("fp16", "fp16")
+        assert has_fp16_arithmetic(config.target.tvm_target())
+    assert "+fullfp16" in config.target.tvm["mattr"]
+    assert "asimdhp" in config.target.cpu_flags
+
+
+@pytest.mark.parametrize("target, cpu", [("rpi4", "cortex-a72"), ("aarch64", "generic")])
+def test_fp16_refused_on_arm_without_fp16_arithmetic(target, cpu):
+    for given in ({"precision": "fp16"}, {"quantize": "fp16"}):
+        with pytest.raises(MccError) as err:
+            mcc.compile_config(target=target, **given)
+        message = str(err.value)
+        assert "\n" not in message
+        assert f"target {target} ({cpu}) lacks FP16 arithmetic" in message
+        assert "+fullfp16" in message
+
+
+def test_fp16_elsewhere_and_bad_pairs():
+    from mcc.targets.cpu_info import has_fp16_arithmetic
+
+    # x86 and GPUs keep TVM's mixed precision (fp32 accumulation on x86)
+    config = mcc.compile_config(target="x86-avx2", precision="fp16")
+    assert config.quantize == "fp16" and not has_fp16_arithmetic(config.target.tvm_target())
+    assert mcc.compile_config(target="cuda-sm80", quantize="fp16").precision == "fp16"
+    with pytest.raises(MccError, match="--precision fp16 and --quantize int8 exclude"):
+        mcc.compile_config(precision="fp16", quantize="int8")
+    with pytest.raises(MccError, match="--precision bf16 and --quantize fp16 exclude"):
+        mcc.compile_config(precision="bf16", quantize="fp16")
+
+
+@pytest.mark.parametrize("target, instead", [("rpi5", "use --precision fp16"),
+                                             ("rpi4", "use fp32 or int8")])
+def test_bf16_on_arm_is_refused_with_the_alternative(target, instead):
+    with pytest.raises(MccError) as err:
+        mcc.compile_config(target=target, precision="bf16")
+    assert "x86 AVX-512 BF16 only" in str(err.value) and instead in str(err.value)
+
+
+def test_cli_fp16_refusal_is_one_line(cli, save_onnx, tmp_path):
+    from conftest import assert_one_line_error, conv_model
+
+    path = save_onnx(conv_model())
+    for flag in ("--precision", "--quantize"):
+        result = cli("compile", path, "-o", tmp_path / "m.so", "--target", "rpi4", flag, "fp16")
+        assert_one_line_error(result, "rpi4 (cortex-a72) lacks FP16 arithmetic", "+fullfp16")

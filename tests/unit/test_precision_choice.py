@@ -17,7 +17,9 @@ from mcc.errors import MccError
     ({"precision": "int8"}, "int8", "int8"),
     ({"precision": "int8", "quantize": "int8"}, "int8", "int8"),
     ({"precision": "auto"}, "auto", None),
-    ({"quantize": "fp16"}, "fp32", "fp16"),
+    ({"quantize": "fp16"}, "fp16", "fp16"),
+    ({"precision": "fp16"}, "fp16", "fp16"),
+    ({"precision": "fp16", "quantize": "fp16"}, "fp16", "fp16"),
 ])
 def test_int8_is_one_request_however_it_is_given(given, precision, quantize):
     config = mcc.compile_config(**given)

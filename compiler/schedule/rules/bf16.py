@@ -103,6 +103,12 @@ def check_bf16_target(target: tvm.target.Target, name: str) -> None:
     if not has_bf16(target):
         cpu = target.attrs.get("mcpu", "") if target.kind.name == "llvm" else ""
         where = f"{name} ({cpu})" if cpu else name
+        if "aarch64" in str(target.attrs.get("mtriple", "")):
+            from mcc.targets.cpu_info import has_fp16_arithmetic
+
+            instead = "--precision fp16" if has_fp16_arithmetic(target) else "fp32 or int8"
+            raise MccError(f"--precision bf16: mcc's bf16 kernels are x86 AVX-512 BF16 only; "
+                           f"target {where} is ARM (no BFDOT kernels yet): use {instead}")
         raise MccError(f"--precision bf16: target {where} lacks the avx512bf16 feature "
                        "(AVX-512 BF16: Zen 4+, Cooper Lake, Sapphire Rapids); use fp32")
 

@@ -124,8 +124,10 @@ std::set<std::string> HostCpuFlags() {
   // getauxval works under qemu-user too, where /proc/cpuinfo is the host's.
   unsigned long hwcap = getauxval(AT_HWCAP);
   if (hwcap & (1UL << 1)) flags.insert("asimd");
+  if (hwcap & (1UL << 10)) flags.insert("asimdhp");  // FP16 arithmetic (+fullfp16)
   if (hwcap & (1UL << 20)) flags.insert("asimddp");
   if (hwcap & (1UL << 22)) flags.insert("sve");
+  if (getauxval(AT_HWCAP2) & (1UL << 14)) flags.insert("bf16");  // HWCAP2_BF16
 #else
   std::ifstream f("/proc/cpuinfo");
   std::string line;
