@@ -69,9 +69,8 @@ def test_partial_row_tiles_match_onnxruntime(name):
 
 
 @pytest.mark.parametrize("rows,budget,expected", [
-    (16, 8, 8), (12, 8, 6),  # divisors: no partial tile
-    (13, 8, 7), (9, 8, 5), (197, 8, 8),  # 2 tiles of 7, 2 of 5, 25 of 8 (5 rows wasted)
-    (3, 8, 3), (1, 8, 1)])
+    (16, 8, 8), (12, 8, 6), (1500, 8, 6), (3, 8, 3), (1, 8, 1),  # divisors: no bounds
+    (13, 8, 7), (9, 8, 5), (197, 8, 8)])  # 2 tiles of 7, 2 of 5, 25 of 8 (3 rows wasted)
 def test_rows_per_tile(rows, budget, expected):
     assert _rows_per_tile(rows, budget) == expected
 

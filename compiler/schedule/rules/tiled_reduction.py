@@ -150,10 +150,17 @@ def _plan(sch, main, info) -> _Plan | None:
 
 
 def _rows_per_tile(rows: int, budget: int) -> int:
-    """Rows of u per micro-kernel: the most useful rows per tile on average. A divisor of
-    ``rows`` needs no bounds; 13 pixels or 197 tokens have none but 1 (one FMA per
-    weight load, 15-20 GFLOP/s), so they get ``budget``-ish rows and a last tile that is
-    partly outside u (bounded by ``bounds.restore_bounds``). Ties go to less waste."""
+    """Rows of u per micro-kernel. The largest divisor of ``rows`` within ``budget`` when it
+    is at least half the budget: such tiles need no bounds. 13 pixels or 197 tokens have
+    no such divisor (one row per weight load ran at 15-20 GFLOP/s), so they get the tile
+    with the most useful rows on average (fewer wasted rows on a tie) and a last tile that
+    is partly outside u, bounded by ``bounds.restore_bounds``. The bound is a branch in
+    every tile, so a good divisor (1500 tokens: 6) is kept: 8-row ragged tiles made the
+    Whisper encoder slower."""
+    divisor = max(d for d in range(1, min(budget, rows) + 1) if rows % d == 0)
+    if 2 * divisor >= min(budget, rows):
+        return divisor
+
     def useful(r):  # average useful rows per tile, then fewer wasted rows
         tiles = -(-rows // r)
         return rows / tiles, -(tiles * r - rows)
