@@ -20,6 +20,8 @@ import tvm
 import tvm_ffi
 from tvm import tirx
 
+from mcc.schedule.rules.base import loops
+
 # Below this many innermost iterations a kernel runs serially: a few to a few tens of
 # microseconds of vectorized work, about what a thread-pool wake-up and barrier cost.
 SERIAL_WORK = 1 << 17
@@ -58,13 +60,6 @@ def _serial(loop: tirx.For) -> tirx.For:
         return loop
     return tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.SERIAL, loop.body,
                     loop.thread_binding, loop.annotations)
-
-
-def loops(body) -> list[tirx.For]:
-    """Every loop in ``body`` (a read-only walk)."""
-    found: list[tirx.For] = []
-    tvm_ffi.structural_walk(body, (tirx.For, found.append), order="post")
-    return found
 
 
 def has_parallel_loop(func: tirx.PrimFunc) -> bool:

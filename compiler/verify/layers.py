@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mcc.verify.compare import cosine
+
 JUMP = 2.0  # a layer "jumps" when its error is at least this times its inputs'
 DEFAULT_THRESHOLD = 1e-3  # relative error below this is float noise (fp32 orderings)
 
@@ -89,11 +91,10 @@ def diff_tensor(actual, expected) -> dict:
                       "note": "NaN / inf in different places"}
     a, e = np.where(bad_a, 0.0, a), np.where(bad_e, 0.0, e)
     diff = a - e
-    norm_a, norm_e = float(np.linalg.norm(a)), float(np.linalg.norm(e))
-    cosine = float(a @ e / (norm_a * norm_e)) if norm_a and norm_e else float(norm_a == norm_e)
+    norm_e = float(np.linalg.norm(e))
     norm_d = float(np.linalg.norm(diff))
     rel = norm_d / norm_e if norm_e else (0.0 if norm_d == 0 else math.inf)
-    return out | {"cosine": cosine, "max_abs": float(np.abs(diff).max()), "rel_err": rel,
+    return out | {"cosine": cosine(a, e), "max_abs": float(np.abs(diff).max()), "rel_err": rel,
                   "note": note}
 
 
@@ -175,8 +176,8 @@ class CompareReport:
         out += [f"worst {min(top, len(self.layers))} by error added:" if self.per_layer
                 else "outputs, worst first:", header]
         for d in self.worst(top):
-            cosine = "exact" if d.exact else f"{d.cosine:.6f}" if d.cosine is not None else "-"
-            out.append(f"{d.index:>4} {d.op[:14]:<14} {_short(d.node, 28):<28} {cosine:>9} "
+            shown = "exact" if d.exact else f"{d.cosine:.6f}" if d.cosine is not None else "-"
+            out.append(f"{d.index:>4} {d.op[:14]:<14} {_short(d.node, 28):<28} {shown:>9} "
                        f"{d.max_abs:>9.3g} {d.rel_err:>9.3g} {d.added:>9.3g}"
                        + (f"  {d.note}" if d.note else ""))
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tvm_ffi
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import ScheduleRule
@@ -20,3 +21,10 @@ class CpuRule(ScheduleRule):
         sch = s_tir.Schedule(func)
         blocks = normalize_prim_func(sch)
         return (sch, blocks) if blocks else None
+
+
+def loops(body) -> list[tirx.For]:
+    """Every loop in ``body`` (a read-only walk)."""
+    found: list[tirx.For] = []
+    tvm_ffi.structural_walk(body, (tirx.For, found.append), order="post")
+    return found

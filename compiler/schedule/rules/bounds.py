@@ -21,16 +21,16 @@ import tvm
 import tvm_ffi
 from tvm import s_tir, tirx
 
+from mcc.schedule.rules.base import loops
+
 
 def restore_bounds(sch: s_tir.Schedule) -> s_tir.Schedule:
     """``sch``, or a new schedule of its function with the dropped guards put back."""
-    func = sch.mod["main"]
     analyzer = tvm.sym.Analyzer()
-    for loop in _loops(func.body):
+    for loop in loops(sch.mod["main"].body):
         analyzer.bind(loop.loop_var, tvm.ir.Range.from_min_extent(loop.min, loop.extent))
-    changed = []
 
-    def guard(realize):
+    def outside_domain(realize) -> list:
         conditions = []
         with analyzer.constraint_scope(realize.predicate):  # a guard still in place counts
             for iv, value in zip(realize.block.iter_vars, realize.iter_values):
@@ -39,6 +39,19 @@ def restore_bounds(sch: s_tir.Schedule) -> s_tir.Schedule:
                     conditions.append(tirx.LT(value, high))
                 if not analyzer.can_prove(value >= low):
                     conditions.append(tirx.GE(value, low))
+        return conditions
+
+    return add_guards(sch, outside_domain)
+
+
+def add_guards(sch: s_tir.Schedule, conditions_of) -> s_tir.Schedule:
+    """``sch``, or a new schedule of its function where each block realize also requires
+    ``conditions_of(realize)`` (a list of conditions, empty for none). Done on the finished
+    schedule: a predicate makes a binding non-affine for further schedule primitives."""
+    changed = []
+
+    def guard(realize):
+        conditions = conditions_of(realize)
         if not conditions:
             return realize
         predicate = realize.predicate
@@ -47,14 +60,8 @@ def restore_bounds(sch: s_tir.Schedule) -> s_tir.Schedule:
         changed.append(realize.block.name_hint)
         return s_tir.SBlockRealize(list(realize.iter_values), predicate, realize.block)
 
-    guarded = tvm_ffi.structural_map(func, [(s_tir.SBlockRealize, guard)])
+    guarded = tvm_ffi.structural_map(sch.mod["main"], [(s_tir.SBlockRealize, guard)])
     return s_tir.Schedule(guarded) if changed else sch
-
-
-def _loops(body) -> list:
-    found = []
-    tvm_ffi.structural_walk(body, (tirx.For, found.append), order="post")
-    return found
 
 
 def _is_true(predicate) -> bool:

@@ -8,7 +8,7 @@ loops.
 
 from __future__ import annotations
 
-from tvm import s_tir, tirx
+from tvm import DataType, s_tir, tirx
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 
 from mcc.schedule.rules.base import CpuRule
@@ -76,11 +76,7 @@ def _compute_dtype(block) -> str:
     written = [str(r.source.dtype) for r in block.writes] or ["float32"]
     floats = [d for d in (str(r.source.dtype) for r in [*block.reads, *block.writes])
               if d.startswith(("float", "bfloat"))]
-    return max(floats, key=_bits) if floats else written[0]
-
-
-def _bits(dtype: str) -> int:
-    return int("".join(ch for ch in dtype if ch.isdigit()) or 32)
+    return max(floats, key=lambda dtype: DataType(dtype).bits) if floats else written[0]
 
 
 def _const_extent(sch, loop) -> int | None:

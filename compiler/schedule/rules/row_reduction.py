@@ -28,13 +28,14 @@ are inlined into it, so ``x - max`` is not stored.
 
 from __future__ import annotations
 
-import tvm_ffi
-from tvm import s_tir, tirx
+from tvm import tirx
+from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_expr
 
 from mcc.schedule.rules.base import CpuRule
+from mcc.schedule.rules.bounds import add_guards
 from mcc.targets.cpu_info import cpu_info
 
-_REDUCE = 2  # tirx.IterVar.CommReduce
+_REDUCE = int(tirx.IterVar.CommReduce)
 
 
 class RowReduction(CpuRule):
@@ -134,19 +135,14 @@ def _reads_rows(block) -> bool:
     reduced = [iv.var for iv in block.iter_vars if int(iv.iter_type) == _REDUCE]
     for region in block.reads:
         indices = [r.min for r in region.region]
-        used = [v for v in reduced if any(_uses(index, v) for index in indices)]
+        read = set().union(*(collect_vars_used_in_prim_expr(index) for index in indices))
+        used = [v for v in reduced if any(v.same_as(x) for x in read)]
         if not used:
             continue
         tail = indices[len(indices) - len(reduced):]
         if len(tail) != len(reduced) or not all(i.same_as(v) for i, v in zip(tail, reduced)):
             return False
     return True
-
-
-def _uses(expr, var) -> bool:
-    found = []
-    tvm_ffi.structural_walk(expr, (tirx.Var, lambda v: found.append(v.same_as(var))))
-    return any(found)
 
 
 def _split_into_lanes(sch, block, rows: int, lanes: int):
@@ -172,27 +168,21 @@ def _split_into_lanes(sch, block, rows: int, lanes: int):
 def _bound_partial_chunks(sch, partials: dict):
     """``sch`` with the partial-result blocks of rows that ``lanes`` does not divide bounded
     again to the row: TVM's compute_at drops the ``chunk * lanes + lane < n`` predicate
-    of such a split, and the last chunk would then read past the row. Done last, on the
-    scheduled function (a predicate makes the binding non-affine for further primitives)."""
+    of such a split, and the last chunk would then read past the row."""
     uneven = {name: (lanes, n) for name, (lanes, n) in partials.items() if n % lanes}
     if not uneven:
         return sch
 
-    def bound(realize):
+    def inside_row(realize) -> list:
         block = realize.block
         if block.name_hint not in uneven:
-            return realize
+            return []
         lanes, n = uneven[block.name_hint]
         values, kinds = list(realize.iter_values), [int(iv.iter_type) for iv in block.iter_vars]
         (chunk,) = [v for v, kind in zip(values, kinds) if kind == _REDUCE]
-        inside = tirx.LT(chunk * lanes + values[0], tirx.const(n, values[0].ty.dtype))
-        predicate = realize.predicate
-        if not (isinstance(predicate, tirx.IntImm) and int(predicate) == 1):
-            inside = tirx.And(predicate, inside)
-        return s_tir.SBlockRealize(values, inside, block)
+        return [tirx.LT(chunk * lanes + values[0], tirx.const(n, values[0].ty.dtype))]
 
-    return s_tir.Schedule(tvm_ffi.structural_map(sch.mod["main"],
-                                                 [(s_tir.SBlockRealize, bound)]))
+    return add_guards(sch, inside_row)
 
 
 def _vectorize_with_tail(sch, loop, lanes: int) -> None:
