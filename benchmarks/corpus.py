@@ -18,6 +18,11 @@ when it is absent.
     .venv/bin/python benchmarks/corpus.py --compile-only --so-dir /tmp/int8 \
         --option quantize=int8 --option calibration=random        # int8: does it build?
     (``--option calibration=feed``: calibrate on 4 of the corpus's seeded feeds instead)
+    .venv/bin/python benchmarks/corpus.py --only zoo_shufflenet --single-thread
+
+``--single-thread``: every runtime on one thread (``TVM_NUM_THREADS=1``, ORT and OpenVINO
+one intra-op thread) and each call timed by the process's CPU time: the work one core does,
+a ratio that survives a shared, loaded machine (the wall-clock default does not).
 
 Only mcc's public API is used (``mcc.compile`` with default options, or those given with
 ``--option KEY=VALUE``: keyword arguments of ``mcc.compile``; ``Compiled.export``,
@@ -46,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "corpus" / "models.json"
 CACHE = Path(os.environ.get("MCC_CORPUS_CACHE", Path.home() / ".cache" / "mcc-corpus"))
 CHILD_TIMEOUT_S = 900
+SINGLE_THREAD = os.environ.get("MCC_CORPUS_SINGLE_THREAD") == "1"  # set by --single-thread
 
 
 def manifest() -> dict:
@@ -283,7 +289,11 @@ def make_feed(entry: dict, seed: int = 0) -> dict[str, np.ndarray]:
 def ort_session(path: Path):
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if SINGLE_THREAD:
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def openvino_module():
@@ -317,8 +327,10 @@ def openvino_runner(path: Path, feed: dict):
             if name in feed:
                 shapes[port] = ov.PartialShape(list(feed[name].shape))
         model.reshape(shapes)
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
-                                                     "PERFORMANCE_HINT": "LATENCY"})
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if SINGLE_THREAD:
+            config["INFERENCE_NUM_THREADS"] = 1
+        compiled = core.compile_model(model, "CPU", config)
         request = compiled.create_infer_request()
         ov_feed = {}
         for i, port in enumerate(compiled.inputs):
@@ -343,16 +355,18 @@ def one_line(err: BaseException) -> str:
 
 def interleaved(runners: dict, repeat: int, block_s: float = 0.25) -> dict[str, dict]:
     """Median per-call latency of each runner, timed in alternating blocks (rotating which
-    goes first) so that load from other processes hits all of them alike."""
+    goes first) so that load from other processes hits all of them alike. Single-thread
+    runs time CPU seconds instead of wall seconds."""
+    clock = time.process_time if SINGLE_THREAD else time.perf_counter
     calls, samples = {}, {k: [] for k in runners}
     for name, fn in runners.items():
         for _ in range(2):
             fn()  # warm-up
         once = []
         for _ in range(3):
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            once.append(time.perf_counter() - t0)
+            once.append(clock() - t0)
         once = max(min(once), 1e-6)
         calls[name] = int(min(max(1, block_s / once), 2000))
     names = list(runners)
@@ -361,9 +375,9 @@ def interleaved(runners: dict, repeat: int, block_s: float = 0.25) -> dict[str, 
         for name in order:
             fn, out = runners[name], samples[name]
             for _ in range(calls[name]):
-                t0 = time.perf_counter()
+                t0 = clock()
                 fn()
-                out.append(time.perf_counter() - t0)
+                out.append(clock() - t0)
     return {k: {"median_ms": 1e3 * statistics.median(v), "runs": len(v),
                 "p10_ms": 1e3 * float(np.percentile(v, 10)),
                 "p90_ms": 1e3 * float(np.percentile(v, 90))} for k, v in samples.items()}
@@ -685,8 +699,14 @@ def main(argv=None) -> int:
                     "--option quantize=int8 --option calibration=random; default: none (fp32)")
     ap.add_argument("--timeout", type=int, default=CHILD_TIMEOUT_S,
                     help=f"seconds per model (default {CHILD_TIMEOUT_S})")
+    ap.add_argument("--single-thread", action="store_true",
+                    help="one thread per runtime, timed by CPU time (for a loaded machine)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.single_thread:  # children inherit it; TVM reads it when its pool starts
+        os.environ["MCC_CORPUS_SINGLE_THREAD"] = os.environ["TVM_NUM_THREADS"] = "1"
+        global SINGLE_THREAD
+        SINGLE_THREAD = True
     entries = {e["name"]: e for e in models()}
 
     if args.child:
