@@ -86,7 +86,8 @@ def mcc_runners(name, path, samples, feed, workdir: Path, reuse: bool) -> dict:
         if not (reuse and so.exists()):
             start = time.perf_counter()
             try:
-                mcc.compile(str(path), verify=False, **options).export(so)
+                shapes = {k: v.shape for k, v in feed.items()}  # the corpus's fixed shapes
+                mcc.compile(str(path), input_shapes=shapes, verify=False, **options).export(so)
             except mcc.MccError as err:  # e.g. bf16 on a CPU without AVX512-BF16
                 log(f"{key}: not built: {err}")
                 continue

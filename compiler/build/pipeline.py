@@ -162,6 +162,30 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target,
             try:
                 mod = graph_pass(mod)
             except Exception as err:  # an op or pattern TVM cannot lower: say which pass
-                raise MccError(f"graph pass {name} failed on this model: "
-                               f"{first_line(err)}") from None
+                raise graph_pass_error(name, err, mod) from None
     return mod, [name for name, _ in steps]
+
+
+def graph_pass_error(name: str, err: BaseException, mod: tvm.IRModule) -> MccError:
+    """One line naming the pass and TVM's reason and, where the model's inputs have symbolic
+    dims, the usual cure: TVM's passes lose the shapes that symbolic dims leave unknown."""
+    message = f"graph pass {name} failed on this model: {first_line(err)}"
+    symbolic = symbolic_inputs(mod)
+    if symbolic:
+        shapes = ", ".join(f"{n}[{','.join(dims)}]" for n, dims in symbolic.items())
+        example = " ".join(f"--input-shape {n}={','.join(d if d.isdigit() else '1' for d in dims)}"
+                           for n, dims in symbolic.items())
+        message += f" (inputs with symbolic dims: {shapes}; fix them, e.g. {example})"
+    return MccError(message)
+
+
+def symbolic_inputs(mod: tvm.IRModule) -> dict[str, list[str]]:
+    """The dims of each input of ``main`` whose shape is not all numbers."""
+    main = next((f for gv, f in mod.functions.items() if gv.name_hint == "main"), None)
+    out = {}
+    for param in getattr(main, "params", []):
+        dims = getattr(getattr(param.ty, "shape", None), "values", None)
+        if dims is not None and not all(isinstance(d, tvm.tirx.IntImm) for d in dims):
+            out[param.name] = [str(int(d)) if isinstance(d, tvm.tirx.IntImm) else str(d)
+                               for d in dims]
+    return out

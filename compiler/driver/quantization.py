@@ -399,7 +399,6 @@ def load_calibration(imported, config, say) -> list[dict]:
 
 def prepare(mod, target):
     """fp32 module in the form calibration and quantization work on."""
-    import tvm
     from tvm import relax
 
     from mcc.passes import FoldBatchNorm
@@ -416,12 +415,24 @@ def prepare(mod, target):
     # its quantized copy (mcc.passes.quantize)
     after = [T.FoldConstant(), T.EliminateCommonSubexpr(), T.ToNonDataflow()]
     with target:
-        mod = tvm.transform.Sequential(before)(mod)
+        mod = _run_passes(before, mod)
         try:
             mod = convert_conv_layout(mod, _PREPARED_LAYOUTS)
         except Exception:  # noqa: BLE001 - an op TVM cannot infer a layout for (relax.stack
             pass  # of an unrolled LSTM): the convs stay NCHW, and in fp32
-        return tvm.transform.Sequential(after)(mod)
+        return _run_passes(after, mod)
+
+
+def _run_passes(passes, mod):
+    """Each pass in turn; a failure is one line naming the pass (as the fp32 pipeline's)."""
+    from mcc.build.pipeline import graph_pass_error
+
+    for graph_pass in passes:
+        try:
+            mod = graph_pass(mod)
+        except Exception as err:  # noqa: BLE001 - TVM's reasons are assertions and C++ errors
+            raise graph_pass_error(graph_pass.info.name, err, mod) from None
+    return mod
 
 
 def compile_relax(mod, preset, target, tuning_logs=()):

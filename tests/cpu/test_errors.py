@@ -154,3 +154,22 @@ def test_onnx_checker_error_is_one_line(compile_fails, save_onnx):
     model = TINY_MODELS["conv"]()
     model.graph.node[0].input[1] = "no_such_weight"
     compile_fails(save_onnx(model), fragments=["is not a valid ONNX model"])
+
+
+def test_graph_pass_failure_names_symbolic_inputs():
+    """A graph pass that fails on a model with symbolic input dims says how to fix them."""
+    from tvm.script import ir as I
+    from tvm.script import relax as R
+
+    from mcc.build.pipeline import graph_pass_error
+
+    @I.ir_module
+    class Symbolic:
+        @R.function
+        def main(x: R.Tensor(("n", 3, "w"), "float32")) -> R.Tensor(("n", 3, "w"), "float32"):
+            return R.exp(x)
+
+    error = graph_pass_error("FoldConstant", AssertionError("emit_te needs a ShapeExpr"), Symbolic)
+    assert str(error) == ("graph pass FoldConstant failed on this model: "
+                          "emit_te needs a ShapeExpr (inputs with symbolic dims: x[n,3,w]; "
+                          "fix them, e.g. --input-shape x=1,3,1)")
