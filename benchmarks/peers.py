@@ -101,17 +101,23 @@ def mcc_runners(name, path, samples, feed, workdir: Path, reuse: bool) -> dict:
 def ort_runners(name, path, samples, feed, workdir: Path, reuse: bool) -> dict:
     import onnxruntime as ort
 
-    qdq = workdir / f"{name}_peers_qdq.onnx"
-    if not (reuse and qdq.exists()):
-        ort_qdq(Path(path), samples, qdq)
     options = ort.SessionOptions()
     if SINGLE_THREAD:
         options.intra_op_num_threads = options.inter_op_num_threads = 1
-    runners = {}
-    for key, model in (("ort_fp32", path), ("ort_qdq", qdq)):
+
+    def runner(model):
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         own = {i.name: feed[i.name] for i in session.get_inputs()}
-        runners[key] = lambda s=session, f=own: s.run(None, f)
+        return lambda: session.run(None, own)
+
+    runners = {"ort_fp32": runner(path)}
+    qdq = workdir / f"{name}_peers_qdq.onnx"
+    try:
+        if not (reuse and qdq.exists()):
+            ort_qdq(Path(path), samples, qdq)
+        runners["ort_qdq"] = runner(qdq)
+    except Exception as err:  # noqa: BLE001 - a peer's failure is an empty cell, not a crash
+        log(f"ort_qdq: not built: {corpus.one_line(err)}")
     return runners
 
 
@@ -151,8 +157,11 @@ def ov_runners(name, path, samples, feed) -> dict:
     names = [port.get_any_name() for port in model.inputs]
     dataset = nncf.Dataset(samples, lambda s: {n: s[n] for n in names})
     extra = {"model_type": nncf.ModelType.TRANSFORMER} if name in TRANSFORMERS else {}
-    runners["ov_nncf"] = runner(nncf.quantize(model, dataset, subset_size=len(samples),
-                                              **extra), {})
+    try:
+        quantized = nncf.quantize(model, dataset, subset_size=len(samples), **extra)
+        runners["ov_nncf"] = runner(quantized, {})
+    except Exception as err:  # noqa: BLE001 - as for ort_qdq
+        log(f"ov_nncf: not built: {corpus.one_line(err)}")
     return runners
 
 
