@@ -85,6 +85,9 @@ TABLES = [
     Table("int8_single_thread", "int8, one thread each, CPU time", (
         ["benchmarks/int8.py", "--models", "resnet50", "--single-thread", "--repeat", "40"],
         ["benchmarks/int8.py", "--models", "bert_base", "--single-thread", "--repeat", "8"])),
+    Table("peers", "Each engine's best mode: mcc, ONNX Runtime, OpenVINO", (
+        ["benchmarks/peers.py", "--models", "resnet50,mobilenet_v2,minilm,ppocr_v4_rec",
+         "--single-thread", "--repeat", "10"],)),
     Table("int8_kernel", "The int8 kernel alone", (
         ["benchmarks/int8_kernel.py", "--cpu-time", "--vnni-only", "--repeat", "100"],)),
     Table("prune", "Structured pruning: unpruned against pruned", (
