@@ -184,7 +184,7 @@ def _candidates(config, target, stages) -> list[Candidate]:
 
     out = [Candidate("fp32"), Candidate("bf16"), Candidate("int8")]
     if not has_bf16(target):
-        out[1].dropped = f"target {config.target.name} lacks avx512bf16"
+        out[1].dropped = f"target {config.target.name} lacks bf16 dot products"
     if config.calibration is None:
         out[2].dropped = "no --calibration data (int8 needs real samples)"
         stages.say("[mcc] WARNING: --precision auto without --calibration: int8 is not tried "
