@@ -176,7 +176,7 @@ def make_config(**given) -> CompileConfig:
     config = CompileConfig(**values)
     config = dataclasses.replace(config,
                                  target=config.target.with_cross_compiler(config.cross_compiler))
-    if config.precision == "bf16":  # an AVX-512 BF16 CPU
+    if config.precision == "bf16":  # x86 AVX-512 BF16 or ARM BF16
         from mcc.schedule.rules.bf16 import check_bf16_target
 
         check_bf16_target(config.target.tvm_target(), config.target.name)

@@ -4,7 +4,7 @@
                is measured on the held-out ones (the calibration ones when none are held
                out); without --calibration, int8 is skipped (it needs real samples) and the
                others are measured on seeded synthetic inputs, and the report says so
-    candidates fp32 always; bf16 where the target has AVX-512 BF16 (a whole-model
+    candidates fp32 always; bf16 where the target has bf16 dot products (a whole-model
                candidate: every eligible conv / matmul, no per-layer fallback); int8 with
                its per-layer fallback (--accuracy-budget: the most sensitive ops back to
                fp32, mcc.driver.quantization), on the same imported and pruned graph
