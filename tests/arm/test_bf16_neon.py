@@ -156,3 +156,26 @@ def test_arm_bf16_uses_bfdot_and_matches_fp32_under_qemu(name, tmp_path):
         print(f"{name} graviton3 bf16 under qemu vs fp32, seed {seed}: cosine "
               f"{cosine(got, want):.7f}, {bfdots} bfdot")
         assert cosine(got, want) >= 0.999
+
+
+@needs_qemu
+def test_cli_compile_graviton3_bf16(tmp_path):
+    """The CLI path: compile (verified under qemu), then `mcc info` reads the precision."""
+    import onnx
+    from click.testing import CliRunner
+    from test_qemu import require_aarch64_runtime, small_cnn
+
+    from mcc.cli import main
+
+    require_aarch64_runtime()
+    onnx.save(small_cnn(), str(tmp_path / "cnn.onnx"))
+    runner = CliRunner()
+    result = runner.invoke(main, ["compile", str(tmp_path / "cnn.onnx"), "--target", "graviton3",
+                                  "--precision", "bf16", "-o", str(tmp_path / "cnn.so")],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    verify_line = next(ln for ln in result.stderr.splitlines() if ln.startswith("[mcc] verify  "))
+    assert "min cosine" in verify_line and verify_line.endswith("ok (under qemu-aarch64)")
+    info = runner.invoke(main, ["info", str(tmp_path / "cnn.so")], catch_exceptions=False)
+    assert info.exit_code == 0, info.output
+    assert "precision: bf16, 3 bf16 kernels" in info.output

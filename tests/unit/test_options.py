@@ -137,6 +137,16 @@ def test_bf16_on_arm_with_bf16():
     assert bf16_isa(config.target.tvm_target()) is NEON
 
 
+def test_cli_bf16_refusal_on_arm_is_one_line(cli, save_onnx, tmp_path):
+    from conftest import assert_one_line_error, conv_model
+
+    path = save_onnx(conv_model())
+    result = cli("compile", path, "-o", tmp_path / "m.so", "--target", "rpi5",
+                 "--precision", "bf16")
+    assert_one_line_error(result, "rpi5 (cortex-a76) lacks the ARM bf16 feature",
+                          "use --precision fp16")
+
+
 def test_cli_fp16_refusal_is_one_line(cli, save_onnx, tmp_path):
     from conftest import assert_one_line_error, conv_model
 
