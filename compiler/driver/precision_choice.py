@@ -181,10 +181,13 @@ def choose_precision(mod, imported, config, target, stages, lower) -> PrecisionC
 
 def _candidates(config, target, stages) -> list[Candidate]:
     from mcc.schedule.rules.bf16 import has_bf16
+    from mcc.schedule.rules.bf16_isa import NEON, X86
+    from mcc.targets.cpu_info import is_aarch64
 
     out = [Candidate("fp32"), Candidate("bf16"), Candidate("int8")]
     if not has_bf16(target):
-        out[1].dropped = f"target {config.target.name} lacks bf16 dot products"
+        feature = NEON.feature if is_aarch64(target) else X86.feature
+        out[1].dropped = f"target {config.target.name} lacks {feature}"
     if config.calibration is None:
         out[2].dropped = "no --calibration data (int8 needs real samples)"
         stages.say("[mcc] WARNING: --precision auto without --calibration: int8 is not tried "
