@@ -22,9 +22,10 @@ no native bf16, so the kernel never uses that dtype. bf16 -> fp32 is the exact
 ``reinterpret(u32(x) << 16)``; fp32 -> bf16 rounds to nearest even. The activation cast
 is the kernel's pad block, so the fp32 input is read once. Weights are converted and
 packed at compile time into ``[OC/16, KH, KW, IC/2, 16, 2]`` uint16 constants: 16 output
-channels x 2 input channels, the operand of one AVX-512 BF16 ``vdpbf16ps`` (the schedule
-rule ``mcc.schedule.rules.bf16`` tensorizes it). The kernel is plain TIR and correct on
-any target; the output block is op_pattern 4, so FuseOps appends bias / ReLU / residual.
+channels x 2 input channels, the operand of one AVX-512 BF16 ``vdpbf16ps`` or four NEON
+``bfdot`` (the schedule rule ``mcc.schedule.rules.bf16`` tensorizes it). The kernel is
+plain TIR and correct on any target; the output block is op_pattern 4, so FuseOps appends
+bias / ReLU / residual.
 """
 
 from __future__ import annotations

@@ -109,8 +109,9 @@ class CompileConfig:
         flag="--winograd/--no-winograd", show_default=True, kernels=True)
     precision: str | None = option(
         "fp32 (default; int8 with --quantize int8); bf16: conv2d / matmul as bf16 kernels "
-        "(AVX-512 BF16 CPUs); fp16: fp16 weights and activations (fp16 arithmetic on ARM CPUs "
-        "with FP16, e.g. rpi5, graviton3; GPUs) (= --quantize fp16); int8: calibrated int8 "
+        "(AVX-512 BF16 x86, BF16 ARM e.g. graviton3); fp16: fp16 weights and activations "
+        "(fp16 arithmetic on ARM CPUs with FP16, e.g. rpi5, graviton3; GPUs) "
+        "(= --quantize fp16); int8: calibrated int8 "
         "(= --quantize int8); auto: build fp32, "
         "bf16 (where the target has it) and int8, keep the fastest within --accuracy-budget "
         f"(default {AUTO_BUDGET:g})", choices=PRECISIONS)
@@ -175,7 +176,7 @@ def make_config(**given) -> CompileConfig:
     config = CompileConfig(**values)
     config = dataclasses.replace(config,
                                  target=config.target.with_cross_compiler(config.cross_compiler))
-    if config.precision == "bf16":  # an AVX-512 BF16 CPU
+    if config.precision == "bf16":  # x86 AVX-512 BF16 or ARM BF16
         from mcc.schedule.rules.bf16 import check_bf16_target
 
         check_bf16_target(config.target.tvm_target(), config.target.name)

@@ -4,7 +4,7 @@
                is measured on the held-out ones (the calibration ones when none are held
                out); without --calibration, int8 is skipped (it needs real samples) and the
                others are measured on seeded synthetic inputs, and the report says so
-    candidates fp32 always; bf16 where the target has AVX-512 BF16 (a whole-model
+    candidates fp32 always; bf16 where the target has bf16 dot products (a whole-model
                candidate: every eligible conv / matmul, no per-layer fallback); int8 with
                its per-layer fallback (--accuracy-budget: the most sensitive ops back to
                fp32, mcc.driver.quantization), on the same imported and pruned graph
@@ -181,10 +181,13 @@ def choose_precision(mod, imported, config, target, stages, lower) -> PrecisionC
 
 def _candidates(config, target, stages) -> list[Candidate]:
     from mcc.schedule.rules.bf16 import has_bf16
+    from mcc.schedule.rules.bf16_isa import NEON, X86
+    from mcc.targets.cpu_info import is_aarch64
 
     out = [Candidate("fp32"), Candidate("bf16"), Candidate("int8")]
     if not has_bf16(target):
-        out[1].dropped = f"target {config.target.name} lacks avx512bf16"
+        feature = NEON.feature if is_aarch64(target) else X86.feature
+        out[1].dropped = f"target {config.target.name} lacks {feature}"
     if config.calibration is None:
         out[2].dropped = "no --calibration data (int8 needs real samples)"
         stages.say("[mcc] WARNING: --precision auto without --calibration: int8 is not tried "

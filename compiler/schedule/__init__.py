@@ -314,7 +314,7 @@ def schedule(mod: tvm.IRModule, target: tvm.target.Target, family: str,
         # mcc's int8 kernels (VNNI where available); unfused epilogues in the fallback too
         mod = schedule_int8(mod, target, fuse_epilogues)
         _note_new(sources, mod, "int8 kernel")
-        mod = schedule_bf16(mod, target)  # mcc's bf16 kernels (AVX-512 BF16)
+        mod = schedule_bf16(mod, target)  # mcc's bf16 kernels (vdpbf16ps, bfdot)
         _note_new(sources, mod, "bf16 kernel")
         mod = _apply_rules(mod, target, rules_for(target, fuse_epilogues), sources)
         scheduled = min(len(tasks), len(_scheduled_funcs(mod)))

@@ -242,11 +242,12 @@ def test_cli_precision_bf16(cli, save_onnx, tmp_path):
 def test_kernel_schedule_matches_numpy(fuse, geometry):
     """The rule's fused and unfused (fallback) forms against numpy on bf16-rounded data."""
     from mcc.passes.bf16 import BConvShape, bconv2d_func, bf16_round, pack_weight
-    from mcc.schedule.rules.bf16 import DP_FUNC, schedule_kernel
+    from mcc.schedule.rules.bf16 import schedule_kernel
+    from mcc.schedule.rules.bf16_isa import X86
 
     shape = BConvShape(*geometry)
     func = schedule_kernel(bconv2d_func(shape), fuse=fuse)
-    assert DP_FUNC in func.script()
+    assert X86.func in func.script()
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                       target=resolve_target(None).tvm_target())
     rng = np.random.default_rng(0)
@@ -275,7 +276,8 @@ def test_every_bf16_kernel_is_tensorized(build):
     from mcc import compile_config
     from mcc.build.lower import run_passes
     from mcc.passes.bf16 import bf16_kernel_funcs
-    from mcc.schedule.rules.bf16 import DP_FUNC, schedule_bf16
+    from mcc.schedule.rules.bf16 import schedule_bf16
+    from mcc.schedule.rules.bf16_isa import X86
 
     config = compile_config(precision="bf16")
     target = config.target.tvm_target()
@@ -285,5 +287,5 @@ def test_every_bf16_kernel_is_tensorized(build):
     with target:
         mod = schedule_bf16(tvm.relax.transform.AttachAttrLayoutFreeBuffers()(mod), target)
     tensorized = {gv.name_hint for gv, f in mod.functions_items()
-                  if isinstance(f, tvm.tirx.PrimFunc) and DP_FUNC in f.script()}
+                  if isinstance(f, tvm.tirx.PrimFunc) and X86.func in f.script()}
     assert len(tensorized) == len(names), sorted(names)

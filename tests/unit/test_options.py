@@ -117,12 +117,34 @@ def test_fp16_elsewhere_and_bad_pairs():
         mcc.compile_config(precision="bf16", quantize="fp16")
 
 
-@pytest.mark.parametrize("target, instead", [("rpi5", "use --precision fp16"),
-                                             ("rpi4", "use fp32 or int8")])
-def test_bf16_on_arm_is_refused_with_the_alternative(target, instead):
+@pytest.mark.parametrize("target, cpu, instead", [
+    ("rpi5", "cortex-a76", "use --precision fp16"), ("rpi4", "cortex-a72", "use fp32 or int8"),
+    ("aarch64", "generic", "use fp32 or int8")])
+def test_bf16_on_arm_without_bf16_is_refused_with_the_alternative(target, cpu, instead):
     with pytest.raises(MccError) as err:
         mcc.compile_config(target=target, precision="bf16")
-    assert "x86 AVX-512 BF16 only" in str(err.value) and instead in str(err.value)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"target {target} ({cpu}) lacks the ARM bf16 feature" in message
+    assert message.endswith(instead)
+
+
+def test_bf16_on_arm_with_bf16():
+    """graviton3 (Neoverse V1, +bf16) takes --precision bf16: its kernels use BFDOT."""
+    from mcc.schedule.rules.bf16_isa import NEON, bf16_isa
+
+    config = mcc.compile_config(target="graviton3", precision="bf16")
+    assert bf16_isa(config.target.tvm_target()) is NEON
+
+
+def test_cli_bf16_refusal_on_arm_is_one_line(cli, save_onnx, tmp_path):
+    from conftest import assert_one_line_error, conv_model
+
+    path = save_onnx(conv_model())
+    result = cli("compile", path, "-o", tmp_path / "m.so", "--target", "rpi5",
+                 "--precision", "bf16")
+    assert_one_line_error(result, "rpi5 (cortex-a76) lacks the ARM bf16 feature",
+                          "use --precision fp16")
 
 
 def test_cli_fp16_refusal_is_one_line(cli, save_onnx, tmp_path):

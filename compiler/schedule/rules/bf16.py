@@ -1,23 +1,19 @@
-"""Default schedule rule for mcc's bf16 kernels (mcc.passes.bf16): AVX-512 BF16 ``vdpbf16ps``.
+"""Default schedule rule for mcc's bf16 kernels (mcc.passes.bf16): x86 ``vdpbf16ps``, ARM ``bfdot``.
 
 Per fused kernel holding a ``mcc_bconv`` block (the convolution, its output block and
 whatever FuseOps fused after it: bias, ReLU, residual add):
 
     loops      n, h, w/wi, oc/(16 ob) | kh, kw, ic/2 | wi, ob, [16 x 2]: a register tile
                of wi pixels (rows, for a dense layer) x ob 16-channel blocks, the fp32
-               accumulators in a ``local`` buffer that LLVM keeps in zmm registers
+               accumulators in a ``local`` buffer that LLVM keeps in registers
     parallel   over n * h * (w / wi) * (oc / 16 / ob)
-    tensorize  the innermost 16 x 2 (16 output channels, 2 input channels): one
-               ``vdpbf16ps`` (32 bf16 multiply-adds into 16 fp32 lanes)
+    tensorize  the innermost 16 x 2 (16 output channels, 2 input channels): one AVX-512
+               BF16 ``vdpbf16ps`` (x86) or four NEON ``bfdot`` (aarch64 +bf16): 32 bf16
+               multiply-adds into 16 fp32 lanes (``mcc.schedule.rules.bf16_isa``)
     epilogue   the elementwise tail inlined into one block computed per tile
     pad        the pad + fp32 -> bf16 cast block: parallel, vectorised
 
-TVM 0.27 cannot pass a ``bfloat16`` vector to an LLVM intrinsic (its legalizer turns
-every bf16 value into fp32), so the intrinsic's implementation calls a 5-line LLVM IR
-function (``LL_CODE``, linked with ``pragma_import_llvm``, always inlined) that bitcasts
-``<16 x i32>`` to ``<32 x bfloat>`` and calls ``llvm.x86.avx512bf16.dpbf16ps.512``.
-
-Only targets whose features include ``avx512bf16`` get this rule; ``--precision bf16`` is
+Only targets with one of those instruction sets get this rule; ``--precision bf16`` is
 refused elsewhere (``check_bf16_target``).
 """
 
@@ -28,24 +24,13 @@ from tvm import tirx
 
 from mcc.errors import MccError
 from mcc.passes.bf16 import CONV_BLOCK, IC_BLOCK, OC_BLOCK, PAD_BLOCK
+from mcc.schedule.rules.bf16_isa import X86, Bf16Isa, bf16_isa
 
-INTRIN = "mcc_dot_16x2_bf16_f32_local"
-DP_FUNC = "mcc_dpbf16ps_512"
-LL_CODE = f"""
-define linkonce_odr <16 x float> @{DP_FUNC}(<16 x float> %c, <16 x i32> %a, <16 x i32> %b) #0 {{
-  %a2 = bitcast <16 x i32> %a to <32 x bfloat>
-  %b2 = bitcast <16 x i32> %b to <32 x bfloat>
-  %r = call <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float> %c, <32 x bfloat> %a2, <32 x bfloat> %b2)
-  ret <16 x float> %r
-}}
-declare <16 x float> @llvm.x86.avx512bf16.dpbf16ps.512(<16 x float>, <32 x bfloat>, <32 x bfloat>)
-attributes #0 = {{ alwaysinline nounwind readnone "target-features"="+avx512bf16,+avx512f,+avx512bw,+avx512vl" }}
-"""  # noqa: E501
 _registered: set[str] = set()
 
 
-def _register() -> None:
-    if INTRIN in _registered:
+def _register(isa: Bf16Isa) -> None:
+    if isa.intrin in _registered:
         return
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
@@ -77,40 +62,35 @@ def _register() -> None:
             T.reads(C[0:16], A[0:2], B[0:16, 0:2])
             T.writes(C[0:16])
             C[T.ramp(T.int32(0), 1, 16)] = T.call_pure_extern(
-                "float32x16", DP_FUNC,
+                "float32x16", isa.func,
                 C.vload([0], dtype="float32x16"),
                 T.broadcast(T.reinterpret(A.vload([0], "uint16x2"), dtype="int32"), 16),
                 T.reinterpret(B.vload([0, 0], dtype="uint16x32"), dtype="int32x16"))
 
-    TensorIntrin.register(INTRIN, desc, impl)
-    _registered.add(INTRIN)
+    TensorIntrin.register(isa.intrin, desc, impl)
+    _registered.add(isa.intrin)
 
 
 def has_bf16(target: tvm.target.Target) -> bool:
-    """Whether ``target`` is an x86 CPU with AVX-512 BF16 (Zen 4/5, Cooper Lake, SPR...)."""
-    if target.kind.name != "llvm":
-        return False
-    from tvm.target.codegen import target_has_features
-
-    try:
-        return bool(target_has_features("avx512bf16", target))
-    except Exception:  # a CPU LLVM does not know: no bf16 assumed
-        return False
+    """Whether ``target`` has bf16 dot products mcc's kernels use (``bf16_isa``)."""
+    return bf16_isa(target) is not None
 
 
 def check_bf16_target(target: tvm.target.Target, name: str) -> None:
-    """``--precision bf16`` needs AVX-512 BF16: a one-line MccError elsewhere."""
-    if not has_bf16(target):
-        cpu = target.attrs.get("mcpu", "") if target.kind.name == "llvm" else ""
-        where = f"{name} ({cpu})" if cpu else name
-        if "aarch64" in str(target.attrs.get("mtriple", "")):
-            from mcc.targets.cpu_info import has_fp16_arithmetic
+    """``--precision bf16`` needs AVX-512 BF16 (x86) or BF16 (aarch64): a one-line MccError
+    elsewhere, naming the target and what to use instead."""
+    if has_bf16(target):
+        return
+    cpu = target.attrs.get("mcpu", "") if target.kind.name == "llvm" else ""
+    where = f"{name} ({cpu})" if cpu else name
+    if "aarch64" in str(target.attrs.get("mtriple", "")):
+        from mcc.targets.cpu_info import has_fp16_arithmetic
 
-            instead = "--precision fp16" if has_fp16_arithmetic(target) else "fp32 or int8"
-            raise MccError(f"--precision bf16: mcc's bf16 kernels are x86 AVX-512 BF16 only; "
-                           f"target {where} is ARM (no BFDOT kernels yet): use {instead}")
-        raise MccError(f"--precision bf16: target {where} lacks the avx512bf16 feature "
-                       "(AVX-512 BF16: Zen 4+, Cooper Lake, Sapphire Rapids); use fp32")
+        instead = "--precision fp16" if has_fp16_arithmetic(target) else "fp32 or int8"
+        raise MccError(f"--precision bf16: target {where} lacks the ARM bf16 feature (BFDOT: "
+                       f"ARMv8.6-A, Neoverse V1/N2, Graviton3); use {instead}")
+    raise MccError(f"--precision bf16: target {where} lacks the avx512bf16 feature "
+                   "(AVX-512 BF16: Zen 4+, Cooper Lake, Sapphire Rapids); use fp32")
 
 
 COSINE_MIN = 0.999  # verification of a bf16 module: per-output cosine vs the fp32 reference
@@ -123,30 +103,14 @@ def _find_block(sch, prefix):
     return None
 
 
-def _tile(ow: int, oc_blocks: int) -> tuple[int, int]:
-    """(wi, ob): pixels x 16-channel blocks per register tile. Measured on Zen 4 (one
-    thread, ResNet-50 shapes): 14 x 2 is best or within 3% everywhere (180-217 GFLOP/s),
-    7 x 4 (28 accumulators) is 1.4-3.2x slower; so 14 pixels where 14 divides the row,
-    else 7, else up to 8 (dense rows); 2 blocks, 4 where a row gives under 4 pixels."""
-    if ow % 14 == 0:
-        wi = 14
-    elif ow % 7 == 0:
-        wi = 7
-    else:
-        wi = max(d for d in range(1, 9) if ow % d == 0)
-    ob = 2 if oc_blocks % 2 == 0 else 1
-    if wi < 4 and oc_blocks % 4 == 0:
-        ob = 4  # a batch-1 dense layer or a tiny map: more channels per tile instead
-    return wi, ob
-
-
-def schedule_kernel(func: tirx.PrimFunc, fuse: bool = True) -> tirx.PrimFunc:
-    """The scheduled, vdpbf16ps-tensorized form of one fused bf16 kernel. ``fuse=False``
+def schedule_kernel(func: tirx.PrimFunc, fuse: bool = True, isa: Bf16Isa = X86
+                    ) -> tirx.PrimFunc:
+    """The scheduled form of one fused bf16 kernel, tensorized with ``isa``. ``fuse=False``
     (the fallback where the epilogue cannot be computed per tile): the tile is written
     back to memory and the epilogue runs as separate parallel loops."""
     from tvm import s_tir
 
-    _register()
+    _register(isa)
     sch = s_tir.Schedule(func)
     conv = _find_block(sch, CONV_BLOCK)
     pad = _find_block(sch, PAD_BLOCK)
@@ -160,7 +124,7 @@ def schedule_kernel(func: tirx.PrimFunc, fuse: bool = True) -> tirx.PrimFunc:
             pass
     n, h, w, o, kh, kw, ic = sch.get_loops(conv)
     ow, oc = int(sch.get(w).extent), int(sch.get(o).extent)
-    wi, ob = _tile(ow, oc // OC_BLOCK)
+    wi, ob = isa.tile(ow, oc // OC_BLOCK)
     wo, wii = sch.split(w, [None, wi])
     oo, obb, oi = sch.split(o, [None, ob, OC_BLOCK])
     ico, ici = sch.split(ic, [None, IC_BLOCK])
@@ -184,8 +148,8 @@ def schedule_kernel(func: tirx.PrimFunc, fuse: bool = True) -> tirx.PrimFunc:
             sch.vectorize(loops[-1])
     init = sch.decompose_reduction(conv, kh)
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(oi, INTRIN)
-    sch.annotate(outer, "pragma_import_llvm", LL_CODE)
+    sch.tensorize(oi, isa.intrin)
+    sch.annotate(outer, "pragma_import_llvm", isa.ll_code)
     sch.unroll(obb)
     sch.unroll(wii)
     if pad is not None:
@@ -208,14 +172,16 @@ def _bf16_funcs(mod):
 
 
 def schedule_bf16(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """Schedule every bf16 kernel in ``mod`` (AVX-512 BF16 targets only; elsewhere the
-    kernels are left to the default rules: correct, slow; the CLI refuses such targets)."""
-    if not has_bf16(target):
+    """Schedule every bf16 kernel in ``mod`` (targets with a ``bf16_isa`` only; elsewhere
+    the kernels are left to the default rules: correct, slow; the CLI refuses such
+    targets)."""
+    isa = bf16_isa(target)
+    if isa is None:
         return mod
     for gv, func in list(_bf16_funcs(mod)):
         for fuse in (True, False):
             try:
-                mod[gv] = schedule_kernel(func, fuse)
+                mod[gv] = schedule_kernel(func, fuse, isa)
                 break
             except Exception:  # noqa: S112, BLE001  unfused next, then the default rules
                 continue
