@@ -89,6 +89,32 @@ def attention_block_model(seq=32, hidden=64, ffn=128):
     return make_model(nodes, [("x", [1, seq, hidden])], [("y", [1, seq, hidden])], inits)
 
 
+def residual_block_model(side="Add"):
+    """conv 1x1 + relu (a) -> conv 3x3 + relu (b) -> conv 1x1 (c) -> c + a -> relu: b is
+    handed over in bf16 (read by one bf16 kernel), a too (a bf16 kernel and the residual
+    add, which reads it widened). ``side="MaxPool"``: a second output MaxPool(a) instead of
+    the residual add, so a stays fp32."""
+    rng = _rng()
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"]),
+             helper.make_node("Relu", ["c0"], ["a"]),
+             helper.make_node("Conv", ["a", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["b"]),
+             helper.make_node("Conv", ["b", "w2"], ["c"])]
+    outputs = [("y", [1, 32, 8, 8])]
+    if side == "Add":
+        nodes += [helper.make_node("Add", ["c", "a"], ["s"]),
+                  helper.make_node("Relu", ["s"], ["y"])]
+    else:
+        nodes += [helper.make_node("Relu", ["c"], ["y"]),
+                  helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2])]
+        outputs.append(("p", [1, 32, 4, 4]))
+    return make_model(
+        nodes, [("x", [1, 16, 8, 8])], outputs,
+        [("w0", rng.normal(size=(32, 16, 1, 1)) * 0.3), ("b0", rng.normal(size=32) * 0.1),
+         ("w1", rng.normal(size=(16, 32, 3, 3)) * 0.1), ("b1", rng.normal(size=16) * 0.1),
+         ("w2", rng.normal(size=(32, 16, 1, 1)) * 0.3)])
+
+
 def _after_bf16_pass(model):
     """The module right after mcc.Bf16 (graph passes up to it), and the pass's report."""
     from mcc.build.pipeline import graph_passes
@@ -137,6 +163,55 @@ def test_pass_structure_attention_block():
     assert len(report.converted) == 6
     assert sorted(report.skipped.values()) == ["weight is not a constant"] * 2
     assert _ops(mod).count("relax.matmul") == 2
+
+
+def _call_tir_targets(mod):
+    names = []
+
+    def visit(expr):
+        if (isinstance(expr, tvm.relax.Call) and isinstance(expr.op, tvm.ir.Op)
+                and expr.op.name == "relax.call_tir"):
+            names.append(expr.args[0].name_hint)
+
+    tvm.relax.analysis.post_order_visit(mod["main"], visit)
+    return names
+
+
+def test_bf16_handoffs_residual_block():
+    """Activations bf16 kernels read are stored as bf16 by their producers: b (read by
+    one kernel) and a (a kernel and the residual add, which widens it back to fp32)."""
+    from mcc.passes.bf16 import FROM_BF16, TO_BF16
+
+    mod, report = _after_bf16_pass(residual_block_model())
+    assert report.converted == ["conv2d_0", "conv2d_1", "conv2d_2"]
+    assert report.bf16_inputs == ["conv2d_1", "conv2d_2"]  # conv2d_0 reads the input
+    calls = _call_tir_targets(mod)
+    assert sum(n.startswith(TO_BF16) for n in calls) == 2
+    assert sum(n.startswith(FROM_BF16) for n in calls) == 1  # the residual add's read
+
+
+def test_no_bf16_handoff_to_a_non_elementwise_reader():
+    """a also feeds a MaxPool (not elementwise): it stays fp32; b is still handed over."""
+    mod, report = _after_bf16_pass(residual_block_model("MaxPool"))
+    assert report.bf16_inputs == ["conv2d_2"]
+
+
+def test_dense_kernel_writes_the_matmul_shape():
+    """A bf16 dense layer writes [.., seq, N] itself (no reshape after it, which kept its
+    bias and activation out of the kernel): only the inputs are reshaped."""
+    from mcc.passes.bf16 import KERNEL_NAME
+
+    mod, report = _after_bf16_pass(attention_block_model())
+    var2val = tvm.relax.analysis.get_var2val(mod["main"])
+    reshaped = [var2val.get(call.args[0]) for call in var2val.values()
+                if isinstance(call, tvm.relax.Call) and getattr(call.op, "name", "") ==
+                "relax.reshape"]
+    kernels = [v for v in reshaped if isinstance(v, tvm.relax.Call) and len(v.args) > 1
+               and isinstance(v.args[0], tvm.ir.GlobalVar)
+               and v.args[0].name_hint.startswith(KERNEL_NAME)]
+    assert len(reshaped) >= len(report.converted) and not kernels
+    # the ffn's relu(x w1 + b1) reaches w2 in bf16 (through the importer's reshape)
+    assert report.bf16_inputs == ["matmul_7"]
 
 
 def _constants(mod):
@@ -190,6 +265,24 @@ def test_bf16_compile_matches_onnxruntime_fp32(build, tmp_path):
 
 
 @needs_bf16
+def test_bf16_handoffs_compile_matches_onnxruntime_fp32(tmp_path):
+    import onnxruntime as ort
+
+    model = residual_block_model()
+    compiled = mcc.compile(model, precision="bf16")
+    assert compiled.report["verify"]["ok"]
+    assert compiled.metadata["precision"]["bf16_kernels"] == 3
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    x = np.random.default_rng(3).normal(size=(1, 16, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    got = compiled.run({"x": x})["y"]
+    cos = float((got.ravel() @ want.ravel())
+                / (np.linalg.norm(got) * np.linalg.norm(want)))
+    assert cos >= 0.999
+
+
+@needs_bf16
 def test_built_module_uses_vdpbf16ps(tmp_path):
     objdump = shutil.which("objdump")
     if objdump is None:
@@ -233,19 +326,21 @@ def test_cli_precision_bf16(cli, save_onnx, tmp_path):
 
 
 @needs_bf16
+@pytest.mark.parametrize("bf16_input", [False, True])
 @pytest.mark.parametrize("fuse", [True, False])
 @pytest.mark.parametrize("geometry", [
     (1, 14, 14, 64, 64, 3, 3, (1, 1), (1, 1, 1, 1)),  # 3x3, pad 1
     (1, 9, 9, 5, 24, 3, 3, (2, 2), (0, 0, 1, 1)),  # odd IC, OC 24, stride 2, uneven pad
     (1, 1, 33, 48, 40, 1, 1, (1, 1), (0, 0, 0, 0)),  # a dense layer: 33 rows
 ])
-def test_kernel_schedule_matches_numpy(fuse, geometry):
-    """The rule's fused and unfused (fallback) forms against numpy on bf16-rounded data."""
-    from mcc.passes.bf16 import BConvShape, bconv2d_func, bf16_round, pack_weight
+def test_kernel_schedule_matches_numpy(bf16_input, fuse, geometry):
+    """The rule's fused and unfused (fallback) forms against numpy on bf16-rounded data;
+    ``bf16_input``: the kernel reads bf16 bits (a handoff; 1x1 convs have no pad step)."""
+    from mcc.passes.bf16 import BConvShape, bconv2d_func, bf16_round, pack_weight, to_bf16_bits
     from mcc.schedule.rules.bf16 import DP_FUNC, schedule_kernel
 
     shape = BConvShape(*geometry)
-    func = schedule_kernel(bconv2d_func(shape), fuse=fuse)
+    func = schedule_kernel(bconv2d_func(shape, bf16_input), fuse=fuse)
     assert DP_FUNC in func.script()
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                       target=resolve_target(None).tvm_target())
@@ -254,7 +349,8 @@ def test_kernel_schedule_matches_numpy(fuse, geometry):
     w = rng.normal(size=(shape.oc, shape.kh, shape.kw, shape.ic)).astype(np.float32)
     oh, ow = shape.out_hw
     out = tvm.runtime.tensor(np.zeros((shape.n, oh, ow, shape.oc), np.float32))
-    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(pack_weight(w)), out)
+    lib["main"](tvm.runtime.tensor(to_bf16_bits(x) if bf16_input else x),
+                tvm.runtime.tensor(pack_weight(w)), out)
     pt, pl, pb, pr = shape.padding
     xp = np.pad(bf16_round(x).astype(np.float64), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     wb = bf16_round(w).astype(np.float64)
@@ -268,7 +364,8 @@ def test_kernel_schedule_matches_numpy(fuse, geometry):
 
 
 @needs_bf16
-@pytest.mark.parametrize("build", [conv_dense_model, attention_block_model])
+@pytest.mark.parametrize("build", [conv_dense_model, attention_block_model,
+                                   residual_block_model])
 def test_every_bf16_kernel_is_tensorized(build):
     """The rule schedules every fused bf16 kernel with vdpbf16ps (none left to the slow
     default rules), whatever FuseOps put in its epilogue."""
