@@ -46,6 +46,13 @@ import tvm
 from tvm import relax
 from tvm.relax import PyExprMutator, expr_functor
 
+from mcc.passes.bf16_depthwise import (
+    DW_BLOCK,
+    DW_KERNEL_NAME,
+    DwShape,
+    depthwise_skip_reason,
+    dwconv_func,
+)
 from mcc.passes.bf16_handoff import ELEMENTWISE, bf16_handoffs
 from mcc.passes.rewrite import rewrite_functions
 from mcc.passes.shapes import ConvGeometry, static_shape
@@ -212,8 +219,6 @@ def conv_skip_reason(call) -> str:
     if attrs.data_layout != "NHWC" or attrs.kernel_layout != "HWIO" or (
             attrs.out_layout and attrs.out_layout != "NHWC"):
         return f"layout {attrs.data_layout}/{attrs.kernel_layout}"
-    if int(attrs.groups) != 1:
-        return f"grouped convolution (groups={int(attrs.groups)})"
     if any(int(d) != 1 for d in attrs.dilation):
         return "dilated convolution"
     if not isinstance(weight, tvm.ir.GenericConst):
@@ -222,6 +227,8 @@ def conv_skip_reason(call) -> str:
         return "shape is not static"
     if not (data.ty.dtype == weight.ty.dtype == call.ty.dtype == "float32"):
         return "not float32"
+    if int(attrs.groups) != 1:  # a depthwise conv has its own kernel (bf16_depthwise)
+        return depthwise_skip_reason(call, tuple(int(d) for d in weight.value.shape))
     return ""
 
 
@@ -320,6 +327,8 @@ class _Bf16Rewriter(PyExprMutator):
         if handoff is not None:
             self.report.bf16_inputs.append(self.report.converted[-1])
             data = self._to_bf16(data, handoff)
+        if int(call.attrs.groups) != 1:
+            return self._depthwise(call, data)
         n, h, w, ic = static_shape(data)
         hwio = weight.value.numpy()
         kh, kw, _, oc = hwio.shape
@@ -329,6 +338,23 @@ class _Bf16Rewriter(PyExprMutator):
         stride = tuple(int(s) for s in call.attrs.strides)
         shape = BConvShape(n, h, w, ic, oc, kh, kw, stride, pad)
         return self._kernel(data, hwio.transpose(3, 0, 1, 2), shape)
+
+    def _depthwise(self, call, data):
+        n, h, w, c = static_shape(data)
+        weight_hwio = call.args[1].value.numpy()
+        kh, kw = weight_hwio.shape[:2]
+        pad = tuple(int(p) for p in call.attrs.padding)
+        if len(pad) == 2:
+            pad = pad + pad
+        shape = DwShape(n, h, w, c, kh, kw, tuple(int(s) for s in call.attrs.strides), pad)
+        key = ("depthwise", shape, data.ty.dtype == "uint16")
+        gv = self.kernels.get(key)
+        if gv is None:
+            gv = self.builder_.add_func(dwconv_func(shape, key[2]), DW_KERNEL_NAME)
+            self.kernels[key] = gv
+        oh, ow = shape.out_hw
+        weight = relax.const(np.ascontiguousarray(weight_hwio.reshape(kh, kw, c)))
+        return relax.call_tir(gv, [data, weight], relax.TensorType([n, oh, ow, c], "float32"))
 
     def _dense(self, call, handoff):
         data, weight = call.args
@@ -380,13 +406,19 @@ def precision_report(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict]:
                  "bf16_ops": sites["bf16"], "fp32_ops": sites["fp32"]}
 
 
+def is_bf16_kernel(func) -> bool:
+    """Whether a PrimFunc holds one of mcc's bf16 kernels (conv / dense or depthwise)."""
+    script = func.script()
+    return f'"{CONV_BLOCK}' in script or f'"{DW_BLOCK}' in script
+
+
 def bf16_kernel_funcs(mod: tvm.IRModule) -> set[str]:
     """Names of the PrimFuncs in ``mod`` that hold a bf16 kernel (fused or not)."""
     from tvm import tirx
 
     found = set()
     for gv, func in mod.functions_items():
-        if isinstance(func, tirx.PrimFunc) and f'"{CONV_BLOCK}' in func.script():
+        if isinstance(func, tirx.PrimFunc) and is_bf16_kernel(func):
             found.add(gv.name_hint)
     return found
 

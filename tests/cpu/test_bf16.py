@@ -115,6 +115,24 @@ def residual_block_model(side="Add"):
          ("w2", rng.normal(size=(32, 16, 1, 1)) * 0.3)])
 
 
+def inverted_residual_model():
+    """MobileNetV2's block: 1x1 expand + clip, 3x3 depthwise (stride 2, 32 channels) +
+    clip, 1x1 project: three bf16 kernels, bf16 between them."""
+    rng = _rng()
+    return make_model(
+        [helper.make_node("Conv", ["x", "we", "be"], ["e"]),
+         helper.make_node("Clip", ["e", "lo", "hi"], ["er"]),
+         helper.make_node("Conv", ["er", "wd", "bd"], ["d"], group=32, strides=[2, 2],
+                          pads=[0, 0, 1, 1]),
+         helper.make_node("Clip", ["d", "lo", "hi"], ["dr"]),
+         helper.make_node("Conv", ["dr", "wp"], ["y"])],
+        [("x", [1, 8, 10, 10])], [("y", [1, 16, 5, 5])],
+        [("we", rng.normal(size=(32, 8, 1, 1)) * 0.3), ("be", rng.normal(size=32) * 0.1),
+         ("wd", rng.normal(size=(32, 1, 3, 3)) * 0.3), ("bd", rng.normal(size=32) * 0.1),
+         ("wp", rng.normal(size=(16, 32, 1, 1)) * 0.2), ("lo", np.array(0.0)),
+         ("hi", np.array(6.0))])
+
+
 def _after_bf16_pass(model):
     """The module right after mcc.Bf16 (graph passes up to it), and the pass's report."""
     from mcc.build.pipeline import graph_passes
@@ -147,7 +165,7 @@ def test_pass_structure_conv_dense():
 
     mod, report = _after_bf16_pass(conv_dense_model())
     assert report.converted == ["conv2d_0", "conv2d_2", "matmul_0"]
-    assert "grouped" in report.skipped["conv2d_1"]  # depthwise stays fp32
+    assert "depthwise" in report.skipped["conv2d_1"]  # 24 channels: stays fp32
     assert count_bf16_kernels(mod) == 3
     ops = _ops(mod)
     assert ops.count("relax.nn.conv2d") == 1  # the depthwise one
@@ -194,6 +212,15 @@ def test_no_bf16_handoff_to_a_non_elementwise_reader():
     """a also feeds a MaxPool (not elementwise): it stays fp32; b is still handed over."""
     mod, report = _after_bf16_pass(residual_block_model("MaxPool"))
     assert report.bf16_inputs == ["conv2d_2"]
+
+
+def test_depthwise_site_between_bf16_handoffs():
+    from mcc.passes.bf16 import count_bf16_kernels
+
+    mod, report = _after_bf16_pass(inverted_residual_model())
+    assert report.converted == ["conv2d_0", "conv2d_1", "conv2d_2"]
+    assert report.bf16_inputs == ["conv2d_1", "conv2d_2"]
+    assert count_bf16_kernels(mod) == 3 and "relax.nn.conv2d" not in _ops(mod)
 
 
 def test_dense_kernel_writes_the_matmul_shape():
@@ -265,16 +292,17 @@ def test_bf16_compile_matches_onnxruntime_fp32(build, tmp_path):
 
 
 @needs_bf16
-def test_bf16_handoffs_compile_matches_onnxruntime_fp32(tmp_path):
+@pytest.mark.parametrize("build", [residual_block_model, inverted_residual_model])
+def test_bf16_handoffs_compile_matches_onnxruntime_fp32(build, tmp_path):
     import onnxruntime as ort
 
-    model = residual_block_model()
+    model = build()
     compiled = mcc.compile(model, precision="bf16")
     assert compiled.report["verify"]["ok"]
     assert compiled.metadata["precision"]["bf16_kernels"] == 3
     path = tmp_path / "m.onnx"
     path.write_bytes(model.SerializeToString())
-    x = np.random.default_rng(3).normal(size=(1, 16, 8, 8)).astype(np.float32)
+    x = np.random.default_rng(3).normal(size=compiled.inputs[0].shape).astype(np.float32)
     want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
     got = compiled.run({"x": x})["y"]
     cos = float((got.ravel() @ want.ravel())
@@ -364,8 +392,39 @@ def test_kernel_schedule_matches_numpy(bf16_input, fuse, geometry):
 
 
 @needs_bf16
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize("bf16_input", [False, True])
+@pytest.mark.parametrize("geometry", [
+    (1, 12, 12, 32, 3, 3, (2, 2), (0, 0, 1, 1)),  # stride 2, uneven pad
+    (1, 7, 9, 16, 3, 3, (1, 1), (1, 1, 1, 1)),  # rows of 9: tiles of 3
+])
+def test_depthwise_kernel_matches_numpy(geometry, bf16_input, fuse):
+    from mcc.passes.bf16 import bf16_round, to_bf16_bits
+    from mcc.passes.bf16_depthwise import DwShape, dwconv_func
+    from mcc.schedule.rules.bf16 import schedule_depthwise
+
+    s = DwShape(*geometry)
+    func = schedule_depthwise(dwconv_func(s, bf16_input), fuse=fuse)
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                      target=resolve_target(None).tvm_target())
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(s.n, s.h, s.w, s.c)).astype(np.float32)
+    w = rng.normal(size=(s.kh, s.kw, s.c)).astype(np.float32)
+    oh, ow = s.out_hw
+    out = tvm.runtime.tensor(np.zeros((s.n, oh, ow, s.c), np.float32))
+    lib["main"](tvm.runtime.tensor(to_bf16_bits(x) if bf16_input else x),
+                tvm.runtime.tensor(w), out)
+    pt, pl, pb, pr = s.padding
+    xp = np.pad(bf16_round(x).astype(np.float64), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    sh, sw = s.stride
+    want = sum(xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] * w[i, j]
+               for i in range(s.kh) for j in range(s.kw))
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+@needs_bf16
 @pytest.mark.parametrize("build", [conv_dense_model, attention_block_model,
-                                   residual_block_model])
+                                   residual_block_model, inverted_residual_model])
 def test_every_bf16_kernel_is_tensorized(build):
     """The rule schedules every fused bf16 kernel with vdpbf16ps (none left to the slow
     default rules), whatever FuseOps put in its epilogue."""
@@ -381,6 +440,11 @@ def test_every_bf16_kernel_is_tensorized(build):
     assert names
     with target:
         mod = schedule_bf16(tvm.relax.transform.AttachAttrLayoutFreeBuffers()(mod), target)
-    tensorized = {gv.name_hint for gv, f in mod.functions_items()
-                  if isinstance(f, tvm.tirx.PrimFunc) and DP_FUNC in f.script()}
-    assert len(tensorized) == len(names), sorted(names)
+    from mcc.passes.bf16_depthwise import DW_BLOCK
+
+    funcs = {gv.name_hint: f for gv, f in mod.functions_items()
+             if isinstance(f, tvm.tirx.PrimFunc)}
+    depthwise = {n for n, f in funcs.items() if f'"{DW_BLOCK}' in f.script()}
+    tensorized = {n for n, f in funcs.items() if DP_FUNC in f.script()}
+    assert len(tensorized) == len(names) - len(depthwise), sorted(names)
+    assert all(funcs[n].attrs["tirx.is_scheduled"] for n in depthwise)  # by the bf16 rule
