@@ -89,6 +89,50 @@ def attention_block_model(seq=32, hidden=64, ffn=128):
     return make_model(nodes, [("x", [1, seq, hidden])], [("y", [1, seq, hidden])], inits)
 
 
+def residual_block_model(side="Add"):
+    """conv 1x1 + relu (a) -> conv 3x3 + relu (b) -> conv 1x1 (c) -> c + a -> relu: b is
+    handed over in bf16 (read by one bf16 kernel), a too (a bf16 kernel and the residual
+    add, which reads it widened). ``side="MaxPool"``: a second output MaxPool(a) instead of
+    the residual add, so a stays fp32."""
+    rng = _rng()
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"]),
+             helper.make_node("Relu", ["c0"], ["a"]),
+             helper.make_node("Conv", ["a", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["b"]),
+             helper.make_node("Conv", ["b", "w2"], ["c"])]
+    outputs = [("y", [1, 32, 8, 8])]
+    if side == "Add":
+        nodes += [helper.make_node("Add", ["c", "a"], ["s"]),
+                  helper.make_node("Relu", ["s"], ["y"])]
+    else:
+        nodes += [helper.make_node("Relu", ["c"], ["y"]),
+                  helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2])]
+        outputs.append(("p", [1, 32, 4, 4]))
+    return make_model(
+        nodes, [("x", [1, 16, 8, 8])], outputs,
+        [("w0", rng.normal(size=(32, 16, 1, 1)) * 0.3), ("b0", rng.normal(size=32) * 0.1),
+         ("w1", rng.normal(size=(16, 32, 3, 3)) * 0.1), ("b1", rng.normal(size=16) * 0.1),
+         ("w2", rng.normal(size=(32, 16, 1, 1)) * 0.3)])
+
+
+def inverted_residual_model():
+    """MobileNetV2's block: 1x1 expand + clip, 3x3 depthwise (stride 2, 32 channels) +
+    clip, 1x1 project: three bf16 kernels, bf16 between them."""
+    rng = _rng()
+    return make_model(
+        [helper.make_node("Conv", ["x", "we", "be"], ["e"]),
+         helper.make_node("Clip", ["e", "lo", "hi"], ["er"]),
+         helper.make_node("Conv", ["er", "wd", "bd"], ["d"], group=32, strides=[2, 2],
+                          pads=[0, 0, 1, 1]),
+         helper.make_node("Clip", ["d", "lo", "hi"], ["dr"]),
+         helper.make_node("Conv", ["dr", "wp"], ["y"])],
+        [("x", [1, 8, 10, 10])], [("y", [1, 16, 5, 5])],
+        [("we", rng.normal(size=(32, 8, 1, 1)) * 0.3), ("be", rng.normal(size=32) * 0.1),
+         ("wd", rng.normal(size=(32, 1, 3, 3)) * 0.3), ("bd", rng.normal(size=32) * 0.1),
+         ("wp", rng.normal(size=(16, 32, 1, 1)) * 0.2), ("lo", np.array(0.0)),
+         ("hi", np.array(6.0))])
+
+
 def _after_bf16_pass(model):
     """The module right after mcc.Bf16 (graph passes up to it), and the pass's report."""
     from mcc.build.pipeline import graph_passes
@@ -121,7 +165,7 @@ def test_pass_structure_conv_dense():
 
     mod, report = _after_bf16_pass(conv_dense_model())
     assert report.converted == ["conv2d_0", "conv2d_2", "matmul_0"]
-    assert "grouped" in report.skipped["conv2d_1"]  # depthwise stays fp32
+    assert "depthwise" in report.skipped["conv2d_1"]  # 24 channels: stays fp32
     assert count_bf16_kernels(mod) == 3
     ops = _ops(mod)
     assert ops.count("relax.nn.conv2d") == 1  # the depthwise one
@@ -137,6 +181,64 @@ def test_pass_structure_attention_block():
     assert len(report.converted) == 6
     assert sorted(report.skipped.values()) == ["weight is not a constant"] * 2
     assert _ops(mod).count("relax.matmul") == 2
+
+
+def _call_tir_targets(mod):
+    names = []
+
+    def visit(expr):
+        if (isinstance(expr, tvm.relax.Call) and isinstance(expr.op, tvm.ir.Op)
+                and expr.op.name == "relax.call_tir"):
+            names.append(expr.args[0].name_hint)
+
+    tvm.relax.analysis.post_order_visit(mod["main"], visit)
+    return names
+
+
+def test_bf16_handoffs_residual_block():
+    """Activations bf16 kernels read are stored as bf16 by their producers: b (read by
+    one kernel) and a (a kernel and the residual add, which widens it back to fp32)."""
+    from mcc.passes.bf16 import FROM_BF16, TO_BF16
+
+    mod, report = _after_bf16_pass(residual_block_model())
+    assert report.converted == ["conv2d_0", "conv2d_1", "conv2d_2"]
+    assert report.bf16_inputs == ["conv2d_1", "conv2d_2"]  # conv2d_0 reads the input
+    calls = _call_tir_targets(mod)
+    assert sum(n.startswith(TO_BF16) for n in calls) == 2
+    assert sum(n.startswith(FROM_BF16) for n in calls) == 1  # the residual add's read
+
+
+def test_no_bf16_handoff_to_a_non_elementwise_reader():
+    """a also feeds a MaxPool (not elementwise): it stays fp32; b is still handed over."""
+    mod, report = _after_bf16_pass(residual_block_model("MaxPool"))
+    assert report.bf16_inputs == ["conv2d_2"]
+
+
+def test_depthwise_site_between_bf16_handoffs():
+    from mcc.passes.bf16 import count_bf16_kernels
+
+    mod, report = _after_bf16_pass(inverted_residual_model())
+    assert report.converted == ["conv2d_0", "conv2d_1", "conv2d_2"]
+    assert report.bf16_inputs == ["conv2d_1", "conv2d_2"]
+    assert count_bf16_kernels(mod) == 3 and "relax.nn.conv2d" not in _ops(mod)
+
+
+def test_dense_kernel_writes_the_matmul_shape():
+    """A bf16 dense layer writes [.., seq, N] itself (no reshape after it, which kept its
+    bias and activation out of the kernel): only the inputs are reshaped."""
+    from mcc.passes.bf16 import KERNEL_NAME
+
+    mod, report = _after_bf16_pass(attention_block_model())
+    var2val = tvm.relax.analysis.get_var2val(mod["main"])
+    reshaped = [var2val.get(call.args[0]) for call in var2val.values()
+                if isinstance(call, tvm.relax.Call) and getattr(call.op, "name", "") ==
+                "relax.reshape"]
+    kernels = [v for v in reshaped if isinstance(v, tvm.relax.Call) and len(v.args) > 1
+               and isinstance(v.args[0], tvm.ir.GlobalVar)
+               and v.args[0].name_hint.startswith(KERNEL_NAME)]
+    assert len(reshaped) >= len(report.converted) and not kernels
+    # the ffn's relu(x w1 + b1) reaches w2 in bf16 (through the importer's reshape)
+    assert report.bf16_inputs == ["matmul_7"]
 
 
 def _constants(mod):
@@ -179,6 +281,25 @@ def test_bf16_compile_matches_onnxruntime_fp32(build, tmp_path):
     import onnxruntime as ort
 
     model = build()
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    x = np.random.default_rng(3).normal(size=compiled.inputs[0].shape).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    got = compiled.run({"x": x})["y"]
+    cos = float((got.ravel() @ want.ravel())
+                / (np.linalg.norm(got) * np.linalg.norm(want)))
+    assert cos >= 0.999
+
+
+@needs_bf16
+@pytest.mark.parametrize("build", [residual_block_model, inverted_residual_model])
+def test_bf16_handoffs_compile_matches_onnxruntime_fp32(build, tmp_path):
+    import onnxruntime as ort
+
+    model = build()
+    compiled = mcc.compile(model, precision="bf16")
+    assert compiled.report["verify"]["ok"]
+    assert compiled.metadata["precision"]["bf16_kernels"] == 3
     path = tmp_path / "m.onnx"
     path.write_bytes(model.SerializeToString())
     x = np.random.default_rng(3).normal(size=compiled.inputs[0].shape).astype(np.float32)
@@ -233,20 +354,22 @@ def test_cli_precision_bf16(cli, save_onnx, tmp_path):
 
 
 @needs_bf16
+@pytest.mark.parametrize("bf16_input", [False, True])
 @pytest.mark.parametrize("fuse", [True, False])
 @pytest.mark.parametrize("geometry", [
     (1, 14, 14, 64, 64, 3, 3, (1, 1), (1, 1, 1, 1)),  # 3x3, pad 1
     (1, 9, 9, 5, 24, 3, 3, (2, 2), (0, 0, 1, 1)),  # odd IC, OC 24, stride 2, uneven pad
     (1, 1, 33, 48, 40, 1, 1, (1, 1), (0, 0, 0, 0)),  # a dense layer: 33 rows
 ])
-def test_kernel_schedule_matches_numpy(fuse, geometry):
-    """The rule's fused and unfused (fallback) forms against numpy on bf16-rounded data."""
-    from mcc.passes.bf16 import BConvShape, bconv2d_func, bf16_round, pack_weight
+def test_kernel_schedule_matches_numpy(bf16_input, fuse, geometry):
+    """The rule's fused and unfused (fallback) forms against numpy on bf16-rounded data;
+    ``bf16_input``: the kernel reads bf16 bits (a handoff; 1x1 convs have no pad step)."""
+    from mcc.passes.bf16 import BConvShape, bconv2d_func, bf16_round, pack_weight, to_bf16_bits
     from mcc.schedule.rules.bf16 import schedule_kernel
     from mcc.schedule.rules.bf16_isa import X86
 
     shape = BConvShape(*geometry)
-    func = schedule_kernel(bconv2d_func(shape), fuse=fuse)
+    func = schedule_kernel(bconv2d_func(shape, bf16_input), fuse=fuse)
     assert X86.func in func.script()
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                       target=resolve_target(None).tvm_target())
@@ -255,7 +378,8 @@ def test_kernel_schedule_matches_numpy(fuse, geometry):
     w = rng.normal(size=(shape.oc, shape.kh, shape.kw, shape.ic)).astype(np.float32)
     oh, ow = shape.out_hw
     out = tvm.runtime.tensor(np.zeros((shape.n, oh, ow, shape.oc), np.float32))
-    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(pack_weight(w)), out)
+    lib["main"](tvm.runtime.tensor(to_bf16_bits(x) if bf16_input else x),
+                tvm.runtime.tensor(pack_weight(w)), out)
     pt, pl, pb, pr = shape.padding
     xp = np.pad(bf16_round(x).astype(np.float64), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     wb = bf16_round(w).astype(np.float64)
@@ -269,7 +393,39 @@ def test_kernel_schedule_matches_numpy(fuse, geometry):
 
 
 @needs_bf16
-@pytest.mark.parametrize("build", [conv_dense_model, attention_block_model])
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize("bf16_input", [False, True])
+@pytest.mark.parametrize("geometry", [
+    (1, 12, 12, 32, 3, 3, (2, 2), (0, 0, 1, 1)),  # stride 2, uneven pad
+    (1, 7, 9, 16, 3, 3, (1, 1), (1, 1, 1, 1)),  # rows of 9: tiles of 3
+])
+def test_depthwise_kernel_matches_numpy(geometry, bf16_input, fuse):
+    from mcc.passes.bf16 import bf16_round, to_bf16_bits
+    from mcc.passes.bf16_depthwise import DwShape, dwconv_func
+    from mcc.schedule.rules.bf16 import schedule_depthwise
+
+    s = DwShape(*geometry)
+    func = schedule_depthwise(dwconv_func(s, bf16_input), fuse=fuse)
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                      target=resolve_target(None).tvm_target())
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(s.n, s.h, s.w, s.c)).astype(np.float32)
+    w = rng.normal(size=(s.kh, s.kw, s.c)).astype(np.float32)
+    oh, ow = s.out_hw
+    out = tvm.runtime.tensor(np.zeros((s.n, oh, ow, s.c), np.float32))
+    lib["main"](tvm.runtime.tensor(to_bf16_bits(x) if bf16_input else x),
+                tvm.runtime.tensor(w), out)
+    pt, pl, pb, pr = s.padding
+    xp = np.pad(bf16_round(x).astype(np.float64), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    sh, sw = s.stride
+    want = sum(xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] * w[i, j]
+               for i in range(s.kh) for j in range(s.kw))
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+@needs_bf16
+@pytest.mark.parametrize("build", [conv_dense_model, attention_block_model,
+                                   residual_block_model, inverted_residual_model])
 def test_every_bf16_kernel_is_tensorized(build):
     """The rule schedules every fused bf16 kernel with vdpbf16ps (none left to the slow
     default rules), whatever FuseOps put in its epilogue."""
@@ -286,6 +442,11 @@ def test_every_bf16_kernel_is_tensorized(build):
     assert names
     with target:
         mod = schedule_bf16(tvm.relax.transform.AttachAttrLayoutFreeBuffers()(mod), target)
-    tensorized = {gv.name_hint for gv, f in mod.functions_items()
-                  if isinstance(f, tvm.tirx.PrimFunc) and X86.func in f.script()}
-    assert len(tensorized) == len(names), sorted(names)
+    from mcc.passes.bf16_depthwise import DW_BLOCK
+
+    funcs = {gv.name_hint: f for gv, f in mod.functions_items()
+             if isinstance(f, tvm.tirx.PrimFunc)}
+    depthwise = {n for n, f in funcs.items() if f'"{DW_BLOCK}' in f.script()}
+    tensorized = {n for n, f in funcs.items() if X86.func in f.script()}
+    assert len(tensorized) == len(names) - len(depthwise), sorted(names)
+    assert all(funcs[n].attrs["tirx.is_scheduled"] for n in depthwise)  # by the bf16 rule

@@ -13,17 +13,23 @@ whatever FuseOps fused after it: bias, ReLU, residual add):
     epilogue   the elementwise tail inlined into one block computed per tile
     pad        the pad + fp32 -> bf16 cast block: parallel, vectorised
 
+Depthwise kernels (``mcc_bdwconv``, mcc.passes.bf16_depthwise): ``schedule_depthwise``,
+fp32 multiply-adds on 16-channel vectors, no intrinsic.
+
 Only targets with one of those instruction sets get this rule; ``--precision bf16`` is
 refused elsewhere (``check_bf16_target``).
 """
 
 from __future__ import annotations
 
+import functools
+
 import tvm
 from tvm import tirx
 
 from mcc.errors import MccError
 from mcc.passes.bf16 import CONV_BLOCK, IC_BLOCK, OC_BLOCK, PAD_BLOCK
+from mcc.passes.bf16_depthwise import DW_BLOCK, DW_PAD_BLOCK, LANES
 from mcc.schedule.rules.bf16_isa import X86, Bf16Isa, bf16_isa
 
 _registered: set[str] = set()
@@ -161,14 +167,18 @@ def schedule_kernel(func: tirx.PrimFunc, fuse: bool = True, isa: Bf16Isa = X86
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
-def _bf16_funcs(mod):
+def _bf16_funcs(mod, isa: Bf16Isa):
+    """(gv, func, rule(func, fuse)) of each unscheduled bf16 kernel."""
     for gv, func in mod.functions_items():
         if not isinstance(func, tirx.PrimFunc):
             continue
         if func.attrs is not None and bool(func.attrs.get("tirx.is_scheduled", False)):
             continue
-        if f'"{CONV_BLOCK}' in func.script():
-            yield gv, func
+        script = func.script()
+        if f'"{CONV_BLOCK}' in script:
+            yield gv, func, functools.partial(schedule_kernel, isa=isa)
+        elif f'"{DW_BLOCK}' in script:
+            yield gv, func, schedule_depthwise
 
 
 def schedule_bf16(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
@@ -178,11 +188,64 @@ def schedule_bf16(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
     isa = bf16_isa(target)
     if isa is None:
         return mod
-    for gv, func in list(_bf16_funcs(mod)):
+    for gv, func, rule in list(_bf16_funcs(mod, isa)):
         for fuse in (True, False):
             try:
-                mod[gv] = schedule_kernel(func, fuse, isa)
+                mod[gv] = rule(func, fuse)
                 break
             except Exception:  # noqa: S112, BLE001  unfused next, then the default rules
                 continue
     return mod
+
+
+def _dw_tile(ow: int) -> int:
+    """Output pixels per register tile of a depthwise conv: a divisor of the row, <= 8."""
+    return max(d for d in range(1, 9) if ow % d == 0)
+
+
+def schedule_depthwise(func: tirx.PrimFunc, fuse: bool = True) -> tirx.PrimFunc:
+    """mcc's bf16-input depthwise conv (mcc.passes.bf16_depthwise): per output row
+    (parallel), its input rows padded and widened there, then tiles of up to 8 pixels x
+    16 channels accumulated in zmm registers, the epilogue applied per tile."""
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    conv = _find_block(sch, DW_BLOCK)
+    pad = _find_block(sch, DW_PAD_BLOCK)
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if not fuse or sch.get(block).name_hint.startswith((DW_BLOCK, DW_PAD_BLOCK)):
+            continue
+        try:
+            sch.compute_inline(block)
+        except Exception:  # noqa: S110  an output block: computed per tile below
+            pass
+    n, h, w, c, kh, kw = sch.get_loops(conv)
+    wo, wi = sch.split(w, [None, _dw_tile(int(sch.get(w).extent))])
+    co, ci = sch.split(c, [None, LANES])
+    sch.reorder(n, h, wo, co, kh, kw, wi, ci)
+    outer = sch.fuse(n, h)
+    sch.parallel(outer)
+    rest = [b for b in sch.get_child_blocks(sch.get_sblock("root"))
+            if not sch.get(b).name_hint.startswith((DW_BLOCK, DW_PAD_BLOCK))]
+    if fuse:
+        sch.set_scope(conv, 0, "local")
+    else:
+        for block in rest:
+            loops = sch.get_loops(block)
+            sch.parallel(sch.fuse(*loops[:2]) if len(loops) > 1 else loops[0])
+        rest = [sch.cache_write(conv, 0, "local")]
+        rest = [sch.get_sblock(sch.get(rest[0]).name_hint)]
+    for block in rest:
+        sch.reverse_compute_at(block, co)
+        loops = sch.get_loops(block)
+        sch.vectorize(loops[-1])
+    sch.vectorize(ci)
+    sch.unroll(wi)
+    init = sch.decompose_reduction(conv, kh)
+    init_loops = sch.get_loops(init)
+    if sch.get(init_loops[-1]).kind != tirx.ForKind.VECTORIZED:
+        sch.vectorize(init_loops[-1])
+    sch.compute_at(pad, outer)
+    loops = sch.get_loops(pad)
+    sch.vectorize(sch.split(loops[-1], [None, LANES])[1])
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
