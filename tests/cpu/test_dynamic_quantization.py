@@ -17,7 +17,7 @@ from onnx import numpy_helper as nh
 import mcc
 from mcc.build.pipeline import optimize
 from mcc.frontends import import_model
-from mcc.schedule.rules import TotalReduction, rules_for
+from mcc.schedule.rules import TiledReduction, TotalReduction, rules_for
 
 X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4", "num-cores": 2}
 
@@ -110,3 +110,26 @@ def test_a_reduction_that_keeps_an_axis_is_not_taken():
 def test_it_comes_before_the_fallback_rules():
     names = [type(r).__name__ for r in rules_for(tvm.target.Target(X86))]
     assert names.index("TotalReduction") < names.index("ParallelFallback")
+
+
+def test_the_conv_epilogue_with_a_run_time_bias_and_silu_joins_the_tile():
+    """The bias quantized at run time (floor(b / scale), per channel) is a second input of
+    the bias add, and x * sigmoid(x) reads x twice: neither is a pure reader of the tile,
+    and each step used to run as a separate pass over the whole output."""
+    kernels = _kernels(_dynamic_conv_model((1, 8, 16, 32)))
+    (name,) = [n for n in kernels if "conv2d" in n]
+    sch = TiledReduction().apply(kernels[name], tvm.target.Target(X86), False)
+    text = sch.mod["main"].script()
+    assert text.count("T.parallel(") == 2, text  # the padded input, then the conv tiles
+    assert text.count("T.sigmoid(") == 1 and "T.floor(" in text
+
+
+def test_run_time_scales_skip_the_qdq_preparation():
+    """Only a dequantize with a constant scale and zero point can become an int8 site in
+    "qdq" mode; a dynamically quantized model has none, so it is not prepared for it."""
+    from test_quantize import _qlinear_model
+
+    from mcc.passes.quantize import has_static_activation_qdq
+
+    assert not has_static_activation_qdq(import_model(_dynamic_conv_model(), {}, None).mod)
+    assert has_static_activation_qdq(import_model(_qlinear_model(), {}, None).mod)
