@@ -133,3 +133,37 @@ def test_run_time_scales_skip_the_qdq_preparation():
 
     assert not has_static_activation_qdq(import_model(_dynamic_conv_model(), {}, None).mod)
     assert has_static_activation_qdq(import_model(_qlinear_model(), {}, None).mod)
+
+
+def _matmul_integer_model(k=40, n=24, weight_dtype=np.uint8, bz=131):
+    """MatMulInteger of a uint8 input by a constant weight with a zero point; the input's
+    zero point is a graph input (known at run time only, as DynamicQuantizeLinear's)."""
+    rng = np.random.default_rng(1)
+    low, high = (0, 256) if weight_dtype == np.uint8 else (-128, 128)
+    consts = {"w": rng.integers(low, high, (k, n)).astype(weight_dtype),
+              "wz": np.array(bz, weight_dtype)}
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "w", "az", "wz"], ["y"])], "mmi",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, 5, k]),
+         helper.make_tensor_value_info("az", TensorProto.UINT8, [])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [3, 5, n])],
+        initializer=[nh.from_array(v, key) for key, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("weight_dtype, bz", [(np.uint8, 131), (np.uint8, 128), (np.int8, -3)])
+def test_matmul_integer_runs_as_an_exact_int8_kernel(weight_dtype, bz):
+    model = _matmul_integer_model(weight_dtype=weight_dtype, bz=bz)
+    compiled = mcc.compile(model, target=X86)
+    kernels = compiled.report["schedule"]["kernels"]
+    assert any("mcc_qmatmul" in name and info["schedule"] == "int8 kernel"
+               for name, info in kernels.items()), kernels
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    for zero_point in (0, 77, 255):
+        feed = {"a": rng.integers(0, 256, (3, 5, 40)).astype(np.uint8),
+                "az": np.array(zero_point, np.uint8)}
+        np.testing.assert_array_equal(compiled.run(feed)["y"], session.run(None, feed)[0])
