@@ -11,6 +11,11 @@ Which layout a model gets is decided before this pass (mcc.build.pipeline.resolv
 ``auto`` on this CPU: mcc.driver.layout_choice); the pass converts to the one it is given.
 
 Steps:
+  0. ``relax.stack`` (an unrolled RNN's outputs) as ``concat`` of ``expand_dims``: TVM's
+     layout inference for stack fails ("String index out of bounds") and ConvertLayout
+     then converts nothing; the per-conv fallback leaves a transpose on each side of every
+     conv that fuses with its neighbours into unvectorised gathers (a dynamically
+     quantized OCR model: 14 ms of 68 in transposing quantize / rescale kernels);
   1. raise elementwise ``call_tir`` kernels that frontends emit for ONNX Clip
      (``topi.maximum`` / ``topi.minimum`` against a scalar) back to
      ``relax.maximum`` / ``relax.minimum``, which ``ConvertLayout`` can move
@@ -60,9 +65,9 @@ class ConvertLayout:
         try:
             return self._convert(mod)
         except Exception as err:
-            # TVM's ConvertLayout cannot infer a layout for some op of the model (relax.stack
-            # of an unrolled LSTM: "Index -1 out of bounds"; Magika: "can't find S in source
-            # layout ABC") and converts nothing. NHWC: convert each conv on its own, with a
+            # TVM's ConvertLayout cannot infer a layout for some op of the model (Magika:
+            # "can't find S in source layout ABC"; relax.stack before step 0) and converts
+            # nothing. NHWC: convert each conv on its own, with a
             # transpose on each side (adjacent ones cancel): NCHW convs ran 20-40x slower.
             if self.layout == "NHWC":
                 try:
@@ -99,7 +104,7 @@ def convert_conv_layout(mod: tvm.IRModule, desired: dict) -> tvm.IRModule:
     "OHWI"]}``) with mcc's two mends: ONNX Clip's scalar max / min, imported as call_tir
     that ConvertLayout cannot see through, raised to relax.maximum / minimum first (else
     each ReLU6 sits between a transpose to NCHW and one back); inverse transposes cancel."""
-    mod = _raise_scalar_minmax(mod)
+    mod = _raise_scalar_minmax(_stack_as_concat(mod))
     mod = relax.transform.ConvertLayout(desired)(mod)
     return _cancel_transposes(mod)
 
@@ -192,7 +197,8 @@ def _failing_op(mod: tvm.IRModule, layout: str) -> str | None:
             if gv.name_hint != "main":
                 probe[gv] = f
         try:  # TVM's pass itself: mcc's would skip a prefix without a conv
-            relax.transform.ConvertLayout(_DESIRED[layout])(_raise_scalar_minmax(probe))
+            relax.transform.ConvertLayout(_DESIRED[layout])(
+                _raise_scalar_minmax(_stack_as_concat(probe)))
         except Exception:
             return True
         return False
@@ -226,6 +232,29 @@ def _has_conv2d(mod: tvm.IRModule) -> bool:
         if isinstance(func, relax.Function) and not found:
             relax.analysis.post_order_visit(func, visit)
     return bool(found)
+
+
+# -- 0. stack -> concat of expand_dims ----------------------------------------------------
+
+def _stack_as_concat(mod: tvm.IRModule) -> tvm.IRModule:
+    """Every ``relax.stack`` of a tuple as ``concat`` of its items each given the new
+    axis: the same tensor, in ops whose layout ConvertLayout can infer."""
+    from tvm.relax.dpl import is_op, wildcard
+
+    from mcc.passes.rewrite import rewrite_matching_calls
+
+    def rewrite(call):
+        items, axis = call.args[0], int(call.attrs.axis)
+        if not isinstance(items, relax.Tuple) or not items.fields:
+            return call
+        return relax.op.concat([relax.op.expand_dims(f, axis) for f in items.fields], axis)
+
+    pattern = is_op("relax.stack")(wildcard())
+    mod = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)  # not the caller's
+    for gv, func in list(mod.functions_items()):
+        if isinstance(func, relax.Function):
+            mod[gv] = rewrite_matching_calls(pattern, rewrite, func)
+    return mod
 
 
 # -- 1. call_tir(maximum/minimum against a scalar) -> relax.maximum / relax.minimum ---------

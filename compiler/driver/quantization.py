@@ -221,8 +221,13 @@ class Quantizer:
     def _run_qdq(self):
         """An already-quantized model: every conv/matmul fed by a DequantizeLinear runs in
         int8 with the model's own activation scale; nothing is calibrated."""
-        from mcc.passes.quantize import find_sites
+        from mcc.passes.quantize import QuantizeReport, find_sites, has_static_activation_qdq
 
+        if not has_static_activation_qdq(self.imported.mod):  # only run-time scales
+            self.sites = find_sites(self.imported.mod)
+            self.report = QuantizeReport([], {s.name: "activation scale computed at run time"
+                                              for s in self.sites})
+            return self.imported.mod
         prepared = prepare(self.imported.mod, self.target)
         self.sites = find_sites(prepared)
         chosen = [s for s in self.sites if not s.skip and s.qdq_range is not None

@@ -45,6 +45,69 @@ def _unit_dequantize(bb, x, zero_point, axis: int = -1):
     return _dequantize(bb, x, one, zero_point)
 
 
+def _int8_matmul(bb, a, b, a_zero, b_zero):
+    """MatMulInteger ``(a - az) @ (b - bz)`` of a uint8 activation (its zero point known
+    only at run time, as DynamicQuantizeLinear gives it) by a constant weight, in mcc's
+    u8 x s8 -> s32 kernel (mcc.passes.int8_kernels; AVX-512 VNNI where the CPU has it),
+    exactly in integers. The weight is stored as ``w - c`` with c = 128 for uint8 weights
+    (0 for int8), which fits int8 whatever ``bz`` is, and
+
+        (a - az) @ (b - bz) = a @ (b - c) - az * colsum(b - c) + (c - bz) * rowsum(a - az)
+
+    the second term is the kernel's per-column bias, the third a per-row int32 term (both
+    computed at run time from az). None where this does not apply (a weight computed at
+    run time, a zero point per column, int8 activations, a shape not static): the caller
+    then uses the float form."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    from mcc.passes.int8_kernels import QConvShape, pack_weight, qconv2d_func
+    from mcc.passes.shapes import static_shape
+
+    const = tvm.ir.GenericConst
+    if not isinstance(b, const) or b.ty.ndim != 2 or str(a.ty.dtype) != "uint8":
+        return None
+    weight = b.value.numpy()
+    if weight.dtype not in (np.uint8, np.int8):
+        return None
+    if b_zero is None:
+        bz = 0
+    elif isinstance(b_zero, const) and b_zero.value.numpy().size == 1:
+        bz = int(b_zero.value.numpy().reshape(-1)[0])
+    else:
+        return None
+    if a_zero is not None and str(a_zero.ty.dtype) != "uint8":
+        return None
+    dims = static_shape(a)
+    if dims is None or len(dims) < 1:
+        return None
+    k, n_out = (int(d) for d in weight.shape)
+    rows = int(np.prod(dims[:-1])) if len(dims) > 1 else 1
+    offset = 128 if weight.dtype == np.uint8 else 0
+    wq = (weight.astype(np.int32) - offset).astype(np.int8)  # [K, N], exact
+    shape = QConvShape(1, 1, rows, k, n_out, 1, 1, (1, 1), (0, 0, 0, 0), 0, "uint8")
+    kernel = bb.add_func(qconv2d_func(shape), "mcc_qmatmul")
+    column_sum = wq.astype(np.int64).sum(axis=0).astype(np.int32)  # [N]
+    if a_zero is None:
+        az = relax.const(0, "int32")
+    else:
+        az = bb.emit(relax.op.astype(relax.op.reshape(a_zero, []), "int32"))
+    bias = bb.emit(relax.op.multiply(relax.op.negative(az), relax.const(column_sum)))
+    flat = bb.emit(relax.op.reshape(a, [1, 1, rows, k]))
+    out = bb.emit(relax.call_tir(
+        kernel, [flat, relax.const(pack_weight(wq.T.reshape(n_out, 1, 1, k).copy())), bias,
+                 relax.const(np.ones(n_out, np.float32))],
+        relax.TensorType([1, 1, rows, n_out], "float32")))
+    product = bb.emit(relax.op.astype(relax.op.round(out), "int32"))
+    if offset != bz:  # (c - bz) * rowsum(a - az)
+        row_sum = relax.op.sum(relax.op.astype(flat, "int32"), axis=[-1], keepdims=True)
+        centred = relax.op.subtract(row_sum, relax.op.multiply(az, relax.const(k, "int32")))
+        product = bb.emit(relax.op.add(product, relax.op.multiply(
+            centred, relax.const(offset - bz, "int32"))))
+    return relax.op.reshape(product, [*dims[:-1], n_out])
+
+
 def _converters():
     from tvm import relax
     from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
@@ -97,6 +160,9 @@ def _converters():
             a, b = inputs[0], inputs[1]
             az = inputs[2] if len(inputs) > 2 else None
             bz = inputs[3] if len(inputs) > 3 else None
+            exact = _int8_matmul(bb, a, b, az, bz)
+            if exact is not None:
+                return exact
             product = relax.op.matmul(_unit_dequantize(bb, a, az), _unit_dequantize(bb, b, bz, -1))
             return relax.op.astype(relax.op.round(product), "int32")
 

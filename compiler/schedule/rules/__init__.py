@@ -13,6 +13,8 @@ write a module here and add its rule objects to ``RULES_BY_KIND`` (keyed by the
     dlight GEMV     matrix-vector products
     RowReduction    softmax, layer norm, RMS norm: rows in parallel, partial results
                     in vector lanes (row_reduction.py); dlight's Reduction after it
+    TotalReduction  min / max / sum of a whole tensor (dynamic quantization's range):
+                    partial results in vector lanes (total_reduction.py)
     Injective       elementwise, broadcast, pad, transpose kernels (injective.py)
     ParallelFallback  anything else: outer spatial loops in parallel (injective.py)
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 from mcc.schedule.rules.injective import Injective, ParallelFallback
 from mcc.schedule.rules.row_reduction import RowReduction
 from mcc.schedule.rules.tiled_reduction import TiledReduction
+from mcc.schedule.rules.total_reduction import TotalReduction
 from mcc.targets.cpu_info import CpuInfo, cpu_info
 
 
@@ -31,7 +34,7 @@ def _llvm_rules(fuse_epilogues: bool = True) -> list:
     from tvm.s_tir import dlight as dl
 
     return [TiledReduction(fuse_epilogue=fuse_epilogues), dl.cpu.GEMV(), RowReduction(),
-            dl.cpu.Reduction(), Injective(), ParallelFallback()]
+            TotalReduction(), dl.cpu.Reduction(), Injective(), ParallelFallback()]
 
 
 def _cuda_rules(fuse_epilogues: bool = True) -> list:
@@ -62,4 +65,4 @@ def rules_for(target, fuse_epilogues: bool = True) -> list:
 
 
 __all__ = ["CpuInfo", "Injective", "ParallelFallback", "RULES_BY_KIND", "TiledReduction",
-           "cpu_info", "rules_for"]
+           "TotalReduction", "cpu_info", "rules_for"]

@@ -244,13 +244,17 @@ def _fuse_epilogue(sch, plan: _Plan, consumers, info, inline: bool = True) -> No
     """Inline elementwise consumers into the accumulator write-back; schedule the rest apart."""
     leftover = []
     for block in consumers:
+        if not _exists(sch, block.block_rv):  # inlined as another step's side input
+            continue
         if not inline or _shared_input(sch, block.block_rv):
-            leftover.append(block)
+            if not (inline and _inline_into_diamond(sch, block.block_rv)):
+                leftover.append(block)
             continue
         try:
             sch.reverse_compute_inline(block.block_rv)
         except Exception:  # not a pure elementwise reader of the tile: run it separately
-            leftover.append(block)
+            if not _inline_side_inputs(sch, block.block_rv, plan):
+                leftover.append(block)
     wb_loops = sch.get_loops(plan.writeback)
     inner = wb_loops[1:]  # below the tile loop: the tile's rows and vector lanes
     if inner:
@@ -261,7 +265,90 @@ def _fuse_epilogue(sch, plan: _Plan, consumers, info, inline: bool = True) -> No
                 _, last = sch.split(last, [None, plan.vec])
             sch.vectorize(last)
     for block in leftover:
-        schedule_spatial(sch, block.block_rv, info)
+        if _exists(sch, block.block_rv):
+            schedule_spatial(sch, block.block_rv, info)
+
+
+def _exists(sch, block) -> bool:
+    try:
+        sch.get_loops(block)
+    except Exception:  # noqa: BLE001 - "The block no longer exists in the IRModule"
+        return False
+    return True
+
+
+def _inline_side_inputs(sch, block, plan: _Plan) -> bool:
+    """Inline into ``block`` the steps that compute its other inputs inside this kernel
+    (a bias quantized at run time: floor(b / scale) cast to int32; a scale computed from
+    the input's range), then ``block`` into the write-back. Those steps were separate
+    blocks, so the epilogue was not a pure reader of the tile: it and every step after it
+    ran as separate, unvectorised passes over the whole output (a dynamically quantized
+    conv at a third of its speed). They are per-channel or scalar, cheap next to the
+    reduction each output element sums. False (``block`` left as it was) when that fails."""
+    side = [p for p in sch.get_producers(block) if not _reads_block(sch, p, plan.writeback)]
+    if not side:
+        return False
+    trial = sch.copy()
+    try:
+        _inline_producers(trial, block, plan.writeback)
+        trial.reverse_compute_inline(block)
+    except Exception:  # noqa: BLE001
+        return False
+    _inline_producers(sch, block, plan.writeback)
+    sch.reverse_compute_inline(block)
+    return True
+
+
+def _inline_producers(sch, block, writeback) -> None:
+    """compute_inline every producer of ``block`` (transitively) that does not read the
+    tile, earliest first."""
+    names, todo = set(), list(sch.get_producers(block))
+    while todo:
+        producer = todo.pop()
+        name = sch.get(producer).name_hint
+        if name in names or _reads_block(sch, producer, writeback):
+            continue
+        names.add(name)
+        todo.extend(sch.get_producers(producer))
+    for child in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(child).name_hint in names:
+            sch.compute_inline(child)
+
+
+def _reads_block(sch, block, target) -> bool:
+    """Whether ``block`` is ``target`` or reads it, directly or through other blocks."""
+    goal = sch.get(target)
+    todo, seen = [block], set()
+    while todo:
+        current = todo.pop()
+        node = sch.get(current)
+        if node.same_as(goal):
+            return True
+        if node.name_hint in seen:
+            continue
+        seen.add(node.name_hint)
+        todo.extend(sch.get_producers(current))
+    return False
+
+
+def _inline_into_diamond(sch, block) -> bool:
+    """``y * sigmoid(y)`` (SiLU): the sigmoid step shares ``y`` with its only consumer,
+    which reads ``y`` too. Inlined into that consumer, the consumer becomes a pure reader
+    of ``y`` and joins the write-back; left apart, the activation ran as two more passes
+    over the whole output. Only when every input of ``block`` is also read by its
+    consumer, so a GRU's two gate slices (different consumers) stay as they were."""
+    consumers = sch.get_consumers(block)
+    if len(consumers) != 1:
+        return False
+    mine = {sch.get(p).name_hint for p in sch.get_producers(block)}
+    theirs = {sch.get(p).name_hint for p in sch.get_producers(consumers[0])}
+    if not mine or not mine <= theirs:
+        return False
+    try:
+        sch.compute_inline(block)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def _shared_input(sch, block) -> bool:
