@@ -1,5 +1,8 @@
 """The graph-level optimisation pipeline, as named steps in a fixed order.
 
+    ConvertToDataflow        runs of pure bindings outside a dataflow block (a model with
+                             an If imports with none) into dataflow blocks, so FuseOps and
+                             the dataflow rewrites see them
     mcc.FoldConstantShapes   reshape/transpose of weights and biases, in numpy (fast)
     mcc.LegalizeDynamicSlice Slice with run-time starts/ends, lowered before FoldConstant
     FoldConstant             evaluate the remaining weight-only subgraphs
@@ -102,6 +105,9 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
     ``lanes``: the target's fp32 SIMD lanes, which the NCHWc layout blocks channels by."""
     T = relax.transform
     steps = [
+        # bindings around an If are imported outside any dataflow block, and FuseOps (and
+        # the dataflow-only rewrites) skip those: wrap each run of pure bindings in one
+        ("ConvertToDataflow", T.ConvertToDataflow()),
         ("mcc.FoldConstantShapes", FoldConstantShapes()),
         ("mcc.LegalizeDynamicSlice", LegalizeDynamicSlice()),  # before FoldConstant (see pass)
         ("FoldConstant", T.FoldConstant()),
