@@ -69,7 +69,7 @@ def test_bindings_around_an_if_are_fused():
     imported = import_model(_head_with_if())
     assert not any(isinstance(b, relax.DataflowBlock) for b in imported.mod["main"].body.blocks)
     mod, passes = optimize(imported.mod, tvm.target.Target("llvm"), layout="NHWC")
-    assert "ConvertToDataflow" in passes
+    assert "mcc.DataflowBlocks" in passes
     # matmul + bias, mean + subtract, scale + relu + sum + compare: unfused they are 8 kernels
     assert _kernel_calls_outside_if(mod) <= 4
 
