@@ -1,5 +1,8 @@
 """The graph-level optimisation pipeline, as named steps in a fixed order.
 
+    mcc.DataflowBlocks       runs of pure bindings outside a dataflow block (a model with
+                             an If imports with none) into dataflow blocks, so FuseOps and
+                             the dataflow rewrites see them (passes/dataflow_blocks.py)
     mcc.FoldConstantShapes   reshape/transpose of weights and biases, in numpy (fast)
     mcc.LegalizeDynamicSlice Slice with run-time starts/ends, lowered before FoldConstant
     FoldConstant             evaluate the remaining weight-only subgraphs
@@ -46,6 +49,7 @@ from mcc.passes import (
     Conv1dAsConv2d,
     ConvertLayout,
     ConvTransposeAsMatmul,
+    DataflowBlocks,
     FastMath,
     FoldBatchNorm,
     FoldConstantShapes,
@@ -102,6 +106,9 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
     ``lanes``: the target's fp32 SIMD lanes, which the NCHWc layout blocks channels by."""
     T = relax.transform
     steps = [
+        # bindings around an If are imported outside any dataflow block, and FuseOps (and
+        # the dataflow-only rewrites) skip those: wrap each run of pure bindings in one
+        ("mcc.DataflowBlocks", DataflowBlocks()),
         ("mcc.FoldConstantShapes", FoldConstantShapes()),
         ("mcc.LegalizeDynamicSlice", LegalizeDynamicSlice()),  # before FoldConstant (see pass)
         ("FoldConstant", T.FoldConstant()),

@@ -14,13 +14,15 @@ def vm_runner(executable, input_names: list[str]):
     import tvm
     from tvm import relax
 
+    from mcc.runtime import tensor_array
+
     device = tvm.cpu()
     vm = relax.VirtualMachine(executable, device)
 
     def run(feed: dict) -> list[np.ndarray]:
         # np.asarray, not np.ascontiguousarray: that makes a 0-d (scalar) input 1-d
         args = [tvm.runtime.tensor(np.asarray(feed[n], order="C"), device) for n in input_names]
-        return [v.numpy() for v in _flat(vm["main"](*args))]
+        return [tensor_array(v) for v in _flat(vm["main"](*args))]
 
     return run
 
