@@ -65,8 +65,25 @@ def schedule_spatial(sch: s_tir.Schedule, block, info) -> None:
         else:
             vec = loops[-1]
         sch.vectorize(vec)
+    elif len(loops) > 1 and extents[-1] > lanes:
+        # whole vectors, then a scalar tail, in a loop of its own: fused into the parallel
+        # index, every element paid a division and a modulo per axis to find its
+        # coordinates (a 28x28x136 split into four 34-channel parts: 110 -> 10 us; a
+        # 28x28x34 ReLU 46 -> 2.7 us)
+        _parallel(sch, outer, total)
+        whole = extents[-1] // lanes * lanes
+        body, _ = sch.loop_partition(loops[-1], [whole, None])
+        _, vec = sch.split(body, [None, lanes])
+        sch.vectorize(vec)
+        return
+    elif len(loops) > 1 and extents[-1] >= MIN_INNER_LOOP:
+        pass  # a plain inner loop, for the same reason
     else:
         outer = loops
+    _parallel(sch, outer, total)
+
+
+def _parallel(sch, outer, total: int) -> None:
     if outer and total >= 64:
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         if _const_extent(sch, fused) >= 2:
@@ -96,6 +113,7 @@ def _interleave_modulus(block, extent: int, lanes: int) -> int | None:
 
 
 MAX_UNROLL = 16  # the most copies of the body an unrolled modulus part may make
+MIN_INNER_LOOP = 4  # shorter non-vector inner axes are fused with the rest
 
 
 def _compute_dtype(block) -> str:
