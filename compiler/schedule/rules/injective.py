@@ -55,9 +55,21 @@ def schedule_spatial(sch: s_tir.Schedule, block, info) -> None:
         total *= e
     outer = loops[:-1]
     interleave = _interleave_modulus(sch.get(block), extents[-1], lanes)
+    cuts = _concat_cuts(sch.get(block), extents[-1])
     if interleave and total >= 64:
         _, part = sch.split(loops[-1], [None, interleave])
         sch.unroll(part)
+    elif len(loops) > 1 and total >= 64 and (
+            cuts or (extents[-1] % lanes and extents[-1] > lanes)):
+        # the innermost axis as a loop of its own, in pieces: one per part of a
+        # concatenation (each a plain copy, its branch resolved), each as whole vectors
+        # and a scalar tail. Fused into the parallel index, every element paid a division
+        # and a modulo per axis to find its coordinates and nothing was vectorised (a
+        # 28x28x136 split into four 34-channel parts: 110 -> 10 us; a 28x28x34 ReLU
+        # 46 -> 2.7 us)
+        _parallel(sch, outer, total)
+        _vectorize_pieces(sch, loops[-1], [0, *cuts, extents[-1]], lanes)
+        return
     elif extents[-1] % lanes == 0 and total >= 2 * lanes:
         if extents[-1] > lanes:
             rest, vec = sch.split(loops[-1], [None, lanes])
@@ -65,22 +77,43 @@ def schedule_spatial(sch: s_tir.Schedule, block, info) -> None:
         else:
             vec = loops[-1]
         sch.vectorize(vec)
-    elif len(loops) > 1 and extents[-1] > lanes:
-        # whole vectors, then a scalar tail, in a loop of its own: fused into the parallel
-        # index, every element paid a division and a modulo per axis to find its
-        # coordinates (a 28x28x136 split into four 34-channel parts: 110 -> 10 us; a
-        # 28x28x34 ReLU 46 -> 2.7 us)
-        _parallel(sch, outer, total)
-        whole = extents[-1] // lanes * lanes
-        body, _ = sch.loop_partition(loops[-1], [whole, None])
-        _, vec = sch.split(body, [None, lanes])
-        sch.vectorize(vec)
-        return
     elif len(loops) > 1 and extents[-1] >= MIN_INNER_LOOP:
         pass  # a plain inner loop, for the same reason
     else:
         outer = loops
     _parallel(sch, outer, total)
+
+
+def _vectorize_pieces(sch, loop, bounds: list[int], lanes: int) -> None:
+    """Partition ``loop`` at ``bounds``; the first piece as whole vectors (vectorised) and a
+    scalar tail, the others scalar (TVM splits only loops that start at 0)."""
+    if len(bounds) > 2:
+        loop = sch.loop_partition(loop, [*(b - a for a, b in zip(bounds, bounds[1:-1])),
+                                         None])[0]
+    size = bounds[1]
+    whole = size // lanes * lanes
+    if whole and whole < size:
+        loop = sch.loop_partition(loop, [whole, None])[0]
+    if whole:
+        vec = sch.split(loop, [None, lanes])[1] if whole > lanes else loop
+        sch.vectorize(vec)
+
+
+def _concat_cuts(block, extent: int) -> list[int]:
+    """Where a concatenation along the innermost axis changes part: the constants ``b``
+    of its ``b <= c`` / ``c < b`` branch conditions on that axis, sorted."""
+    var = block.iter_vars[-1].var
+    cuts = set()
+
+    def note(node):
+        low, high = node.a, node.b
+        if isinstance(low, tirx.IntImm) and high.same_as(var):
+            cuts.add(int(low.value))
+        elif low.same_as(var) and isinstance(high, tirx.IntImm):
+            cuts.add(int(high.value))
+
+    tvm_ffi.structural_walk(block.body, ((tirx.LE, tirx.LT), note), order="post")
+    return sorted(c for c in cuts if 0 < c < extent)
 
 
 def _parallel(sch, outer, total: int) -> None:
