@@ -146,7 +146,7 @@ def _interleave_modulus(block, extent: int, lanes: int) -> int | None:
 
 
 MAX_UNROLL = 16  # the most copies of the body an unrolled modulus part may make
-MIN_INNER_LOOP = 4  # shorter non-vector inner axes are fused with the rest
+MIN_INNER_LOOP = 2  # a 1-long axis is no loop to keep
 
 
 def _compute_dtype(block) -> str:
