@@ -28,7 +28,8 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from mcc.passes.rewrite import rewrite_functions
 
 _CHAIN_OPS = ("relax.reshape", "relax.permute_dims")
-MAX_ELEMENTS = 1 << 24  # the index array the check builds; larger chains are left alone
+MAX_ELEMENTS = 1 << 23  # the index array the check builds; larger chains are left alone
+MAX_CHAIN = 8  # ops looked back through from each reshape / transpose
 
 
 def channel_permutation(mod: tvm.IRModule) -> tvm.IRModule:
@@ -65,7 +66,8 @@ class _Rewriter(PyExprMutator):
                 continue
             found = _single_axis_perm(chain[start:], out_shape)
             if found is not None:
-                return _reorder(self.builder_, source, *found)
+                axis, perm = found
+                return source if axis is None else _reorder(self.builder_, source, axis, perm)
         return call
 
     def _chain(self, call) -> list:
@@ -79,7 +81,7 @@ class _Rewriter(PyExprMutator):
                 if bound is None:
                     break
                 producer = bound
-            if not _is_chain_op(producer):
+            if not _is_chain_op(producer) or len(chain) == MAX_CHAIN:
                 return chain
             chain.insert(0, producer)
 
@@ -96,9 +98,10 @@ def _static_shape(expr) -> tuple[int, ...] | None:
     return tuple(int(d) for d in shape)
 
 
-def _single_axis_perm(chain, shape) -> tuple[int, np.ndarray] | None:
+def _single_axis_perm(chain, shape) -> tuple[int | None, np.ndarray | None] | None:
     """(axis, perm) where the chain's output is its input reordered along ``axis`` only
-    (``out[.., c, ..] = in[.., perm[c], ..]``), else None."""
+    (``out[.., c, ..] = in[.., perm[c], ..]``), (None, None) where it is the identity, else
+    None."""
     size = int(np.prod(shape))
     if size > MAX_ELEMENTS or size == 0:
         return None
@@ -117,7 +120,7 @@ def _single_axis_perm(chain, shape) -> tuple[int, np.ndarray] | None:
     moved = [axis for axis in range(len(shape)) if not np.array_equal(source[axis],
                                                                       identity[axis])]
     if not moved:
-        return 0, np.arange(shape[0]) if shape else None  # the identity
+        return None, None  # the identity: the chain undoes itself
     if len(moved) != 1:
         return None  # a reorder across axes (a real transpose)
     axis = moved[0]
@@ -130,7 +133,7 @@ def _single_axis_perm(chain, shape) -> tuple[int, np.ndarray] | None:
 def _reorder(builder, x, axis: int, perm: np.ndarray):
     """``x`` reordered along ``axis`` by ``perm``, as a (g, k) transpose where it is one."""
     if np.array_equal(perm, np.arange(len(perm))):
-        return x  # the chain undoes itself
+        return x
     shape = list(_static_shape(x))
     count = len(perm)
     for groups in range(2, count):
