@@ -6,6 +6,7 @@ driver runs the ones a compile asks for, in the order documented in
 """
 
 from mcc.passes.calibrate import calibrate
+from mcc.passes.channel_permutation import ChannelPermutation, channel_permutation
 from mcc.passes.conv1d_as_conv2d import Conv1dAsConv2d, conv1d_as_conv2d
 from mcc.passes.conv_transpose_as_matmul import ConvTransposeAsMatmul, conv_transpose_as_matmul
 from mcc.passes.dataflow_blocks import DataflowBlocks, dataflow_blocks
@@ -23,10 +24,11 @@ from mcc.passes.quantize import quantize
 from mcc.passes.split_grouped_conv import SplitGroupedConv, split_grouped_conv
 from mcc.passes.winograd import Winograd, winograd
 
-__all__ = ["Conv1dAsConv2d", "ConvTransposeAsMatmul", "ConvertLayout", "DataflowBlocks", "FastMath",
-           "FoldBatchNorm", "FoldConstantShapes", "LegalizeDynamicSlice",
-           "OrderSymbolicBindings", "PadChannels", "SplitGroupedConv", "Winograd",
-           "calibrate", "conv1d_as_conv2d", "conv_transpose_as_matmul", "convert_layout",
-           "count_ops", "dataflow_blocks", "fast_math", "fold_batch_norm", "fold_constant_shapes",
+__all__ = ["ChannelPermutation", "Conv1dAsConv2d", "ConvTransposeAsMatmul", "ConvertLayout",
+           "DataflowBlocks", "FastMath", "FoldBatchNorm", "FoldConstantShapes",
+           "LegalizeDynamicSlice", "OrderSymbolicBindings", "PadChannels", "SplitGroupedConv",
+           "Winograd", "calibrate", "channel_permutation", "conv1d_as_conv2d",
+           "conv_transpose_as_matmul", "convert_layout", "count_ops", "dataflow_blocks",
+           "fast_math", "fold_batch_norm", "fold_constant_shapes",
            "legalize_dynamic_slice", "model_cost", "order_symbolic_bindings", "pad_channels",
            "prune_channels", "quantize", "split_grouped_conv", "winograd"]

@@ -14,6 +14,9 @@
     mcc.SplitGroupedConv     CPU: a grouped (not depthwise) conv2d as one conv2d per group,
                              which the layouts and conv schedule take (split_grouped_conv.py)
     mcc.ConvertLayout        conv data layout (NHWC on CPU by default; passes/layout.py)
+    mcc.ChannelPermutation   a reshape / transpose chain that only reorders one axis (a
+                             channel shuffle, with the layout's transposes around it) as
+                             one reorder on that axis (passes/channel_permutation.py)
     mcc.Bf16                 --precision bf16: conv2d / constant-weight matmul as bf16
                              kernels (passes/bf16.py), before Winograd
     mcc.Winograd             CPU, NHWC: 3x3 stride-1 convs as Winograd F(4x4, 3x3): input
@@ -46,6 +49,7 @@ from tvm import relax
 
 from mcc.errors import MccError, first_line
 from mcc.passes import (
+    ChannelPermutation,
     Conv1dAsConv2d,
     ConvertLayout,
     ConvTransposeAsMatmul,
@@ -116,6 +120,7 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
         ("mcc.Conv1dAsConv2d", Conv1dAsConv2d()),
         (f"mcc.ConvertLayout({layout})", ConvertLayout(layout, strict=strict_layout, say=say,
                                                           lanes=lanes)),
+        ("mcc.ChannelPermutation", ChannelPermutation()),  # after the layout's transposes
         ("DecomposeOpsForInference", T.DecomposeOpsForInference()),
         ("CanonicalizeBindings", T.CanonicalizeBindings()),
         ("FoldConstant", T.FoldConstant()),

@@ -111,6 +111,9 @@ def test_whole_vector_counts_are_padded_only_when_cheap():
 
     assert conv_with(24) == 0  # 8-lane vectors; 32 would be a third more work
     assert conv_with(200) == 1  # 208: 4% more work for full vectors
+    # 4-lane vectors only (ShuffleNet's per-group convs) ran at half speed: padded
+    assert conv_with(68) == 1  # 80: 18% more work, twice as fast
+    assert conv_with(20) == 0  # 32: 60% more work
 
 
 def test_wide_transposed_gemm_with_odd_columns_gets_the_matmul_schedule(tmp_path):
