@@ -223,12 +223,39 @@ class _Realize(relax.PyExprMutator):
         self.quantized: dict = {}  # (input, scale, zero point) -> its uint8 tensor, made once
         self.bound = {b.var: b.value for block in mod["main"].body.blocks
                       for b in block.bindings if isinstance(b, relax.VarBinding)}
+        # fp32 tensors that a site quantizes and other ops read too (ResNet's block outputs:
+        # the next convs and the residual add): those readers get the dequantized uint8
+        # tensor, so the producer writes uint8 only, its quantize fused in its epilogue
+        self.dequantizable: dict = {}  # tensor -> (uint8 tensor, scale, zero point)
+        self.dequantized: dict = {}  # tensor -> its dequantized copy, made once
+        self.outputs = set()
+        relax.analysis.post_order_visit(mod["main"].body.body, self._note_output)
+        self.substitute = True
+
+    def _note_output(self, expr):
+        if isinstance(expr, relax.Var):
+            self.outputs.add(expr)
+
+    def visit_var_(self, var):
+        value = super().visit_var_(var)
+        if not self.substitute or var in self.outputs or value not in self.dequantizable:
+            return value
+        if value not in self.dequantized:
+            xq, scale, zero_point = self.dequantizable[value]
+            op = relax.op
+            shifted = op.subtract(op.astype(xq, "float32"),
+                                  relax.const(float(zero_point), "float32"))
+            self.dequantized[value] = self.builder_.emit(
+                op.multiply(shifted, relax.const(scale, "float32")), "dq")
+        return self.dequantized[value]
 
     def visit_var_binding_(self, binding):
         site = self.chosen.get(binding.var)
         if site is None:
             return super().visit_var_binding_(binding)
+        self.substitute = False  # a site quantizes the fp32 tensor itself
         data = self.visit_expr(site.data)
+        self.substitute = True
         scale, zero_point = activation_params(*self.ranges[site.name])
         zero_point -= self.shift
         if site.op == "conv2d":
@@ -252,6 +279,8 @@ class _Realize(relax.PyExprMutator):
                 value = self.builder_.emit(relax.Call(pool.op, [inner], pool.attrs), "xq")
             else:
                 value = self._emit_quantize(data, scale, zero_point)
+                if isinstance(self.bound.get(source), relax.Call):  # made by an op
+                    self.dequantizable.setdefault(data, (value, scale, zero_point))
             self.quantized[key] = value
         return self.quantized[key]
 

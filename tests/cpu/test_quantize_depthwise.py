@@ -103,3 +103,32 @@ def test_dwconv_kernel_pads_with_the_zero_point(stride, padding, zero_point):
             want += real[:, i:i + oh * stride[0]:stride[0], j:j + ow * stride[1]:stride[1]] \
                 * w[:, i, j, 0]
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_tensor_read_by_a_conv_and_a_residual_add_is_written_once_as_uint8():
+    """ResNet's block output feeds the next block's convs and its residual add: the add reads
+    the dequantized uint8 tensor, so the producer's epilogue writes uint8 only and no
+    standalone quantize kernel (an fp32 write and re-read of the tensor) remains."""
+    rng = np.random.default_rng(5)
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1] * 4),
+         helper.make_node("Relu", ["a"], ["r"]),
+         helper.make_node("Conv", ["r", "w1"], ["b"], pads=[1] * 4),
+         helper.make_node("Relu", ["b"], ["rb"]),
+         helper.make_node("Conv", ["rb", "w2"], ["c"]),
+         helper.make_node("Add", ["c", "r"], ["s"]),
+         helper.make_node("Relu", ["s"], ["y"])],
+        [("x", [1, 8, 10, 10])], [("y", [1, 32, 10, 10])],
+        [("w0", rng.standard_normal((32, 8, 3, 3)) * 0.3),
+         ("w1", rng.standard_normal((32, 32, 3, 3)) * 0.1),
+         ("w2", rng.standard_normal((32, 32, 1, 1)) * 0.1)], "residual")
+    compiled = mcc.compile(model, quantize="int8", calibration="random")
+    kernels = compiled.report["schedule"]["kernels"]
+    standalone = [k for k in kernels if "round" in k and "qconv" not in k
+                  and "transpose" not in k]
+    assert not standalone, kernels
+    assert compiled.metadata["quantization"]["accuracy"]["outputs"]["y"]["cosine"] > 0.999
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 8, 10, 10)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0].ravel()
+    got = compiled.run({"x": x})["y"].ravel()
+    assert got @ want / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.999
