@@ -111,3 +111,80 @@ def qconv2d_func(shape: QConvShape):
     # a reduction with elementwise epilogues: let FuseOps fuse what follows (bias, relu,
     # the next layer's quantize) into this kernel
     return func.without_attr("global_symbol").with_attr("op_pattern", 4)  # kOutEWiseFusable
+
+
+DW_BLOCK = "mcc_dwconv"  # the depthwise reduction; scheduled by the fp32 TiledReduction rule
+
+
+@dataclass(frozen=True)
+class DwConvShape:
+    """Static geometry of one depthwise convolution (NHWC data, one filter per channel)."""
+
+    n: int
+    h: int
+    w: int
+    c: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, left, bottom, right
+    zero_point: int
+    x_dtype: str = "uint8"
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        pt, pl, pb, pr = self.padding
+        return ((self.h + pt + pb - self.kh) // self.stride[0] + 1,
+                (self.w + pl + pr - self.kw) // self.stride[1] + 1)
+
+
+def dwconv_weights(weight_ohwi: np.ndarray, sx: float, zx: int):
+    """fp32 ``[C, KH, KW, 1]`` depthwise weights -> (``[KH, KW, C]`` weights times the input
+    scale, the per-channel zero-point correction ``-zx * sx * sum(w[c])``)."""
+    w = weight_ohwi[..., 0].transpose(1, 2, 0).astype(np.float64) * sx
+    return (np.ascontiguousarray(w.astype(np.float32)),
+            (-zx * w.sum(axis=(0, 1))).astype(np.float32))
+
+
+def dwconv_func(shape: DwConvShape):
+    """A depthwise conv that reads 8-bit activations: (xq u8, w f32 [KH, KW, C], corr f32 [C])
+    -> y f32, ``y = sum(float(xp) * w) + corr`` with the input padded by its zero point.
+
+    Why not int8 arithmetic: a depthwise conv does 9 multiply-adds per value it reads, so it
+    is bound by memory, not arithmetic. Reading the uint8 tensor (the producer's epilogue
+    writes it, a quarter of the fp32 bytes) is the gain; the weights stay fp32, so the only
+    error is the activation rounding every int8 conv has."""
+    from tvm import te, tirx
+
+    s = shape
+
+    def dims(*values):
+        return tuple(tirx.IntImm("int64", v) for v in values)
+
+    pt, pl, pb, pr = s.padding
+    oh, ow = s.out_hw
+    x = te.placeholder(dims(s.n, s.h, s.w, s.c), s.x_dtype, name="x")
+    w = te.placeholder(dims(s.kh, s.kw, s.c), "float32", name="w")
+    corr = te.placeholder(dims(s.c), "float32", name="corr")
+    if any(s.padding):
+        def padded(n, c_h, c_w, c):
+            inside = tirx.all(c_h >= pt, c_h < s.h + pt, c_w >= pl, c_w < s.w + pl)
+            value = x[n, tirx.min(tirx.max(c_h - pt, 0), s.h - 1),
+                      tirx.min(tirx.max(c_w - pl, 0), s.w - 1), c]
+            return tirx.if_then_else(inside, value, tirx.const(s.zero_point, s.x_dtype))
+
+        xp = te.compute(dims(s.n, s.h + pt + pb, s.w + pl + pr, s.c), padded, name=PAD_BLOCK)
+    else:
+        xp = x
+    rkh = te.reduce_axis(dims(0, s.kh), "rkh")
+    rkw = te.reduce_axis(dims(0, s.kw), "rkw")
+    sh, sw = s.stride
+    acc = te.compute(
+        dims(s.n, oh, ow, s.c),
+        lambda n, h, ww, c: te.sum(xp[n, h * sh + rkh, ww * sw + rkw, c].astype("float32")
+                                   * w[rkh, rkw, c], axis=[rkh, rkw]),
+        name=DW_BLOCK)
+    y = te.compute(dims(s.n, oh, ow, s.c), lambda n, h, ww, c: acc[n, h, ww, c] + corr[c],
+                   name=DEQUANT_BLOCK)
+    func = te.create_prim_func([x, w, corr, y])
+    return func.without_attr("global_symbol").with_attr("op_pattern", 4)  # kOutEWiseFusable

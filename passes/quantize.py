@@ -3,7 +3,7 @@
 Annotate, then realise, on an fp32 ``main`` in NHWC layout, without dataflow blocks
 (mcc.driver.quantization prepares it that way):
 
-  annotate  ``find_sites``: every ``conv2d`` (NHWC/OHWI, groups 1, dilation 1) and
+  annotate  ``find_sites``: every ``conv2d`` (NHWC/OHWI, groups 1 or depthwise, dilation 1) and
             every ``matmul`` by a constant 2-D weight, with static shapes, is a site.
             Sites are named ``conv2d_0``, ``matmul_3``... in graph order; each one that
             cannot be quantized says why.
@@ -14,6 +14,10 @@ Annotate, then realise, on an fp32 ``main`` in NHWC layout, without dataflow blo
             The dequantising epilogue is part of the kernel, and FuseOps fuses what follows
             (bias, ReLU, residual add, the next site's quantize) into it, so between two
             int8 layers only the uint8 tensor is written to memory.
+
+A depthwise conv (op ``dwconv``) reads the uint8 activation too but keeps fp32 weights and
+arithmetic (``int8_kernels.dwconv_func``: it is bound by memory, so the 4x smaller input,
+written by the previous conv's epilogue, is the gain).
 
 Activations are asymmetric uint8 (u8 x s8 is what AVX-512 VNNI's vpdpbusd multiplies),
 weights symmetric int8 per output channel (``per_tensor=True``: one scale per tensor).
@@ -27,7 +31,14 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from mcc.passes.int8_kernels import QConvShape, pack_weight, qconv2d_func
+from mcc.passes.int8_kernels import (
+    DwConvShape,
+    QConvShape,
+    dwconv_func,
+    dwconv_weights,
+    pack_weight,
+    qconv2d_func,
+)
 from mcc.passes.shapes import static_shape
 
 QUANTIZABLE_OPS = ("conv2d", "matmul")
@@ -76,7 +87,7 @@ def _site_for(name_counts: dict, var, call) -> Site | None:
         attrs = call.attrs
         if attrs.data_layout != "NHWC" or attrs.kernel_layout != "OHWI":
             site.skip = f"layout {attrs.data_layout}/{attrs.kernel_layout}"
-        elif int(attrs.groups) != 1:
+        elif int(attrs.groups) != 1 and not _is_depthwise(attrs, weight, data_shape):
             site.skip = f"grouped convolution (groups={int(attrs.groups)})"
         elif any(int(d) != 1 for d in attrs.dilation):
             site.skip = "dilated convolution"
@@ -84,12 +95,21 @@ def _site_for(name_counts: dict, var, call) -> Site | None:
             oc, kh, kw, ic = weight.value.shape
             out = static_shape(var) or [1, 0, 0, 0]
             site.macs = int(np.prod(out)) * kh * kw * ic
+            if int(attrs.groups) != 1:
+                site.op = "dwconv"
     elif len(weight.value.shape) != 2 or len(data_shape) < 2:
         site.skip = "not a 2-D weight matmul"
     else:
         k, n = weight.value.shape
         site.macs = int(np.prod(data_shape)) * n
     return site
+
+
+def _is_depthwise(attrs, weight, data_shape) -> bool:
+    """One filter per channel (groups = input channels = output channels, OHWI [C, KH, KW, 1])."""
+    shape = weight.value.shape
+    return (len(data_shape) == 4 and int(attrs.groups) == int(data_shape[3]) == int(shape[0])
+            and int(shape[3]) == 1)
 
 
 _LOOK_THROUGH = ("relax.permute_dims", "relax.reshape")  # ops that keep every value
@@ -203,16 +223,45 @@ class _Realize(relax.PyExprMutator):
         self.quantized: dict = {}  # (input, scale, zero point) -> its uint8 tensor, made once
         self.bound = {b.var: b.value for block in mod["main"].body.blocks
                       for b in block.bindings if isinstance(b, relax.VarBinding)}
+        # fp32 tensors that a site quantizes and other ops read too (ResNet's block outputs:
+        # the next convs and the residual add): those readers get the dequantized uint8
+        # tensor, so the producer writes uint8 only, its quantize fused in its epilogue
+        self.dequantizable: dict = {}  # tensor -> (uint8 tensor, scale, zero point)
+        self.dequantized: dict = {}  # tensor -> its dequantized copy, made once
+        self.outputs = set()
+        relax.analysis.post_order_visit(mod["main"].body.body, self._note_output)
+        self.substitute = True
+
+    def _note_output(self, expr):
+        if isinstance(expr, relax.Var):
+            self.outputs.add(expr)
+
+    def visit_var_(self, var):
+        value = super().visit_var_(var)
+        if not self.substitute or var in self.outputs or value not in self.dequantizable:
+            return value
+        if value not in self.dequantized:
+            xq, scale, zero_point = self.dequantizable[value]
+            op = relax.op
+            shifted = op.subtract(op.astype(xq, "float32"),
+                                  relax.const(float(zero_point), "float32"))
+            self.dequantized[value] = self.builder_.emit(
+                op.multiply(shifted, relax.const(scale, "float32")), "dq")
+        return self.dequantized[value]
 
     def visit_var_binding_(self, binding):
         site = self.chosen.get(binding.var)
         if site is None:
             return super().visit_var_binding_(binding)
+        self.substitute = False  # a site quantizes the fp32 tensor itself
         data = self.visit_expr(site.data)
+        self.substitute = True
         scale, zero_point = activation_params(*self.ranges[site.name])
         zero_point -= self.shift
         if site.op == "conv2d":
             value = self._conv(site, data, scale, zero_point)
+        elif site.op == "dwconv":
+            value = self._dwconv(site, data, scale, zero_point)
         else:
             value = self._dense(site, data, scale, zero_point)
         self.set_var_remap(binding.var, self.builder_.emit(value, binding.var.name))
@@ -230,6 +279,8 @@ class _Realize(relax.PyExprMutator):
                 value = self.builder_.emit(relax.Call(pool.op, [inner], pool.attrs), "xq")
             else:
                 value = self._emit_quantize(data, scale, zero_point)
+                if isinstance(self.bound.get(source), relax.Call):  # made by an op
+                    self.dequantizable.setdefault(data, (value, scale, zero_point))
             self.quantized[key] = value
         return self.quantized[key]
 
@@ -264,6 +315,23 @@ class _Realize(relax.PyExprMutator):
         stride = tuple(int(s) for s in attrs.strides)
         shape = QConvShape(n, h, w, ic, oc, kh, kw, stride, tuple(pad), zx, self.x_dtype)
         return self._kernel(self._quantize_input(data, sx, zx, site.data), weight, shape, sx)
+
+    def _dwconv(self, site, data, sx, zx):
+        attrs = site.call.attrs
+        n, h, w, c = static_shape(site.data)
+        weight = site.call.args[1].value.numpy()
+        shape = DwConvShape(n, h, w, c, weight.shape[1], weight.shape[2],
+                            tuple(int(s) for s in attrs.strides),
+                            tuple(int(p) for p in attrs.padding), zx, self.x_dtype)
+        gv = self.kernels.get(shape)
+        if gv is None:
+            gv = self.builder_.add_func(dwconv_func(shape), "mcc_dwconv2d")
+            self.kernels[shape] = gv
+        w_scaled, correction = dwconv_weights(weight, sx, zx)
+        oh, ow = shape.out_hw
+        args = [self._quantize_input(data, sx, zx, site.data), relax.const(w_scaled),
+                relax.const(correction)]
+        return relax.call_tir(gv, args, relax.TensorType([n, oh, ow, c], "float32"))
 
     def _dense(self, site, data, sx, zx):
         dims = static_shape(site.data)
