@@ -209,15 +209,6 @@ def test_x_times_f_of_x_is_fused_into_the_conv_tile(act):
     assert text.count("T.sblock_alloc_buffer") == 1 and 'scope="local"' in text
 
 
-def test_48_channels_take_three_vectors_a_row():
-    """48 output channels are 3 AVX-512 vectors: a tile of one vector a row had 4
-    accumulators; three a row fill the register file as 32 or 64 channels do."""
-    funcs = _kernels(conv_relu(cin=16, cout=48, k=1, hw=8), X86)
-    (fname,) = [n for n in funcs if "conv2d" in n]
-    text = _scheduled_text(TiledReduction(), funcs[fname], X86)
-    assert "T.unroll(T.int64(3))" in text and "T.vectorized(T.int64(16))" in text
-
-
 def test_padding_of_24_channels_is_vectorised():
     """The zero padding before a stride-2 conv of 24 channels: 8-lane vectors along the
     channels (16 do not divide 24), not a scalar loop over the fused index."""

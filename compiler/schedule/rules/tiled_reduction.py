@@ -131,8 +131,6 @@ def _plan(sch, main, info) -> _Plan | None:
     if vec < lanes:
         nv_max = max(nv_max, min(8, 2 * lanes // vec))
     nv = max(d for d in range(1, nv_max + 1) if (extent_v // vec) % d == 0)
-    if nv == 1 and (extent_v // vec) % 3 == 0:
-        nv = 3  # 48 channels: 3 vectors a row (one a row left 4 accumulators in a tile)
     ru = 1
     if u is not None:
         budget = max(1, min(MAX_ROWS, (info.vector_registers * 3 // 4) // nv))
