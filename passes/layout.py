@@ -296,6 +296,8 @@ class _RaiseMinMax(relax.PyExprMutator):
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
+        if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.clip":
+            return _clip_as_minmax(call)
         if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.call_tir"):
             return call
         callee, args = call.args[0], call.args[1]
@@ -312,6 +314,20 @@ class _RaiseMinMax(relax.PyExprMutator):
             return call
         op = relax.op.maximum if kind == "maximum" else relax.op.minimum
         return op(data, bound)
+
+
+def _clip_as_minmax(call):
+    """``relax.clip(x, lo, hi)`` (TVM's HardSwish / HardSigmoid) as ``minimum(maximum(x, lo),
+    hi)``: ConvertLayout has no layout rule for clip, so each HardSwish of a NHWC MobileNet
+    sat between a transpose to NCHW and one back, in a kernel of its own instead of the
+    conv's epilogue (PP-LCNet: 12 such kernels)."""
+    x, *bounds = call.args
+    dtype = str(getattr(x.ty, "dtype", ""))
+    if not dtype.startswith("float") or any(
+            not isinstance(b, (tirx.IntImm, tirx.FloatImm)) for b in bounds):
+        return call
+    low, high = (relax.const(float(b.value), dtype) for b in bounds)
+    return relax.op.minimum(relax.op.maximum(x, low), high)
 
 
 def _raise_scalar_minmax(mod: tvm.IRModule) -> tvm.IRModule:

@@ -245,3 +245,39 @@ def test_an_unrolled_rnn_after_convs_converts_as_a_whole():
     x = np.random.default_rng(7).standard_normal((1, 4, 1, 6)).astype(np.float32)
     (expected,) = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
     np.testing.assert_allclose(compiled.run({"x": x})["y"], expected, rtol=1e-4, atol=1e-5)
+
+
+def hard_activations(c=16):
+    """PP-LCNet / MobileNetV3 style: conv, HardSwish, depthwise conv, HardSigmoid gate."""
+    rng = np.random.default_rng(4)
+    nodes = [
+        helper.make_node("Conv", ["x", "wa", "ba"], ["a"]),
+        helper.make_node("HardSwish", ["a"], ["ha"]),
+        helper.make_node("Conv", ["ha", "wd"], ["d"], group=c, pads=[1] * 4),
+        helper.make_node("HardSigmoid", ["d"], ["g"], alpha=0.2, beta=0.5),
+        helper.make_node("Mul", ["ha", "g"], ["y"]),
+    ]
+    inits = [("wa", rng.standard_normal((c, c, 1, 1)) * 0.5), ("ba", rng.standard_normal(c)),
+             ("wd", rng.standard_normal((c, 1, 3, 3)) * 0.5)]
+    model = make_model(nodes, [("x", [1, c, 8, 8])], [("y", [1, c, 8, 8])], inits, "hard")
+    model.opset_import[0].version = max(model.opset_import[0].version, 14)  # HardSwish
+    return model
+
+
+def test_hardswish_and_hardsigmoid_do_not_pin_nchw():
+    """TVM imports them with relax.clip, for which ConvertLayout has no rule: each sat
+    between a transpose to NCHW and one back, outside its conv's epilogue."""
+    mod = convert_layout(_graph(hard_activations()), "NHWC")
+    ops = count_ops(mod)
+    assert ops["relax.permute_dims"] == 2  # the boundary ones only
+    assert ops.get("relax.clip", 0) == 0
+
+
+def test_hardswish_model_matches_onnx_runtime():
+    model = hard_activations()
+    compiled = mcc.compile(model, layout="NHWC")
+    x = np.random.default_rng(6).standard_normal((1, 16, 8, 8)).astype(np.float32) * 4
+    x[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
+    (expected,) = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    got = compiled.run({"x": x})["y"]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

@@ -101,6 +101,21 @@ def pools(c=16, hw=12):
         [("w", rng.standard_normal((c, 3, 3, 3)))], name="pools")
 
 
+def conv_x_times_f(act="silu", c=16, cout=32, hw=9):
+    """1x1 conv + an activation that multiplies its input by a function of it: SiLU
+    (x * Sigmoid(x)) or HardSwish; the conv's output is read twice."""
+    rng = _rng()
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"])]
+    if act == "silu":
+        nodes += [helper.make_node("Sigmoid", ["c"], ["s"]),
+                  helper.make_node("Mul", ["c", "s"], ["y"])]
+    else:
+        nodes += [helper.make_node("HardSwish", ["c"], ["y"])]
+    return make_model(nodes, [("x", [1, c, hw, hw])], [("y", [1, cout, hw, hw])],
+                      [("w", rng.standard_normal((cout, c, 1, 1)) * 0.5),
+                       ("b", rng.standard_normal(cout))], f"conv_{act}")
+
+
 def gemv(k=64, n=40):
     rng = _rng()
     return make_model([helper.make_node("MatMul", ["x", "w"], ["y"])],
@@ -112,7 +127,9 @@ MODELS = {"conv3x3": conv_relu, "conv3x3_s2": lambda: conv_relu(stride=2, hw=10)
           "conv_odd_channels": lambda: conv_relu(cin=3, cout=24, k=7, stride=2, hw=15),
           "depthwise": depthwise_clip, "conv1x1_residual": conv1x1_residual,
           "dense": dense, "dense_gelu": lambda: dense(gelu=True), "gemv": gemv,
-          "attention": batch_matmul_softmax, "pools": pools}
+          "attention": batch_matmul_softmax, "pools": pools,
+          "conv_24ch_s2": lambda: conv_relu(cin=24, cout=48, stride=2, hw=12),
+          "conv_silu": conv_x_times_f, "conv_hardswish": lambda: conv_x_times_f("hardswish")}
 
 
 def _ort(model, feed):
@@ -177,6 +194,29 @@ def test_epilogue_is_fused_into_the_conv_tile():
     # conv's own full-size intermediate any more, and one parallel loop nest remains
     assert text.count("T.parallel") == 2  # padding + the conv tile loop
     assert "T.max(" in text and "T_add_intermediate =" not in text
+
+
+@pytest.mark.parametrize("act", ["silu", "hardswish"])
+def test_x_times_f_of_x_is_fused_into_the_conv_tile(act):
+    """SiLU / HardSwish read the conv's output twice: the steps of f(x) are inlined into the
+    multiply, which the write-back then takes whole (they were separate passes over
+    full-size buffers)."""
+    funcs = _kernels(conv_x_times_f(act), X86)
+    (fname,) = [n for n in funcs if "conv2d" in n]
+    text = _scheduled_text(TiledReduction(), funcs[fname], X86)
+    assert text.count("T.parallel") == 1  # the conv tile loop only
+    # no full-size buffer between the accumulator tile and the output
+    assert text.count("T.sblock_alloc_buffer") == 1 and 'scope="local"' in text
+
+
+def test_padding_of_24_channels_is_vectorised():
+    """The zero padding before a stride-2 conv of 24 channels: 8-lane vectors along the
+    channels (16 do not divide 24), not a scalar loop over the fused index."""
+    funcs = _kernels(conv_relu(cin=24, cout=48, stride=2, hw=12), X86)
+    (fname,) = [n for n in funcs if "conv2d" in n]
+    text = _scheduled_text(TiledReduction(), funcs[fname], X86)
+    loops_of_the_padding = text[:text.index('T.sblock("pad_temp")')]
+    assert "T.vectorized(T.int64(8))" in loops_of_the_padding
 
 
 def test_row_reductions_are_left_to_the_row_rule():

@@ -243,6 +243,8 @@ def _schedule_main(sch, main, plan: _Plan) -> None:
 def _fuse_epilogue(sch, plan: _Plan, consumers, info, inline: bool = True) -> None:
     """Inline elementwise consumers into the accumulator write-back; schedule the rest apart."""
     leftover = []
+    if inline:
+        consumers = _inline_forward(sch, consumers)
     for block in consumers:
         if not _exists(sch, block.block_rv):  # inlined as another step's side input
             continue
@@ -349,6 +351,40 @@ def _inline_into_diamond(sch, block) -> bool:
     except Exception:  # noqa: BLE001
         return False
     return True
+
+
+def _inline_forward(sch, blocks: list) -> list:
+    """Inline each epilogue step that feeds exactly one other step, at the same point, into
+    that step; return the steps left. ``x * f(x)`` activations (SiLU, HardSwish) read the
+    conv's output twice, so the write-back could not take them (``_shared_input``): they ran
+    as one extra pass over memory per step, each through a full-size buffer (a 1x1 conv
+    112x112, 16 -> 32 channels + HardSwish: 0.31 ms, 0.18 ms without it). Folded into the
+    last step, ``f`` reads the value it multiplies, and the write-back takes the whole
+    activation."""
+    kept = []
+    for i, block in enumerate(blocks):
+        if i + 1 < len(blocks) and _read_once_by_one(sch, block.block_rv):
+            try:
+                sch.compute_inline(block.block_rv)
+                continue
+            except Exception:  # noqa: BLE001 - not inlinable: it stays a step of its own
+                pass
+        kept.append(block)
+    return kept
+
+
+def _read_once_by_one(sch, block) -> bool:
+    """True when one block reads ``block``'s output, one element per element it writes (no
+    stencil that inlining would recompute several times)."""
+    consumers = sch.get_consumers(block)
+    if len(consumers) != 1:
+        return False
+    written = sch.get(block).writes
+    if len(written) != 1:
+        return False
+    regions = [r for r in sch.get(consumers[0]).reads if r.source.same_as(written[0].source)]
+    return len(regions) == 1 and all(
+        isinstance(rng.extent, tirx.IntImm) and int(rng.extent) == 1 for rng in regions[0].region)
 
 
 def _shared_input(sch, block) -> bool:
