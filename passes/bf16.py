@@ -53,6 +53,7 @@ import tvm
 from tvm import relax
 from tvm.relax import PyExprMutator, expr_functor
 
+from mcc.passes.bf16_bits import bf16_to_f32, f32_to_bf16, to_bf16_bits
 from mcc.passes.bf16_depthwise import (
     DW_BLOCK,
     DW_KERNEL_NAME,
@@ -80,19 +81,6 @@ class BConvShape(ConvGeometry):
     oc_block, ic_block = OC_BLOCK, IC_BLOCK
 
 
-def to_bf16_bits(x: np.ndarray) -> np.ndarray:
-    """fp32 -> bf16 bit patterns (uint16), round to nearest even; NaN stays NaN."""
-    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-    nan = np.isnan(np.asarray(x, np.float32))
-    return np.where(nan, np.uint16(0x7FC0), rounded).astype(np.uint16)
-
-
-def bf16_round(x: np.ndarray) -> np.ndarray:
-    """fp32 rounded to bf16 and back (the numerics reference)."""
-    return (to_bf16_bits(x).astype(np.uint32) << 16).view(np.float32)
-
-
 def pack_weight(w_ohwi: np.ndarray) -> np.ndarray:
     """OHWI fp32 -> bf16 bits ``[OC/16, KH, KW, IC/2, 16, 2]`` uint16, zero-padded."""
     oc, kh, kw, ic = w_ohwi.shape
@@ -101,23 +89,6 @@ def pack_weight(w_ohwi: np.ndarray) -> np.ndarray:
     p[:oc, :, :, :ic] = to_bf16_bits(w_ohwi)
     blocked = p.reshape(ocp // OC_BLOCK, OC_BLOCK, kh, kw, icp // IC_BLOCK, IC_BLOCK)
     return np.ascontiguousarray(blocked.transpose(0, 2, 3, 4, 1, 5))
-
-
-def bf16_to_f32(x):
-    """Exact bf16 (uint16 bits) -> fp32, in TIR."""
-    from tvm import tirx
-
-    return tirx.reinterpret("float32", x.astype("uint32") << tirx.const(16, "uint32"))
-
-
-def f32_to_bf16(x):
-    """fp32 -> bf16 bits, round to nearest even, in TIR (NaN payloads may round to inf)."""
-    from tvm import tirx
-
-    u = tirx.reinterpret("uint32", x)
-    one, sixteen = tirx.const(1, "uint32"), tirx.const(16, "uint32")
-    return ((u + tirx.const(0x7FFF, "uint32") + ((u >> sixteen) & one)) >> sixteen
-            ).astype("uint16")
 
 
 def bconv2d_func(shape: BConvShape, bf16_input: bool = False,

@@ -59,7 +59,7 @@ def dwconv_func(shape: DwShape, bf16_input: bool):
     """The kernel as a TIR PrimFunc: (x u16 or f32 NHWC, w f32 [KH, KW, C]) -> y f32."""
     from tvm import te, tirx
 
-    from mcc.passes.bf16 import bf16_to_f32, f32_to_bf16
+    from mcc.passes.bf16_bits import bf16_to_f32, f32_to_bf16
 
     s = shape
 

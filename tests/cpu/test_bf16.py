@@ -253,7 +253,7 @@ def _constants(mod):
 
 
 def test_bf16_rounding_matches_ml_dtypes():
-    from mcc.passes.bf16 import bf16_round, to_bf16_bits
+    from mcc.passes.bf16_bits import bf16_round, to_bf16_bits
 
     ml_dtypes = pytest.importorskip("ml_dtypes")
     x = np.random.default_rng(0).normal(size=4096).astype(np.float32) * 1e3
@@ -364,7 +364,8 @@ def test_cli_precision_bf16(cli, save_onnx, tmp_path):
 def test_kernel_schedule_matches_numpy(bf16_input, fuse, geometry):
     """The rule's fused and unfused (fallback) forms against numpy on bf16-rounded data;
     ``bf16_input``: the kernel reads bf16 bits (a handoff; 1x1 convs have no pad step)."""
-    from mcc.passes.bf16 import BConvShape, bconv2d_func, bf16_round, pack_weight, to_bf16_bits
+    from mcc.passes.bf16 import BConvShape, bconv2d_func, pack_weight
+    from mcc.passes.bf16_bits import bf16_round, to_bf16_bits
     from mcc.schedule.rules.bf16 import schedule_kernel
     from mcc.schedule.rules.bf16_isa import X86
 
@@ -400,7 +401,7 @@ def test_kernel_schedule_matches_numpy(bf16_input, fuse, geometry):
     (1, 7, 9, 16, 3, 3, (1, 1), (1, 1, 1, 1)),  # rows of 9: tiles of 3
 ])
 def test_depthwise_kernel_matches_numpy(geometry, bf16_input, fuse):
-    from mcc.passes.bf16 import bf16_round, to_bf16_bits
+    from mcc.passes.bf16_bits import bf16_round, to_bf16_bits
     from mcc.passes.bf16_depthwise import DwShape, dwconv_func
     from mcc.schedule.rules.bf16 import schedule_depthwise
 

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAY_CHECK_KIND_NAMES = {
     "compiler/schedule/rules/base.py",
     "compiler/schedule/rules/bf16.py",
+    "compiler/schedule/rules/bf16_isa.py",
     "compiler/schedule/rules/int8.py",
 }
 
