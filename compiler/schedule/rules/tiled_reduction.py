@@ -241,22 +241,13 @@ def _schedule_main(sch, main, plan: _Plan) -> None:
 
 
 def _fuse_epilogue(sch, plan: _Plan, consumers, info, inline: bool = True) -> None:
-    """Inline elementwise consumers into the accumulator write-back; schedule the rest apart."""
-    leftover = []
-    if inline:
-        consumers = _inline_forward(sch, consumers)
-    for block in consumers:
-        if not _exists(sch, block.block_rv):  # inlined as another step's side input
-            continue
-        if not inline or _shared_input(sch, block.block_rv):
-            if not (inline and _inline_into_diamond(sch, block.block_rv)):
-                leftover.append(block)
-            continue
-        try:
-            sch.reverse_compute_inline(block.block_rv)
-        except Exception:  # not a pure elementwise reader of the tile: run it separately
-            if not _inline_side_inputs(sch, block.block_rv, plan):
-                leftover.append(block)
+    """Inline elementwise consumers into the accumulator write-back; schedule the rest apart.
+    Steps that could not join as they were get a second try once every step that feeds
+    just one other is folded into it (``_inline_forward``: HardSwish's chain)."""
+    leftover = _join_writeback(sch, plan, consumers, inline)
+    leftover = [block for block in leftover if _exists(sch, block.block_rv)]
+    if inline and len(leftover) > 1:
+        leftover = _join_writeback(sch, plan, _inline_forward(sch, leftover), inline)
     wb_loops = sch.get_loops(plan.writeback)
     inner = wb_loops[1:]  # below the tile loop: the tile's rows and vector lanes
     if inner:
@@ -269,6 +260,25 @@ def _fuse_epilogue(sch, plan: _Plan, consumers, info, inline: bool = True) -> No
     for block in leftover:
         if _exists(sch, block.block_rv):
             schedule_spatial(sch, block.block_rv, info)
+
+
+def _join_writeback(sch, plan: _Plan, consumers, inline: bool) -> list:
+    """reverse_compute_inline each consumer into the write-back (with its side inputs, or
+    as a SiLU diamond, where it needs that); return the ones that stay apart."""
+    leftover = []
+    for block in consumers:
+        if not _exists(sch, block.block_rv):  # inlined as another step's side input
+            continue
+        if not inline or _shared_input(sch, block.block_rv):
+            if not (inline and _inline_into_diamond(sch, block.block_rv)):
+                leftover.append(block)
+            continue
+        try:
+            sch.reverse_compute_inline(block.block_rv)
+        except Exception:  # not a pure elementwise reader of the tile: run it separately
+            if not _inline_side_inputs(sch, block.block_rv, plan):
+                leftover.append(block)
+    return leftover
 
 
 def _exists(sch, block) -> bool:
