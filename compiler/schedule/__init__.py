@@ -205,8 +205,9 @@ def _try_rule(rule, func, target):
     """``rule``'s schedule of ``func`` (one), or None when the rule does not apply, crashes
     on the kernel (dlight's GEMV rule asserts on some reductions: ReduceLogSumExp),
     recomputes it (dlight's CPU Reduction rule put a [1, 1000] softmax whole inside a
-    parallel loop over its 1000 outputs: 2.4 ms where 3 us do) or vectorises far wider
-    than any SIMD register (``MAX_VECTOR_BYTES``). The next rule then schedules it."""
+    parallel loop over its 1000 outputs: 2.4 ms where 3 us do), vectorises far wider
+    than any SIMD register (``MAX_VECTOR_BYTES``) or copies its code over
+    (``MAX_CODE_GROWTH``). The next rule then schedules it."""
     from mcc.schedule.small_kernels import kernel_work
 
     try:
@@ -221,7 +222,30 @@ def _try_rule(rule, func, target):
         return None
     if _widest_vector(body) > MAX_VECTOR_BYTES:
         return None
+    if _code_size(body) > max(MAX_CODE_GROWTH * _code_size(func.body), MIN_CODE_CHECKED):
+        return None
     return sch
+
+
+# Inlining a producer into each of its readers copies its expression: an LSTM's last cell
+# (five fast sigmoid / tanh polynomials) fused with the concatenation of every step's state
+# became 3x its code once inlined, and LLVM took minutes on that one kernel.
+MAX_CODE_GROWTH = 2
+MIN_CODE_CHECKED = 2000  # adds and multiplies: smaller kernels compile fast anyway
+
+
+def _code_size(body) -> int:
+    """Adds and multiplies in ``body``: how much code LLVM gets, roughly."""
+    import tvm_ffi
+
+    count = 0
+
+    def note(_node):
+        nonlocal count
+        count += 1
+
+    tvm_ffi.structural_walk(body, ((tirx.Add, tirx.Mul), note), order="post")
+    return count
 
 
 def _widest_vector(body) -> int:

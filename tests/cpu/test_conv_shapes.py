@@ -242,3 +242,38 @@ def test_a_schedule_vectorised_wider_than_any_register_is_refused():
     target = tvm.target.Target("llvm")
     assert _try_rule(Vectorise(64), func, target) is None
     assert _try_rule(Vectorise(16), func, target) is not None
+
+
+def test_a_schedule_that_copies_its_code_over_is_refused():
+    """Inlining a long producer into several readers copies it into each: a rule schedule
+    with more than MAX_CODE_GROWTH times the kernel's arithmetic is refused (an LSTM's last
+    cell fused with a 64-part concatenation took LLVM minutes); the same code is fine."""
+    import tvm
+    from tvm import te
+
+    from mcc.schedule import MAX_CODE_GROWTH, MIN_CODE_CHECKED, _code_size, _try_rule
+
+    a = te.placeholder((16,), name="a")
+
+    def polynomial(i):  # ~MIN_CODE_CHECKED adds and multiplies
+        value = a[i]
+        for _ in range(MIN_CODE_CHECKED // 2):
+            value = value * 0.5 + 1.0
+        return value
+
+    func = te.create_prim_func([a, te.compute((16,), polynomial, name="b")])
+    copies = MAX_CODE_GROWTH + 1
+    copied = te.create_prim_func([a, te.compute(
+        (16,), lambda i: sum(polynomial(i) for _ in range(copies)), name="b")])
+    assert _code_size(copied.body) > MAX_CODE_GROWTH * _code_size(func.body)
+
+    class Returns:
+        def __init__(self, scheduled):
+            self.scheduled = scheduled
+
+        def apply(self, func, target, tunable):
+            return tvm.s_tir.Schedule(self.scheduled)
+
+    target = tvm.target.Target("llvm")
+    assert _try_rule(Returns(copied), func, target) is None
+    assert _try_rule(Returns(func), func, target) is not None
