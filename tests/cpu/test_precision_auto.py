@@ -59,7 +59,7 @@ def test_auto_picks_the_fastest_within_budget_and_reports_every_candidate(sample
     assert (info["accuracy_data"], info["accuracy_samples"]) == ("held-out", 2)
     assert set(info["candidates"]) == {"fp32", "bf16", "int8"}
     assert info["layers"] == {"conv2d_0": "int8", "conv2d_2": "int8", "matmul_0": "int8",
-                              "conv2d_1": "fp32"}  # the depthwise conv stays fp32
+                              "conv2d_1": "int8"}  # the depthwise conv reads uint8 too
     fp32 = info["candidates"]["fp32"]
     assert fp32["loss"] == 0.0 and fp32["latency_ms"] == 10.0
     assert fp32["layers"] == {"fp32": ["conv2d_0", "conv2d_1", "conv2d_2", "matmul_0"]}
@@ -71,8 +71,8 @@ def test_auto_picks_the_fastest_within_budget_and_reports_every_candidate(sample
     else:
         assert "avx512bf16" in info["candidates"]["bf16"]["dropped"]
     # the int8 module's own report, as --precision int8 gives it
-    assert compiled.metadata["quantization"]["int8_ops"] == ["conv2d_0", "conv2d_2",
-                                                             "matmul_0"]
+    assert compiled.metadata["quantization"]["int8_ops"] == ["conv2d_0", "conv2d_1",
+                                                             "conv2d_2", "matmul_0"]
     assert compiled.report["precision"] == info
     assert any("precision auto 3/3: building int8" in ln for ln in lines), lines
     # builds: int8's calibration, fp32, bf16, and int8 once (its budget trial is the
@@ -135,7 +135,7 @@ def test_cli_auto_and_info(cli, save_onnx, samples, timings, tmp_path):
     info = cli("info", out)
     assert info.exit_code == 0
     assert "precision: auto -> int8 (budget 0.05" in info.output
-    assert "quantize: int8, 3 ops int8, 1 fp32" in info.output
+    assert "quantize: int8, 4 ops int8, 0 fp32" in info.output
     meta = json.loads(cli("info", out, "--json").output)
     assert meta["precision"]["candidates"]["fp32"]["latency_ms"] == 10.0
 
