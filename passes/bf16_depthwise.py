@@ -17,7 +17,7 @@ multiple of 16 (one vector), dilation 1, float32, static shapes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from mcc.passes.shapes import DepthwiseGeometry
 
 DW_BLOCK = "mcc_bdwconv"  # the reduction block the bf16 schedule rule looks for
 DW_PAD_BLOCK = "mcc_bdwpad"
@@ -26,22 +26,7 @@ DW_KERNEL_NAME = "mcc_bf16_dwconv2d"
 LANES = 16
 
 
-@dataclass(frozen=True)
-class DwShape:
-    n: int
-    h: int
-    w: int
-    c: int
-    kh: int
-    kw: int
-    stride: tuple[int, int]
-    padding: tuple[int, int, int, int]  # top, left, bottom, right
-
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        pt, pl, pb, pr = self.padding
-        return ((self.h + pt + pb - self.kh) // self.stride[0] + 1,
-                (self.w + pl + pr - self.kw) // self.stride[1] + 1)
+DwShape = DepthwiseGeometry  # the bf16 kernel needs nothing more than the geometry
 
 
 def depthwise_skip_reason(call, weight_shape) -> str:

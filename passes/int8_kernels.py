@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcc.passes.shapes import ConvGeometry
+from mcc.passes.shapes import ConvGeometry, DepthwiseGeometry
 
 CONV_BLOCK = "mcc_qconv"  # the reduction block the int8 schedule rule looks for
 PAD_BLOCK = "mcc_qpad"
@@ -117,25 +117,11 @@ DW_BLOCK = "mcc_dwconv"  # the depthwise reduction; scheduled by the fp32 TiledR
 
 
 @dataclass(frozen=True)
-class DwConvShape:
-    """Static geometry of one depthwise convolution (NHWC data, one filter per channel)."""
+class DwConvShape(DepthwiseGeometry):
+    """A depthwise convolution reading a quantized activation: its zero point pads it."""
 
-    n: int
-    h: int
-    w: int
-    c: int
-    kh: int
-    kw: int
-    stride: tuple[int, int]
-    padding: tuple[int, int, int, int]  # top, left, bottom, right
     zero_point: int
     x_dtype: str = "uint8"
-
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        pt, pl, pb, pr = self.padding
-        return ((self.h + pt + pb - self.kh) // self.stride[0] + 1,
-                (self.w + pl + pr - self.kw) // self.stride[1] + 1)
 
 
 def dwconv_weights(weight_ohwi: np.ndarray, sx: float, zx: int):

@@ -51,6 +51,30 @@ class ConvGeometry:
 
     @property
     def out_hw(self) -> tuple[int, int]:
-        pt, pl, pb, pr = self.padding
-        return ((self.h + pt + pb - self.kh) // self.stride[0] + 1,
-                (self.w + pl + pr - self.kw) // self.stride[1] + 1)
+        return conv_out_hw(self)
+
+
+@dataclass(frozen=True)
+class DepthwiseGeometry:
+    """Static geometry of one depthwise convolution (NHWC data, one filter per channel),
+    shared by mcc's int8 and bf16 depthwise kernels."""
+
+    n: int
+    h: int
+    w: int
+    c: int
+    kh: int
+    kw: int
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, left, bottom, right
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return conv_out_hw(self)
+
+
+def conv_out_hw(g) -> tuple[int, int]:
+    """Output height and width of a convolution geometry (``h, w, kh, kw, stride, padding``)."""
+    pt, pl, pb, pr = g.padding
+    return ((g.h + pt + pb - g.kh) // g.stride[0] + 1,
+            (g.w + pl + pr - g.kw) // g.stride[1] + 1)
