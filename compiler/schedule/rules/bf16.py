@@ -102,6 +102,18 @@ def check_bf16_target(target: tvm.target.Target, name: str) -> None:
 COSINE_MIN = 0.999  # verification of a bf16 module: per-output cosine vs the fp32 reference
 
 
+def _inline_others(sch, own: tuple[str, ...]) -> None:
+    """Inline every block but the kernel's ``own`` (the elementwise tail and any injective
+    prologue) where it can be; an output block stays, computed per tile by the caller."""
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(block).name_hint.startswith(own):
+            continue
+        try:
+            sch.compute_inline(block)
+        except Exception:  # noqa: S110, BLE001  an output block
+            pass
+
+
 def _find_block(sch, prefix):
     for block in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(block).name_hint.startswith(prefix):
@@ -120,14 +132,8 @@ def schedule_kernel(func: tirx.PrimFunc, fuse: bool = True, isa: Bf16Isa = X86
     sch = s_tir.Schedule(func)
     conv = _find_block(sch, CONV_BLOCK)
     pad = _find_block(sch, PAD_BLOCK)
-    # the elementwise tail (and any injective prologue): inline what can be
-    for block in sch.get_child_blocks(sch.get_sblock("root")):
-        if not fuse or sch.get(block).name_hint.startswith((CONV_BLOCK, PAD_BLOCK)):
-            continue
-        try:
-            sch.compute_inline(block)
-        except Exception:  # noqa: S110  an output block: computed per tile below
-            pass
+    if fuse:
+        _inline_others(sch, (CONV_BLOCK, PAD_BLOCK))
     n, h, w, o, kh, kw, ic = sch.get_loops(conv)
     ow, oc = int(sch.get(w).extent), int(sch.get(o).extent)
     wi, ob = isa.tile(ow, oc // OC_BLOCK)
@@ -212,13 +218,8 @@ def schedule_depthwise(func: tirx.PrimFunc, fuse: bool = True) -> tirx.PrimFunc:
     sch = s_tir.Schedule(func)
     conv = _find_block(sch, DW_BLOCK)
     pad = _find_block(sch, DW_PAD_BLOCK)
-    for block in sch.get_child_blocks(sch.get_sblock("root")):
-        if not fuse or sch.get(block).name_hint.startswith((DW_BLOCK, DW_PAD_BLOCK)):
-            continue
-        try:
-            sch.compute_inline(block)
-        except Exception:  # noqa: S110  an output block: computed per tile below
-            pass
+    if fuse:
+        _inline_others(sch, (DW_BLOCK, DW_PAD_BLOCK))
     n, h, w, c, kh, kw = sch.get_loops(conv)
     wo, wi = sch.split(w, [None, _dw_tile(int(sch.get(w).extent))])
     co, ci = sch.split(c, [None, LANES])
