@@ -21,14 +21,16 @@ from mcc.passes.order_symbolic_bindings import OrderSymbolicBindings, order_symb
 from mcc.passes.pad_channels import PadChannels, pad_channels
 from mcc.passes.prune_channels import prune_channels
 from mcc.passes.quantize import quantize
+from mcc.passes.side_inputs_apart import SideInputsApart, side_inputs_apart
 from mcc.passes.split_grouped_conv import SplitGroupedConv, split_grouped_conv
 from mcc.passes.winograd import Winograd, winograd
 
 __all__ = ["ChannelPermutation", "Conv1dAsConv2d", "ConvTransposeAsMatmul", "ConvertLayout",
            "DataflowBlocks", "FastMath", "FoldBatchNorm", "FoldConstantShapes",
-           "LegalizeDynamicSlice", "OrderSymbolicBindings", "PadChannels", "SplitGroupedConv",
-           "Winograd", "calibrate", "channel_permutation", "conv1d_as_conv2d",
-           "conv_transpose_as_matmul", "convert_layout", "count_ops", "dataflow_blocks",
-           "fast_math", "fold_batch_norm", "fold_constant_shapes",
+           "LegalizeDynamicSlice", "OrderSymbolicBindings", "PadChannels", "SideInputsApart",
+           "SplitGroupedConv", "Winograd", "calibrate", "channel_permutation",
+           "conv1d_as_conv2d", "conv_transpose_as_matmul", "convert_layout", "count_ops",
+           "dataflow_blocks", "fast_math", "fold_batch_norm", "fold_constant_shapes",
            "legalize_dynamic_slice", "model_cost", "order_symbolic_bindings", "pad_channels",
-           "prune_channels", "quantize", "split_grouped_conv", "winograd"]
+           "prune_channels", "quantize", "side_inputs_apart", "split_grouped_conv",
+           "winograd"]

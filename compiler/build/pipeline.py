@@ -60,6 +60,7 @@ from mcc.passes import (
     LegalizeDynamicSlice,
     OrderSymbolicBindings,
     PadChannels,
+    SideInputsApart,
     SplitGroupedConv,
     Winograd,
 )
@@ -128,6 +129,9 @@ def graph_passes(layout: str = "NCHW", strict_layout: bool = True, say=None,
         ("LegalizeOps", T.LegalizeOps()),
         ("AnnotateTIROpPattern", T.AnnotateTIROpPattern()),
         ("FoldConstant", T.FoldConstant()),
+        # run-time per-channel values for a conv's epilogue (a dynamically quantized bias):
+        # computed once, not per output element inside the conv (passes/side_inputs_apart)
+        ("mcc.SideInputsApart", SideInputsApart()),
         ("FuseOps", T.FuseOps()),
         # FuseOps places groups by dataflow operands only: move a group that takes a
         # symbolic var back after the match_cast binding it (passes/order_symbolic_bindings)

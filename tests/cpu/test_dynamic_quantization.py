@@ -112,16 +112,18 @@ def test_it_comes_before_the_fallback_rules():
     assert names.index("TotalReduction") < names.index("ParallelFallback")
 
 
-def test_the_conv_epilogue_with_a_run_time_bias_and_silu_joins_the_tile():
-    """The bias quantized at run time (floor(b / scale), per channel) is a second input of
-    the bias add, and x * sigmoid(x) reads x twice: neither is a pure reader of the tile,
-    and each step used to run as a separate pass over the whole output."""
+def test_the_run_time_bias_is_computed_once_and_the_epilogue_joins_the_tile():
+    """The bias quantized at run time (floor(b / scale), per channel) is its own small
+    kernel (mcc.passes.side_inputs_apart): fused into the conv, it ran once per output
+    element, and x * sigmoid(x) copied it into each read of x. The conv's epilogue then
+    reads it like a constant bias, and with x * sigmoid(x) joins the tile's write-back."""
     kernels = _kernels(_dynamic_conv_model((1, 8, 16, 32)))
     (name,) = [n for n in kernels if "conv2d" in n]
+    assert "floor" not in name
+    assert any("floor" in n for n in kernels)  # the bias chain, a kernel of its own
     sch = TiledReduction().apply(kernels[name], tvm.target.Target(X86), False)
     text = sch.mod["main"].script()
     assert text.count("T.parallel(") == 2, text  # the padded input, then the conv tiles
-    assert "T.floor(" in text  # the run-time bias, computed in the write-back
     assert "T.sigmoid(" not in text  # FastMath's vectorisable form (mcc.passes.fast_math)
 
 
