@@ -199,33 +199,86 @@ def _dynamic_quantized(x):
 
 @_contrib("DynamicQuantizeLSTM")
 class DynamicQuantizeLSTM(OnnxOpConverter):
-    """An LSTM with int8 weights (``quantize_dynamic`` of an LSTM model). The weights are
-    dequantized once (constants fold at compile time); like ONNX Runtime, the input
-    sequence and each step's hidden state are quantized to uint8 (DynamicQuantizeLinear)
-    before their products. Weights here are [directions, in, 4*hidden] (transposed
-    against ONNX LSTM's); scales and zero points per direction or per gate column."""
+    """An LSTM with int8 weights (``quantize_dynamic`` of an LSTM model). Like ONNX
+    Runtime, the input sequence and each step's hidden state are quantized to uint8
+    (DynamicQuantizeLinear) and multiplied by the int8 weights in integers (mcc's u8 x s8
+    kernel, ``quantized._int8_matmul``), then scaled: the recurrent product reads a
+    quarter of the bytes of fp32 weights, which is what a one-row product costs. Where
+    the weights' zero point is per column, they are dequantized once (constants fold at
+    compile time) and multiplied in float. Weights here are [directions, in, 4*hidden]
+    (transposed against ONNX LSTM's); scales and zero points per direction or per gate
+    column."""
 
     @classmethod
     def _impl_v1(cls, bb, inputs, attr, params):
         from mcc.frontends.onnx_ops.rnn import LSTM
 
+        x = inputs[0]
+        dtype = dtype_of(x)
+        integer = []  # (dequantized weight expr, raw weight, scale, zero point)
+
         class QuantizedLSTM(LSTM):
             @staticmethod
             def _matmul(a, b):
-                return op.matmul(_dynamic_quantized(a), b)
-
-        x = inputs[0]
-        dtype = dtype_of(x)
+                exact = _integer_matmul(bb, a, b, integer)
+                return exact if exact is not None else op.matmul(_dynamic_quantized(a), b)
 
         def dequantized(weight, scale, zero_point):
             dims = [int(d) for d in scale.ty.shape]
             shape = [dims[0], 1, 1] if len(dims) == 1 else [dims[0], 1, dims[1]]
-            scale = op.reshape(scale, shape)
-            zero_point = op.reshape(op.astype(zero_point, dtype), shape)
-            values = op.multiply(op.subtract(op.astype(weight, dtype), zero_point), scale)
-            return bb.normalize(op.permute_dims(bb.normalize(values), [0, 2, 1]))
+            values = op.multiply(op.subtract(op.astype(weight, dtype), op.reshape(
+                op.astype(zero_point, dtype), shape)), op.reshape(scale, shape))
+            values = bb.emit(op.permute_dims(values, [0, 2, 1]))  # a var: found by identity
+            integer.append((values, weight, scale, zero_point))
+            return values
 
         w = dequantized(inputs[1], inputs[8], inputs[9])
         r = dequantized(inputs[2], inputs[10], inputs[11])
         rest = [_input(inputs, i) for i in range(3, 8)]
         return QuantizedLSTM._impl_v7(bb, [x, w, r, *rest], attr, params)
+
+
+def _integer_matmul(bb, a, b, integer):
+    """``a @ b`` in integers where ``b`` is direction d of one of the ``integer`` weights
+    (``permute_dims(take(weight, d))``, as the LSTM driver slices it) with one zero point
+    for the direction: DynamicQuantizeLinear of ``a``, the exact u8 x s8 product, then
+    ``a_scale * w_scale``. None where that does not apply."""
+    import numpy as np
+    import tvm
+
+    from mcc.frontends.onnx_ops.quantized import _int8_matmul
+
+    Const = tvm.ir.GenericConst
+    if not (isinstance(b, relax.Call) and b.op.name == "relax.permute_dims"):
+        return None
+    sliced = b.args[0]
+    if isinstance(sliced, relax.Var):  # normalized into a binding of its own
+        sliced = bb.lookup_binding(sliced)
+    if not (isinstance(sliced, relax.Call) and sliced.op.name == "relax.take"):
+        return None
+    taken, index = sliced.args
+    found = [entry for entry in integer if taken.same_as(entry[0])]
+    if not found or not isinstance(index, Const):
+        return None
+    _, weight, scale, zero_point = found[0]
+    if not all(isinstance(v, Const) for v in (weight, scale, zero_point)):
+        return None
+    d = int(index.value.numpy())
+    zp = np.unique(zero_point.value.numpy()[d])
+    if zp.size != 1:
+        return None  # zero points that differ by column: the float form
+    dtype = dtype_of(a)
+    zero = const(0.0, dtype)
+    low, high = op.minimum(op.min(a), zero), op.maximum(op.max(a), zero)
+    a_scale = op.divide(op.subtract(high, low), const(255.0, dtype))
+    a_scale = bb.normalize(op.where(op.equal(a_scale, zero), const(1.0, dtype), a_scale))
+    a_zero = bb.normalize(op.clip(op.round(op.negative(op.divide(low, a_scale))), 0, 255))
+    q = op.clip(op.add(op.round(op.divide(a, a_scale)), a_zero), 0, 255)
+    product = _int8_matmul(bb, bb.normalize(op.astype(q, "uint8")),
+                           relax.const(weight.value.numpy()[d]),
+                           bb.normalize(op.astype(a_zero, "uint8")),
+                           relax.const(zp.reshape(())))
+    if product is None:
+        return None
+    w_scale = relax.const(np.asarray(scale.value.numpy()[d], np.float32))
+    return op.multiply(op.astype(product, dtype), op.multiply(a_scale, w_scale))
