@@ -184,16 +184,22 @@ register(contrib_name("EmbedLayerNormalization"), tvm_onnx.EmbedLayerNormalizati
 
 
 
-def _dynamic_quantized(x):
-    """``x`` through ONNX DynamicQuantizeLinear (uint8, one scale for the tensor) and back:
-    the rounding ONNX Runtime applies to the activations of its quantized GEMMs."""
+def _dynamic_quantize(bb, x):
+    """(codes, scale, zero point) of ONNX DynamicQuantizeLinear (uint8, one scale for the
+    tensor), all in ``x``'s float dtype: how ONNX Runtime quantizes the activations of its
+    quantized GEMMs."""
     dtype = dtype_of(x)
     zero = const(0.0, dtype)
     low, high = op.minimum(op.min(x), zero), op.maximum(op.max(x), zero)
     scale = op.divide(op.subtract(high, low), const(255.0, dtype))
-    scale = op.where(op.equal(scale, zero), const(1.0, dtype), scale)
-    zero_point = op.clip(op.round(op.negative(op.divide(low, scale))), 0, 255)
-    q = op.clip(op.add(op.round(op.divide(x, scale)), zero_point), 0, 255)
+    scale = bb.normalize(op.where(op.equal(scale, zero), const(1.0, dtype), scale))
+    zero_point = bb.normalize(op.clip(op.round(op.negative(op.divide(low, scale))), 0, 255))
+    return op.clip(op.add(op.round(op.divide(x, scale)), zero_point), 0, 255), scale, zero_point
+
+
+def _dynamic_quantized(bb, x):
+    """``x`` through DynamicQuantizeLinear and back (the rounding of the activations)."""
+    q, scale, zero_point = _dynamic_quantize(bb, x)
     return op.multiply(op.subtract(q, zero_point), scale)
 
 
@@ -204,8 +210,8 @@ class DynamicQuantizeLSTM(OnnxOpConverter):
     (DynamicQuantizeLinear) and multiplied by the int8 weights in integers (mcc's u8 x s8
     kernel, ``quantized._int8_matmul``), then scaled: the recurrent product reads a
     quarter of the bytes of fp32 weights, which is what a one-row product costs. Where
-    the weights' zero point is per column, they are dequantized once (constants fold at
-    compile time) and multiplied in float. Weights here are [directions, in, 4*hidden]
+    the weights' zero points differ by column, they are dequantized once (constants fold
+    at compile time) and multiplied in float. Weights here are [directions, in, 4*hidden]
     (transposed against ONNX LSTM's); scales and zero points per direction or per gate
     column."""
 
@@ -221,7 +227,7 @@ class DynamicQuantizeLSTM(OnnxOpConverter):
             @staticmethod
             def _matmul(a, b):
                 exact = _integer_matmul(bb, a, b, integer)
-                return exact if exact is not None else op.matmul(_dynamic_quantized(a), b)
+                return exact if exact is not None else op.matmul(_dynamic_quantized(bb, a), b)
 
         def dequantized(weight, scale, zero_point):
             dims = [int(d) for d in scale.ty.shape]
@@ -267,13 +273,7 @@ def _integer_matmul(bb, a, b, integer):
     zp = np.unique(zero_point.value.numpy()[d])
     if zp.size != 1:
         return None  # zero points that differ by column: the float form
-    dtype = dtype_of(a)
-    zero = const(0.0, dtype)
-    low, high = op.minimum(op.min(a), zero), op.maximum(op.max(a), zero)
-    a_scale = op.divide(op.subtract(high, low), const(255.0, dtype))
-    a_scale = bb.normalize(op.where(op.equal(a_scale, zero), const(1.0, dtype), a_scale))
-    a_zero = bb.normalize(op.clip(op.round(op.negative(op.divide(low, a_scale))), 0, 255))
-    q = op.clip(op.add(op.round(op.divide(a, a_scale)), a_zero), 0, 255)
+    q, a_scale, a_zero = _dynamic_quantize(bb, a)
     product = _int8_matmul(bb, bb.normalize(op.astype(q, "uint8")),
                            relax.const(weight.value.numpy()[d]),
                            bb.normalize(op.astype(a_zero, "uint8")),
@@ -281,4 +281,4 @@ def _integer_matmul(bb, a, b, integer):
     if product is None:
         return None
     w_scale = relax.const(np.asarray(scale.value.numpy()[d], np.float32))
-    return op.multiply(op.astype(product, dtype), op.multiply(a_scale, w_scale))
+    return op.multiply(op.astype(product, dtype_of(a)), op.multiply(a_scale, w_scale))
