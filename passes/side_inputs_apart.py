@@ -9,10 +9,12 @@ several times (the vectorised sigmoid) copied the chain into each read. After th
 the chain runs once, as its own small kernel, and the conv's epilogue reads its result
 like a constant bias.
 
-Which tensors: the output of an elementwise / injective kernel, larger than one element
-and at most 1/16 of the output of the elementwise kernel it feeds, when that kernel's
-other input comes (through elementwise steps) from a conv or matmul. Their producing
-kernel is marked opaque (a copy of its PrimFunc, so other callers keep fusing).
+Which tensors: those computed by elementwise / injective kernels from constants and
+one-element tensors only, larger than one element and at most 1/16 of the output of the
+elementwise kernel they feed, when that kernel's other input comes (through elementwise
+steps) from a conv or matmul. Their producing kernel is marked opaque (a copy of its
+PrimFunc, so other callers keep fusing). Tensors computed from the model's data (a
+squeeze-excitation scale, a layer norm's statistics) are left to FuseOps.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import tvm_ffi
 from tvm import relax
 
 OPAQUE = 8  # TVM's OpPatternKind kOpaque: FuseOps fuses nothing into or out of it
-FUSABLE = 2  # kElemWise 0, kBroadcast 1, kInjective 2
+BROADCAST = 1  # kElemWise 0, kBroadcast 1
+FUSABLE = 2  # and kInjective 2
 OUT_EWISE_FUSABLE = 4  # conv2d, matmul
 MAX_SHARE = 16  # the side tensor has at most 1/MAX_SHARE of the consumer's elements
 
@@ -59,19 +62,34 @@ def _side_tensors(mod, func) -> set:
     apart = set()
     for call in bound.values():
         pattern = _pattern(mod, call)
-        if pattern is None or pattern > FUSABLE:
+        if pattern is None or pattern > BROADCAST:
             continue
         size = _size(call)
         tensors = [a for a in _args(call) if isinstance(a, relax.Var)]
         if size is None or not any(_from_reduction(mod, bound, a) for a in tensors):
             continue
         for arg in tensors:
-            pattern = _pattern(mod, bound.get(arg))
             arg_size = _size(arg)
-            if (pattern is not None and pattern <= FUSABLE and arg_size is not None
-                    and 1 < arg_size and arg_size * MAX_SHARE <= size):
+            if (arg in bound and arg_size is not None and 1 < arg_size
+                    and arg_size * MAX_SHARE <= size and _from_constants(mod, bound, arg)):
                 apart.add(arg)
     return apart
+
+
+def _from_constants(mod, bound, expr, depth: int = 32) -> bool:
+    """Whether ``expr`` is computed by elementwise / injective kernels from constants and
+    one-element tensors only (a bias divided by a run-time scale), not from the model's
+    data (a squeeze-excitation scale, a layer norm's statistics, an attention mask)."""
+    if not isinstance(expr, relax.Var):
+        return True  # a constant
+    size = _size(expr)
+    if size is not None and size <= 1:
+        return True
+    call = bound.get(expr)
+    pattern = _pattern(mod, call) if call is not None else None
+    if pattern is None or pattern > FUSABLE or depth == 0:
+        return False
+    return all(_from_constants(mod, bound, a, depth - 1) for a in _args(call))
 
 
 def _from_reduction(mod, bound, var, depth: int = 8) -> bool:
