@@ -424,6 +424,21 @@ def test_depthwise_kernel_matches_numpy(geometry, bf16_input, fuse):
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("fuse", [True, False])
+def test_depthwise_bf16_input_is_read_in_place(fuse):
+    """A bf16 input is not copied into a padded buffer (the padding is a select on each
+    load) and every tap is unrolled, so LLVM loads each input vector once per tile; an
+    fp32 input is still padded and rounded per output row."""
+    from mcc.passes.bf16_depthwise import DW_PAD_BLOCK, DwShape, dwconv_func
+    from mcc.schedule.rules.bf16 import schedule_depthwise
+
+    s = DwShape(1, 12, 12, 32, 3, 3, (1, 1), (1, 1, 1, 1))
+    script = schedule_depthwise(dwconv_func(s, True), fuse=fuse).script()
+    assert f'"{DW_PAD_BLOCK}"' not in script
+    assert "rkh in T.unroll" in script and "rkw in T.unroll" in script
+    assert f'"{DW_PAD_BLOCK}"' in schedule_depthwise(dwconv_func(s, False), fuse=fuse).script()
+
+
 @needs_bf16
 @pytest.mark.parametrize("build", [conv_dense_model, attention_block_model,
                                    residual_block_model, inverted_residual_model])
