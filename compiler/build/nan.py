@@ -88,11 +88,14 @@ def PropagateNaN(func, _mod, _ctx):  # noqa: N802 (a pass, named like TVM's)
 def _pipeline():
     from tvm.tirx import compilation_pipeline
 
+    from mcc.build.bf16_convert import Bf16Convert
+
     inner, finalize_host, finalize_device = compilation_pipeline.get_tir_pipeline("s_tir")
     # after the lowering: a rewritten max / min in a block would no longer be recognised as
-    # a reducer (CUDA's cross-thread reductions need that), and what comes out is flat loops
-    return tvm.transform.Sequential([inner, PropagateNaN], name="mcc"), finalize_host, \
-        finalize_device
+    # a reducer (CUDA's cross-thread reductions need that), and what comes out is flat loops;
+    # the bf16 roundings are vector expressions only after vectorization
+    return tvm.transform.Sequential([inner, PropagateNaN, Bf16Convert], name="mcc"), \
+        finalize_host, finalize_device
 
 
 def register() -> str:
