@@ -441,8 +441,9 @@ def test_depthwise_kernel_matches_numpy(geometry, bf16_input, fuse):
 @pytest.mark.parametrize("fuse", [True, False])
 def test_depthwise_bf16_input_is_read_in_place(fuse):
     """A bf16 input is not copied into a padded buffer (the padding is a select on each
-    load) and every tap is unrolled, so LLVM loads each input vector once per tile; an
-    fp32 input is still padded and rounded per output row."""
+    load) and every tap is unrolled, so LLVM loads each input vector once per tile, and
+    the epilogue is unrolled over the tile; an fp32 input is still padded and rounded per
+    output row."""
     from mcc.passes.bf16_depthwise import DW_PAD_BLOCK, DwShape, dwconv_func
     from mcc.schedule.rules.bf16 import schedule_depthwise
 
@@ -450,6 +451,8 @@ def test_depthwise_bf16_input_is_read_in_place(fuse):
     script = schedule_depthwise(dwconv_func(s, True), fuse=fuse).script()
     assert f'"{DW_PAD_BLOCK}"' not in script
     assert "rkh in T.unroll" in script and "rkw in T.unroll" in script
+    if fuse:  # the epilogue reads the tile at constant indices: registers, not memory
+        assert "ax0 in T.unroll" in script
     assert f'"{DW_PAD_BLOCK}"' in schedule_depthwise(dwconv_func(s, False), fuse=fuse).script()
 
 
