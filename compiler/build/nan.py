@@ -89,13 +89,15 @@ def _pipeline():
     from tvm.tirx import compilation_pipeline
 
     from mcc.build.bf16_convert import Bf16Convert
+    from mcc.build.stack_tiles import TilesOnStack
 
     inner, finalize_host, finalize_device = compilation_pipeline.get_tir_pipeline("s_tir")
     # after the lowering: a rewritten max / min in a block would no longer be recognised as
     # a reducer (CUDA's cross-thread reductions need that), and what comes out is flat loops;
-    # the bf16 roundings are vector expressions only after vectorization
-    return tvm.transform.Sequential([inner, PropagateNaN, Bf16Convert], name="mcc"), \
-        finalize_host, finalize_device
+    # the bf16 roundings are vector expressions only after vectorization; the register
+    # tiles' allocations are marked before the host finalization lowers them
+    passes = [inner, PropagateNaN, Bf16Convert, TilesOnStack]
+    return tvm.transform.Sequential(passes, name="mcc"), finalize_host, finalize_device
 
 
 def register() -> str:
