@@ -30,7 +30,8 @@ import tvm
 import tvm_ffi
 from tvm import tirx
 
-PIPELINE = "mcc"  # the TIR pipeline tvm.compile gets: the s_tir pipeline, then this pass
+PIPELINE = "mcc"  # the TIR pipeline tvm.compile gets: the s_tir pipeline, this pass, then
+# the bf16 rounding and register-tile rewrites (mcc.build.bf16_convert, stack_tiles)
 
 _FLOAT = 2  # DLDataTypeCode kDLFloat
 
