@@ -22,25 +22,19 @@ no native bf16, so the kernel never uses that dtype. bf16 -> fp32 is the exact
 ``reinterpret(u32(x) << 16)``; fp32 -> bf16 rounds to nearest even. The activation cast
 is the kernel's pad block, so the fp32 input is read once. Weights are converted and
 packed at compile time into ``[OC/16, KH, KW, IC/2, 16, 2]`` uint16 constants: 16 output
-<<<<<<< HEAD
 channels x 2 input channels, the operand of one AVX-512 BF16 ``vdpbf16ps`` or four NEON
 ``bfdot`` (the schedule rule ``mcc.schedule.rules.bf16`` tensorizes it). The kernel is
 plain TIR and correct on any target; the output block is op_pattern 4, so FuseOps appends
-bias / ReLU / residual.
-=======
-channels x 2 input channels, the operand of one AVX-512 BF16 ``vdpbf16ps`` (the schedule
-rule ``mcc.schedule.rules.bf16`` tensorizes it). The kernel is plain TIR and correct on
-any target; the output block is op_pattern 4, so FuseOps appends bias / ReLU / residual.
-A dense kernel writes the matmul's own ``[..., N]`` shape (no reshape between it and its
-bias / activation, which FuseOps would not fuse across).
+bias / ReLU / residual. A dense kernel writes the matmul's own ``[..., N]`` shape (no
+reshape between it and its bias / activation, which FuseOps would not fuse across).
 
 Handoffs (passes/bf16_handoff.py): an activation that only bf16 kernels (and elementwise
 ops, such as a residual add) read is stored as bf16 by its producer's epilogue (the
-``mcc_to_bf16`` cast FuseOps fuses there); the kernels reading it skip their cast (and
-their pad step where there is nothing to pad), the elementwise readers widen it back in
-their prologue (``mcc_from_bf16``). Half the activation bytes: ResNet-50 47 -> 43 ms on
-one Zen 5 thread, same cosine.
->>>>>>> bf16speed
+``mcc_to_bf16`` cast FuseOps fuses there; one ``vcvtneps2bf16`` a vector on AVX-512 BF16,
+mcc.build.bf16_convert); the kernels reading it skip their cast (and their pad step
+where there is nothing to pad), the elementwise readers widen it back in their prologue
+(``mcc_from_bf16``). Half the activation bytes: ResNet-50 47 -> 43 ms on one Zen 5
+thread, same cosine.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ import tvm
 import tvm_ffi
 from tvm import tirx
 
-PIPELINE = "mcc"  # the TIR pipeline tvm.compile gets: the s_tir pipeline, then this pass
+PIPELINE = "mcc"  # the TIR pipeline tvm.compile gets: the s_tir pipeline, this pass, then
+# the bf16 rounding and register-tile rewrites (mcc.build.bf16_convert, stack_tiles)
 
 _FLOAT = 2  # DLDataTypeCode kDLFloat
 
@@ -88,11 +89,16 @@ def PropagateNaN(func, _mod, _ctx):  # noqa: N802 (a pass, named like TVM's)
 def _pipeline():
     from tvm.tirx import compilation_pipeline
 
+    from mcc.build.bf16_convert import Bf16Convert
+    from mcc.build.stack_tiles import TilesOnStack
+
     inner, finalize_host, finalize_device = compilation_pipeline.get_tir_pipeline("s_tir")
     # after the lowering: a rewritten max / min in a block would no longer be recognised as
-    # a reducer (CUDA's cross-thread reductions need that), and what comes out is flat loops
-    return tvm.transform.Sequential([inner, PropagateNaN], name="mcc"), finalize_host, \
-        finalize_device
+    # a reducer (CUDA's cross-thread reductions need that), and what comes out is flat loops;
+    # the bf16 roundings are vector expressions only after vectorization; the register
+    # tiles' allocations are marked before the host finalization lowers them
+    passes = [inner, PropagateNaN, Bf16Convert, TilesOnStack]
+    return tvm.transform.Sequential(passes, name="mcc"), finalize_host, finalize_device
 
 
 def register() -> str:

@@ -360,6 +360,7 @@ def test_cli_precision_bf16(cli, save_onnx, tmp_path):
     (1, 14, 14, 64, 64, 3, 3, (1, 1), (1, 1, 1, 1)),  # 3x3, pad 1
     (1, 9, 9, 5, 24, 3, 3, (2, 2), (0, 0, 1, 1)),  # odd IC, OC 24, stride 2, uneven pad
     (1, 1, 33, 48, 40, 1, 1, (1, 1), (0, 0, 0, 0)),  # a dense layer: 33 rows
+    (1, 3, 16, 24, 144, 1, 1, (1, 1), (0, 0, 0, 0)),  # 9 blocks: tiles of 8 x 3
 ])
 def test_kernel_schedule_matches_numpy(bf16_input, fuse, geometry):
     """The rule's fused and unfused (fallback) forms against numpy on bf16-rounded data;
@@ -393,6 +394,19 @@ def test_kernel_schedule_matches_numpy(bf16_input, fuse, geometry):
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
 
 
+def test_x86_tile_of_an_odd_block_count():
+    """9 or 15 16-channel blocks: 3 (or 5) blocks a tile and at most 24 accumulators, not
+    1 block (a weight vector and a broadcast per instruction); even counts keep 14 x 2."""
+    from mcc.schedule.rules.bf16_isa import X86
+
+    assert X86.tile(56, 9) == (8, 3)
+    assert X86.tile(28, 9) == (7, 3)
+    assert X86.tile(14, 15) == (7, 3)
+    assert X86.tile(20, 5) == (4, 5)
+    assert X86.tile(56, 6) == (14, 2)
+    assert X86.tile(56, 7) == (14, 1)  # no divisor of 3 or 5: as before
+
+
 @needs_bf16
 @pytest.mark.parametrize("fuse", [True, False])
 @pytest.mark.parametrize("bf16_input", [False, True])
@@ -422,6 +436,24 @@ def test_depthwise_kernel_matches_numpy(geometry, bf16_input, fuse):
     want = sum(xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] * w[i, j]
                for i in range(s.kh) for j in range(s.kw))
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_depthwise_bf16_input_is_read_in_place(fuse):
+    """A bf16 input is not copied into a padded buffer (the padding is a select on each
+    load) and every tap is unrolled, so LLVM loads each input vector once per tile, and
+    the epilogue is unrolled over the tile; an fp32 input is still padded and rounded per
+    output row."""
+    from mcc.passes.bf16_depthwise import DW_PAD_BLOCK, DwShape, dwconv_func
+    from mcc.schedule.rules.bf16 import schedule_depthwise
+
+    s = DwShape(1, 12, 12, 32, 3, 3, (1, 1), (1, 1, 1, 1))
+    script = schedule_depthwise(dwconv_func(s, True), fuse=fuse).script()
+    assert f'"{DW_PAD_BLOCK}"' not in script
+    assert "rkh in T.unroll" in script and "rkw in T.unroll" in script
+    if fuse:  # the epilogue reads the tile at constant indices: registers, not memory
+        assert "ax0 in T.unroll" in script
+    assert f'"{DW_PAD_BLOCK}"' in schedule_depthwise(dwconv_func(s, False), fuse=fuse).script()
 
 
 @needs_bf16

@@ -211,19 +211,32 @@ def _dw_tile(ow: int) -> int:
 
 def schedule_depthwise(func: tirx.PrimFunc, fuse: bool = True) -> tirx.PrimFunc:
     """mcc's bf16-input depthwise conv (mcc.passes.bf16_depthwise): per output row
-    (parallel), its input rows padded and widened there, then tiles of up to 8 pixels x
-    16 channels accumulated in zmm registers, the epilogue applied per tile."""
+    (parallel) and 16-channel vector, tiles of up to 8 pixels accumulated in zmm registers
+    with every tap unrolled, the epilogue applied per tile.
+
+    A bf16 input (a handoff) is read in place, the zero padding a select on each load:
+    with the taps unrolled LLVM loads each input vector once for all the taps and pixels
+    of a tile that read it (10 loads, not 24, for 8 pixels of a 3x3 stride-1 row), where
+    a padded copy of the rows cost a copy per output row and a load per tap (MobileNetV2's
+    depthwise convs 1.3-1.7x faster on one Zen 5 thread); the channel vector is the outer
+    tile loop, so its taps' weights stay in registers along the row, and the epilogue's
+    pixel loop is unrolled, so the accumulators never leave registers (a further 1.1-1.7x:
+    the tile was written to a workspace and read back). An fp32 input keeps
+    the old form, padded and rounded once per output row (its rounding is the expensive
+    part; the bf16 form measured 1.7x slower on it)."""
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)
     conv = _find_block(sch, DW_BLOCK)
     pad = _find_block(sch, DW_PAD_BLOCK)
+    bf16_input = all(r.source.dtype == "uint16" for r in sch.get(pad).reads)
     if fuse:
         _inline_others(sch, (DW_BLOCK, DW_PAD_BLOCK))
     n, h, w, c, kh, kw = sch.get_loops(conv)
     wo, wi = sch.split(w, [None, _dw_tile(int(sch.get(w).extent))])
     co, ci = sch.split(c, [None, LANES])
-    sch.reorder(n, h, wo, co, kh, kw, wi, ci)
+    tile = wo if bf16_input else co
+    sch.reorder(n, h, *((co, wo) if bf16_input else (wo, co)), kh, kw, wi, ci)
     outer = sch.fuse(n, h)
     sch.parallel(outer)
     rest = [b for b in sch.get_child_blocks(sch.get_sblock("root"))
@@ -237,16 +250,24 @@ def schedule_depthwise(func: tirx.PrimFunc, fuse: bool = True) -> tirx.PrimFunc:
         rest = [sch.cache_write(conv, 0, "local")]
         rest = [sch.get_sblock(sch.get(rest[0]).name_hint)]
     for block in rest:
-        sch.reverse_compute_at(block, co)
+        sch.reverse_compute_at(block, tile)
         loops = sch.get_loops(block)
         sch.vectorize(loops[-1])
+        if fuse:  # constant indices into the tile: LLVM keeps the accumulators in registers
+            sch.unroll(loops[-2])
     sch.vectorize(ci)
     sch.unroll(wi)
+    if bf16_input:
+        sch.unroll(kw)
+        sch.unroll(kh)
     init = sch.decompose_reduction(conv, kh)
     init_loops = sch.get_loops(init)
     if sch.get(init_loops[-1]).kind != tirx.ForKind.VECTORIZED:
         sch.vectorize(init_loops[-1])
-    sch.compute_at(pad, outer)
-    loops = sch.get_loops(pad)
-    sch.vectorize(sch.split(loops[-1], [None, LANES])[1])
+    if bf16_input:
+        sch.compute_inline(pad)
+    else:
+        sch.compute_at(pad, outer)
+        loops = sch.get_loops(pad)
+        sch.vectorize(sch.split(loops[-1], [None, LANES])[1])
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
