@@ -30,7 +30,8 @@ import tvm
 import tvm_ffi
 from tvm import tirx
 
-PIPELINE = "mcc"  # the TIR pipeline tvm.compile gets: the s_tir pipeline, then this pass
+PIPELINE = "mcc"  # the TIR pipeline tvm.compile gets: mcc.VectorRound, the s_tir pipeline,
+# then this pass
 
 _FLOAT = 2  # DLDataTypeCode kDLFloat
 
@@ -88,11 +89,14 @@ def PropagateNaN(func, _mod, _ctx):  # noqa: N802 (a pass, named like TVM's)
 def _pipeline():
     from tvm.tirx import compilation_pipeline
 
+    from mcc.build.vector_round import VectorRound
+
     inner, finalize_host, finalize_device = compilation_pipeline.get_tir_pipeline("s_tir")
     # after the lowering: a rewritten max / min in a block would no longer be recognised as
-    # a reducer (CUDA's cross-thread reductions need that), and what comes out is flat loops
-    return tvm.transform.Sequential([inner, PropagateNaN], name="mcc"), finalize_host, \
-        finalize_device
+    # a reducer (CUDA's cross-thread reductions need that), and what comes out is flat loops;
+    # the rounding rewrite must come before the lowering's vectorizer
+    return tvm.transform.Sequential([VectorRound, inner, PropagateNaN], name="mcc"), \
+        finalize_host, finalize_device
 
 
 def register() -> str:
