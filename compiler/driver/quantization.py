@@ -238,11 +238,15 @@ class Quantizer:
         from tvm import relax
 
         from mcc.passes.quantize import quantize
+        from mcc.passes.sink_reshape import sink_reshapes
         from mcc.schedule.rules.int8 import activation_dtype
 
         mod, self.report = quantize(prepared, ranges, per_tensor=self.config.per_tensor,
                                     weights_on_grid=self.mode == QDQ,
                                     activation_dtype=activation_dtype(self.target))
+        # the dense kernels' [1, 1, M, N] views and the importer's 2-D matmul reshapes
+        # would keep bias, GELU, residual adds and quantizes out of the kernels' epilogues
+        mod = sink_reshapes(mod)
         return relax.transform.ConvertToDataflow(min_size=1)(mod)
 
     def _input_names(self) -> list[str]:
