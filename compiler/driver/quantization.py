@@ -238,6 +238,7 @@ class Quantizer:
         from tvm import relax
 
         from mcc.passes.quantize import quantize
+        from mcc.passes.reciprocal import divide_by_reciprocal
         from mcc.passes.sink_reshape import sink_reshapes
         from mcc.schedule.rules.int8 import activation_dtype
 
@@ -247,6 +248,8 @@ class Quantizer:
         # the dense kernels' [1, 1, M, N] views and the importer's 2-D matmul reshapes
         # would keep bias, GELU, residual adds and quantizes out of the kernels' epilogues
         mod = sink_reshapes(mod)
+        # vector divisions by constants (GELU's sqrt(2), attention's sqrt(d)) as multiplies
+        mod = divide_by_reciprocal(mod)
         return relax.transform.ConvertToDataflow(min_size=1)(mod)
 
     def _input_names(self) -> list[str]:
