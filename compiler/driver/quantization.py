@@ -6,7 +6,10 @@
                into calibration samples and held-out samples (--holdout FRACTION; by
                default 20% once there are 10 samples or more)
     calibrate  mcc.passes.calibrate: fp32 ranges of every quantizable op's input
-    quantize   mcc.passes.quantize: those ops become u8 x s8 -> s32 kernels
+    quantize   mcc.passes.quantize: those ops become u8 x s8 -> s32 kernels; then
+               reshapes sink below elementwise ops (mcc.passes.sink_reshape) so a dense
+               kernel's bias / GELU / residual add / next quantize fuse into its epilogue,
+               and divisions by constants become multiplies (mcc.passes.reciprocal)
     budget     with --accuracy-budget, the most sensitive ops go back to fp32, one step
                at a time, until the measured loss fits the budget
     accuracy   after the build: the int8 module against the fp32 outputs on the held-out
