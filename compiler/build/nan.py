@@ -30,8 +30,9 @@ import tvm
 import tvm_ffi
 from tvm import tirx
 
-PIPELINE = "mcc"  # the TIR pipeline tvm.compile gets: the s_tir pipeline, this pass, then
-# the bf16 rounding and register-tile rewrites (mcc.build.bf16_convert, stack_tiles)
+PIPELINE = "mcc"  # the TIR pipeline tvm.compile gets: mcc.VectorRound, the s_tir pipeline,
+# this pass, then the bf16 rounding and register-tile rewrites (mcc.build.bf16_convert,
+# stack_tiles)
 
 _FLOAT = 2  # DLDataTypeCode kDLFloat
 
@@ -91,13 +92,15 @@ def _pipeline():
 
     from mcc.build.bf16_convert import Bf16Convert
     from mcc.build.stack_tiles import TilesOnStack
+    from mcc.build.vector_round import VectorRound
 
     inner, finalize_host, finalize_device = compilation_pipeline.get_tir_pipeline("s_tir")
     # after the lowering: a rewritten max / min in a block would no longer be recognised as
     # a reducer (CUDA's cross-thread reductions need that), and what comes out is flat loops;
     # the bf16 roundings are vector expressions only after vectorization; the register
-    # tiles' allocations are marked before the host finalization lowers them
-    passes = [inner, PropagateNaN, Bf16Convert, TilesOnStack]
+    # tiles' allocations are marked before the host finalization lowers them; the rounding
+    # rewrite (VectorRound) must come before the lowering's vectorizer
+    passes = [VectorRound, inner, PropagateNaN, Bf16Convert, TilesOnStack]
     return tvm.transform.Sequential(passes, name="mcc"), finalize_host, finalize_device
 
 

@@ -6,7 +6,10 @@
                into calibration samples and held-out samples (--holdout FRACTION; by
                default 20% once there are 10 samples or more)
     calibrate  mcc.passes.calibrate: fp32 ranges of every quantizable op's input
-    quantize   mcc.passes.quantize: those ops become u8 x s8 -> s32 kernels
+    quantize   mcc.passes.quantize: those ops become u8 x s8 -> s32 kernels; then
+               reshapes sink below elementwise ops (mcc.passes.sink_reshape) so a dense
+               kernel's bias / GELU / residual add / next quantize fuse into its epilogue,
+               and divisions by constants become multiplies (mcc.passes.reciprocal)
     budget     with --accuracy-budget, the most sensitive ops go back to fp32, one step
                at a time, until the measured loss fits the budget
     accuracy   after the build: the int8 module against the fp32 outputs on the held-out
@@ -238,11 +241,18 @@ class Quantizer:
         from tvm import relax
 
         from mcc.passes.quantize import quantize
+        from mcc.passes.reciprocal import divide_by_reciprocal
+        from mcc.passes.sink_reshape import sink_reshapes
         from mcc.schedule.rules.int8 import activation_dtype
 
         mod, self.report = quantize(prepared, ranges, per_tensor=self.config.per_tensor,
                                     weights_on_grid=self.mode == QDQ,
                                     activation_dtype=activation_dtype(self.target))
+        # the dense kernels' [1, 1, M, N] views and the importer's 2-D matmul reshapes
+        # would keep bias, GELU, residual adds and quantizes out of the kernels' epilogues
+        mod = sink_reshapes(mod)
+        # vector divisions by constants (GELU's sqrt(2), attention's sqrt(d)) as multiplies
+        mod = divide_by_reciprocal(mod)
         return relax.transform.ConvertToDataflow(min_size=1)(mod)
 
     def _input_names(self) -> list[str]:

@@ -13,10 +13,16 @@ the row stays in L1) and vectorises both kinds of block:
     parallel for row                      # fused leading spatial axes
       for ko, vectorize ki in lanes       # each reduction: ``lanes`` partial results
         part[ki] = max(part[ki], x[row, ko * lanes + ki])     (rfactor)
-      for ki: out[row] = max(out[row], part[ki])              (lanes -> 1)
+      for ki in 4, vectorize: part4[ki] = max(part[ki], part[4 + ki], ...)  (16 -> 4)
+      for ki: out[row] = max(out[row], part4[ki])             (4 -> 1)
       for jo, vectorize ji in lanes       # each elementwise block
         ...
       for j in tail                       # the row's last n % lanes elements, scalar
+
+The 16 -> 4 fold (16 partial results in a row that 16 divides) is there because the last
+step is a chain of scalar steps, each waiting on the one before; with the NaN-keeping max
+(mcc.build.nan) 16 of them cost a [12, 128, 128] softmax as much as its vector work
+(155 -> 112 us with the fold, one thread).
 
 Partial results use the widest of 16, 8 or 4 float32 lanes that divides the row; a row
 none divides (ViT's 197 tokens) gets 16 lanes and a last chunk bounded by
@@ -63,12 +69,16 @@ class RowReduction(CpuRule):
                 sch.compute_inline(block)
 
         partials = {}  # rfactor block name -> (lanes, row length)
+        folded = {}  # rfactor block name -> lanes of its folded partials (_fold_lanes)
         for block in _children(sch):
             if _is_reduction(sch, block):
                 split = _split_into_lanes(sch, block, rows, _lanes(sch, block, target))
                 if split is not None:
                     partial, lanes, length = split
                     partials[sch.get(partial).name_hint] = (lanes, length)
+                    if length % lanes == 0 and _fold_lanes(sch, block, rows, lanes):
+                        # TVM names the folded block as the first partial block
+                        folded[sch.get(partial).name_hint] = lanes // _FOLD
 
         *producers, last = _children(sch)
         loops = sch.get_loops(last)
@@ -81,7 +91,8 @@ class RowReduction(CpuRule):
             if sch.get(block).name_hint in partials:
                 # compute_at lays loops out in block-iterator order: the lane first
                 lane, *rest = inner
-                if int(sch.get(lane).extent) != partials[sch.get(block).name_hint][0]:
+                name = sch.get(block).name_hint
+                if int(sch.get(lane).extent) not in (partials[name][0], folded.get(name)):
                     return None
                 sch.reorder(*rest, lane)
                 sch.vectorize(lane)
@@ -163,6 +174,21 @@ def _split_into_lanes(sch, block, rows: int, lanes: int):
         return None
     _, lane = sch.split(loop, factors=[None, width])
     return sch.rfactor(lane, factor_axis=rows), width, n
+
+
+_FOLD = 4  # lanes folded per step of the partial results' tree
+
+
+def _fold_lanes(sch, block, rows: int, lanes: int):
+    """The partial results folded once more, ``lanes`` -> ``lanes / _FOLD`` (a vector step):
+    the final lanes -> 1 reduction is a chain of scalar steps, each waiting on the last,
+    and with the NaN-keeping max (mcc.build.nan: compare, mask, blend) 16 of them per
+    softmax row cost as much as the row's vector work. None where ``lanes`` is too few."""
+    if lanes < 4 * _FOLD:
+        return None
+    loop = sch.get_loops(block)[rows]
+    _, inner = sch.split(loop, factors=[None, lanes // _FOLD])
+    return sch.rfactor(inner, factor_axis=rows)
 
 
 def _bound_partial_chunks(sch, partials: dict):
