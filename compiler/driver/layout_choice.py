@@ -12,7 +12,8 @@ The timing must give the same answer on a loaded machine: wall-clock best-of-N f
 with load (one compile of a MobileNet-style model kept the layout 10% slower). So each
 candidate runs on one thread of the calling thread's pool, timed by that thread's CPU
 time, which other processes do not inflate; in alternating blocks (so drift hits all
-candidates alike), compared by their medians (so a few disturbed blocks do not count);
+candidates alike), compared by the median of their ratios to the default's block of the
+same round (so load that comes and goes, and a few disturbed blocks, do not count);
 and another candidate replaces the default only when it is ``MARGIN`` faster, since
 differences smaller than that flip between runs and are not worth leaving the default.
 """
@@ -33,8 +34,8 @@ from mcc.errors import MccError
 # Below this many conv FLOPs the layouts differ by less than the timing noise.
 MEASURE_MIN_CONV_FLOPS = 200e6
 MARGIN = 0.03  # another candidate must be this much faster than the default to be taken
-_MIN_BLOCKS, _MAX_BLOCKS = 5, 15  # blocks per candidate
-_BLOCK_SECONDS = 0.02  # each block calls the module enough times to take about this long
+_MIN_BLOCKS, _MAX_BLOCKS = 7, 25  # blocks per candidate
+_BLOCK_SECONDS = 0.01  # each block calls the module enough times to take about this long
 _TIMING_SECONDS = 3.0  # CPU seconds of timing, all candidates together, after _MIN_BLOCKS
 
 
@@ -100,22 +101,27 @@ def choose_layout(candidates, lower: Callable[[str], object], feed: dict,
         raise MccError("--layout auto: no candidate layout built: " +
                        "; ".join(f"{k}: {v}" for k, v in choice.skipped.items()))
     with _one_thread():
-        choice.timings_ms = cpu_times({k: run for k, (_, run) in built.items()}, feed)
-    choice.chosen = pick(choice.timings_ms)
+        blocks = block_times({k: run for k, (_, run) in built.items()}, feed)
+    choice.timings_ms = {name: statistics.median(ms) for name, ms in blocks.items()}
+    choice.chosen = pick(blocks)
     return built[choice.chosen][0], choice
 
 
-def pick(timings_ms: dict[str, float]) -> str:
-    """The first (default) candidate, unless another is ``MARGIN`` faster: then the fastest."""
-    default = next(iter(timings_ms))
-    fastest = min(timings_ms, key=timings_ms.get)
-    return fastest if timings_ms[fastest] < timings_ms[default] * (1 - MARGIN) else default
+def pick(blocks_ms: dict[str, list[float]]) -> str:
+    """The first (default) candidate, unless another is ``MARGIN`` faster: then the fastest.
+    Faster by the median, over rounds, of its block's time over the default's block in the
+    same round: the two blocks of a round ran back to back, under the same load."""
+    default, *others = blocks_ms
+    ratios = {name: statistics.median(b / a for a, b in zip(blocks_ms[default], blocks_ms[name]))
+              for name in others}
+    fastest = min(ratios, key=ratios.get, default=default)
+    return fastest if ratios.get(fastest, 1.0) < 1 - MARGIN else default
 
 
-def cpu_times(runs: dict, feed: dict, clock=time.thread_time) -> dict[str, float]:
-    """Median CPU milliseconds per call of each runner, over blocks of calls taken in turn
-    (the order reversed every round), at least ``_MIN_BLOCKS`` each, then until
-    ``_MAX_BLOCKS`` or ``_TIMING_SECONDS``. ``clock``: this thread's CPU time (seconds)."""
+def block_times(runs: dict, feed: dict, clock=time.thread_time) -> dict[str, list[float]]:
+    """CPU milliseconds per call of each runner, one block of calls per runner per round (the
+    order reversed every round): at least ``_MIN_BLOCKS`` rounds, then until ``_MAX_BLOCKS``
+    or ``_TIMING_SECONDS``. ``clock``: this thread's CPU time (seconds)."""
     calls, blocks = {}, {name: [] for name in runs}
     for name, run in runs.items():  # one timed call sizes the blocks
         start = clock()
@@ -133,7 +139,7 @@ def cpu_times(runs: dict, feed: dict, clock=time.thread_time) -> dict[str, float
             spent += elapsed
             blocks[name].append(elapsed * 1e3 / calls[name])
         order.reverse()
-    return {name: statistics.median(ms) for name, ms in blocks.items()}
+    return blocks
 
 
 @contextlib.contextmanager
