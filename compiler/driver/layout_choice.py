@@ -11,8 +11,8 @@ table's first candidate is used without measuring.
 The timing must give the same answer on a loaded machine: wall-clock best-of-N flipped
 with load (one compile of a MobileNet-style model kept the layout 10% slower). So each
 candidate runs on one thread of the calling thread's pool, timed by that thread's CPU
-time, which does not count other processes' time slices; in alternating blocks (so drift hits all
-candidates alike), compared by each one's fastest block (load only ever adds CPU time:
+time, which does not count other processes' time slices; in alternating blocks (so drift
+hits all candidates alike), compared by each one's fastest block (load only ever adds CPU time:
 medians and paired ratios of blocks still flipped SqueezeNet beside a busy loop);
 and another candidate replaces the default only when it is ``MARGIN`` faster, since
 differences smaller than that flip between runs and are not worth leaving the default.
@@ -103,8 +103,8 @@ def choose_layout(candidates, lower: Callable[[str], object], feed: dict,
     if not built:
         raise MccError("--layout auto: no candidate layout built: " +
                        "; ".join(f"{k}: {v}" for k, v in choice.skipped.items()))
-    with _one_thread():
-        blocks = block_times({k: run for k, (_, run) in built.items()}, feed)
+    with _one_thread() as clock:
+        blocks = block_times({k: run for k, (_, run) in built.items()}, feed, clock)
     choice.timings_ms = {name: min(ms) for name, ms in blocks.items()}
     choice.chosen = pick(blocks)
     return built[choice.chosen][0], choice
@@ -148,9 +148,10 @@ def block_times(runs: dict, feed: dict, clock=time.thread_time) -> dict[str, lis
 def _one_thread():
     """The calling thread's TVM pool at one thread (the kernels then run on this thread, so
     its CPU time is all their work), restored afterwards to the thread count it had (the
-    user's TVM_NUM_THREADS, or mcc's default); without TVM's pool controls, as it is. And
-    Python's garbage collector off meanwhile, as ``timeit`` does: a collection of the
-    compile's garbage is no part of a module's time."""
+    user's TVM_NUM_THREADS, or mcc's default). Yields the clock: this thread's CPU time,
+    or the process's where TVM has no pool controls (the pool then as it is). Python's
+    garbage collector is off meanwhile, as ``timeit`` does: a collection of the compile's
+    garbage is no part of a module's time."""
     threads = tvm.get_global_func("runtime.NumThreads", allow_missing=True)
     configure = tvm.get_global_func("runtime.config_threadpool", allow_missing=True)
     before = int(threads()) if threads is not None and configure is not None else None
@@ -159,7 +160,7 @@ def _one_thread():
     if before is not None:
         configure(1, 1)  # 1: TVM's default affinity mode (big cores), as the pool starts with
     try:
-        yield
+        yield time.thread_time if before is not None else time.process_time
     finally:
         if before is not None:
             configure(1, before)
