@@ -60,7 +60,7 @@ def test_no_buildable_candidate_is_one_error_naming_each():
     assert calls == ["NHWC", "NCHWc"]
 
 
-def test_another_layout_must_be_margin_faster_than_the_default_in_the_same_rounds():
+def test_another_layout_must_be_margin_faster_than_the_default():
     """Load that comes and goes only adds time: each candidate's least loaded block counts."""
     margin, load = layout_choice.MARGIN, [1.0, 3.0, 1.2, 2.5, 1.0, 4.0, 1.1]
 
