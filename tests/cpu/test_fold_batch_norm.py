@@ -56,3 +56,30 @@ def test_non_constant_statistics_are_left_alone():
             return y
 
     assert count_ops(fold_batch_norm(Module))["relax.nn.batch_norm"] == 1
+
+
+def _relu_bn_module(rng):
+    """x -> relu -> batch_norm with constant statistics: a BN after no conv (DenseNet-style)."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 3, 5, 5), "float32"))
+    gamma, beta, mean = (relax.const(rng.standard_normal(3).astype(np.float32)) for _ in range(3))
+    var = relax.const(rng.uniform(0.5, 2, 3).astype(np.float32))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            r = bb.emit(relax.op.nn.relu(x))
+            bn = bb.emit(relax.op.nn.batch_norm(r, gamma, beta, mean, var, axis=1))
+            y = bb.emit_output(relax.TupleGetItem(bn, 0))
+        bb.emit_func_output(y)
+    return bb.get()
+
+
+def test_batch_norm_after_no_conv_becomes_one_scale_and_shift():
+    """Its statistics folded here in numpy, so FoldConstant compiles no kernel for them."""
+    rng = np.random.default_rng(0)
+    mod = _relu_bn_module(rng)
+    folded = fold_batch_norm(mod)
+    ops = count_ops(folded)
+    assert ops["relax.nn.batch_norm"] == 0
+    assert ops["relax.multiply"] == 1 and ops["relax.add"] == 1
+    x = rng.standard_normal((1, 3, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(_run(folded, x), _run(mod, x), rtol=1e-5, atol=1e-5)
