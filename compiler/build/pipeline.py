@@ -170,7 +170,10 @@ def optimize(mod: tvm.IRModule, target: tvm.target.Target,
     concrete = auto_choice or resolve_layout(layout, target)
     lanes = cpu_info(target).lanes("float32") if concrete == "NCHWc" else None
     fallback = None if say is None else (lambda line: say(f"[mcc] layout: {line}"))
-    steps = graph_passes(concrete, strict_layout=layout != "auto", say=fallback,
+    # auto keeps the imported layout where conversion fails, but only for its default: a
+    # later candidate that cannot convert is dropped (it would build and time NCHW again)
+    strict = layout != "auto" or concrete != auto_candidates(target)[0]
+    steps = graph_passes(concrete, strict_layout=strict, say=fallback,
                          winograd=winograd and kind_of(target).winograd, lanes=lanes,
                          bf16=bf16, conv_rewrites=kind_of(target).conv_rewrites)
     with target:

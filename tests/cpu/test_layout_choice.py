@@ -94,3 +94,19 @@ def test_block_times_alternate_and_load_spikes_do_not_flip_the_choice():
     # after one sizing call each, blocks of 2 calls, the order reversed each round
     runs = [(name, len(list(group))) for name, group in itertools.groupby(calls[2:])]
     assert runs[:3] == [("NHWC", 2), ("NCHWc", 4), ("NHWC", 4)]
+
+
+def test_a_candidate_that_cannot_convert_is_dropped_not_built_as_nchw(monkeypatch):
+    """Only the default candidate falls back to the imported layout where TVM cannot
+    convert the model: a later one doing the same would build and time NCHW (a
+    dynamically quantized OCR spent 50 s of its compile on that)."""
+    import sys
+
+    def cannot_convert(mod, lanes):
+        raise RuntimeError("not supported type in emit_te")
+
+    monkeypatch.setattr(layout_choice, "MEASURE_MIN_CONV_FLOPS", 0)
+    monkeypatch.setattr(sys.modules["mcc.passes.layout"], "_convert_blocked", cannot_convert)
+    choice = mcc.compile(inverted_residual(2)).report["layout_choice"]
+    assert choice["chosen"] == "NHWC" and set(choice["timings_ms"]) == {"NHWC"}
+    assert "ConvertLayout(NCHWc)" in choice["skipped"]["NCHWc"], choice
