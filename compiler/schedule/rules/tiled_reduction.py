@@ -243,7 +243,7 @@ def _schedule_main(sch, main, plan: _Plan) -> None:
 def _fuse_epilogue(sch, plan: _Plan, consumers, info, inline: bool = True) -> None:
     """Inline elementwise consumers into the accumulator write-back; schedule the rest apart.
     Steps that could not join as they were get a second try once every step that feeds
-    just one other is folded into it (``_inline_forward``: HardSwish's chain)."""
+    just one other is folded into it (``_inline_forward``: SiLU, HardSwish)."""
     leftover = _join_writeback(sch, plan, consumers, inline)
     leftover = [block for block in leftover if _exists(sch, block.block_rv)]
     if inline and len(leftover) > 1:
@@ -263,15 +263,14 @@ def _fuse_epilogue(sch, plan: _Plan, consumers, info, inline: bool = True) -> No
 
 
 def _join_writeback(sch, plan: _Plan, consumers, inline: bool) -> list:
-    """reverse_compute_inline each consumer into the write-back (with its side inputs, or
-    as a SiLU diamond, where it needs that); return the ones that stay apart."""
+    """reverse_compute_inline each consumer into the write-back (with its side inputs where
+    it needs them); return the ones that stay apart."""
     leftover = []
     for block in consumers:
         if not _exists(sch, block.block_rv):  # inlined as another step's side input
             continue
         if not inline or _shared_input(sch, block.block_rv):
-            if not (inline and _inline_into_diamond(sch, block.block_rv)):
-                leftover.append(block)
+            leftover.append(block)  # x * f(x): joined once f is folded in (_inline_forward)
             continue
         try:
             sch.reverse_compute_inline(block.block_rv)
@@ -341,26 +340,6 @@ def _reads_block(sch, block, target) -> bool:
         seen.add(node.name_hint)
         todo.extend(sch.get_producers(current))
     return False
-
-
-def _inline_into_diamond(sch, block) -> bool:
-    """``y * sigmoid(y)`` (SiLU): the sigmoid step shares ``y`` with its only consumer,
-    which reads ``y`` too. Inlined into that consumer, the consumer becomes a pure reader
-    of ``y`` and joins the write-back; left apart, the activation ran as two more passes
-    over the whole output. Only when every input of ``block`` is also read by its
-    consumer, so a GRU's two gate slices (different consumers) stay as they were."""
-    consumers = sch.get_consumers(block)
-    if len(consumers) != 1:
-        return False
-    mine = {sch.get(p).name_hint for p in sch.get_producers(block)}
-    theirs = {sch.get(p).name_hint for p in sch.get_producers(consumers[0])}
-    if not mine or not mine <= theirs:
-        return False
-    try:
-        sch.compute_inline(block)
-    except Exception:  # noqa: BLE001
-        return False
-    return True
 
 
 def _inline_forward(sch, blocks: list) -> list:
