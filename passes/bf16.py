@@ -12,7 +12,9 @@ matmuls of two activations, elementwise) stays float32.
 
 One kernel (``bconv2d_func``) serves both ops:
 
-    xp[n, h, w, c]  = bf16(x[n, h - pt, w - pl, c]), zero padded (spatial, and IC to even)
+    xp[n, h, w, c]  = bf16(x[n, h - pt, w - pl, c]), zero padded (spatial, and IC to even;
+                      an odd IC with KW > 1 instead reads each kernel row's KW*IC values
+                      as one run of channels, ``folds_taps``)
     acc[n, h, w, o] = sum_{kh, kw, c} f32(xp[...]) * f32(wp[o, kh, kw, c])   (fp32 accumulate)
     y[n, h, w, o]   = acc[n, h, w, o]                                        (o < OC)
 
