@@ -172,7 +172,8 @@ def test_pass_structure_conv_dense():
     assert "relax.nn.softmax" in ops and "relax.matmul" not in ops
     weights = [c for c in _constants(mod) if c.dtype == "uint16"]
     assert len(weights) == 3
-    assert tuple(weights[0].shape) == (2, 3, 3, 2, 16, 2)  # [OC/16, KH, KW, IC/2, 16, 2]
+    # [OC/16, KH, KW, IC/2, 16, 2]; 3 input channels: a kernel row's 3 taps one run of 9 + 1
+    assert tuple(weights[0].shape) == (2, 3, 1, 5, 16, 2)
 
 
 def test_pass_structure_attention_block():
@@ -392,6 +393,26 @@ def test_kernel_schedule_matches_numpy(bf16_input, fuse, geometry):
             window = xp[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
             want += np.einsum("nhwc,oc->nhwo", window, wb[:, i, j, :])
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_odd_channel_taps_read_as_one_run_per_kernel_row():
+    """A 3-channel stem: each kernel row's 3 pixels x 3 channels are one run of 9 (+1
+    zero) bf16 channels, 30 products a pixel (15 vdpbf16ps per 16 channels) where padding
+    each tap to 4 channels made 36; the pad step writes whole rows (vectorizable)."""
+    import tvm_ffi
+    from tvm.s_tir import SBlock
+
+    from mcc.passes.bf16 import CONV_BLOCK, PAD_BLOCK, BConvShape, bconv2d_func, pack_weight
+
+    shape = BConvShape(1, 9, 9, 3, 16, 3, 3, (2, 2), (1, 1, 1, 1))
+    found = []
+    tvm_ffi.structural_walk(bconv2d_func(shape).body, (SBlock, found.append), order="post")
+    blocks = {b.name_hint: b for b in found}
+    reduce = [int(v.dom.extent) for v in blocks[CONV_BLOCK].iter_vars if v.iter_type == 2]
+    assert int(np.prod(reduce)) == 30
+    pad = blocks[PAD_BLOCK].iter_vars
+    assert len(pad) == 3 and int(pad[-1].dom.extent) % 16 == 0
+    assert pack_weight(np.zeros((16, 3, 3, 3), np.float32)).shape == (1, 3, 1, 5, 16, 2)
 
 
 def test_x86_tile_of_an_odd_block_count():
