@@ -18,6 +18,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from mcc.passes.rewrite import rewrite_functions
+
 _DIVIDE = "relax.divide"
 
 
@@ -47,9 +49,5 @@ class _Reciprocal(relax.PyExprMutator):
 
 
 def divide_by_reciprocal(mod: tvm.IRModule) -> tvm.IRModule:
-    """``mod`` with ``divide(x, c)`` as ``multiply(x, 1 / c)`` in ``main`` (constant ``c``)."""
-    rewriter = _Reciprocal(mod)
-    func = rewriter.visit_expr(mod["main"])
-    out = rewriter.builder_.get()
-    out["main"] = func
-    return out
+    """``mod`` with ``divide(x, c)`` as ``multiply(x, 1 / c)`` (constant ``c``)."""
+    return rewrite_functions(_Reciprocal(mod), mod)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from mcc.passes.rewrite import rewrite_functions
 from mcc.passes.shapes import static_shape
 
 ELEMENTWISE = frozenset(f"relax.{name}" for name in (
@@ -103,9 +104,5 @@ class _Sink(relax.PyExprMutator):
 
 
 def sink_reshapes(mod: tvm.IRModule) -> tvm.IRModule:
-    """``mod`` with reshapes moved below elementwise ops in ``main`` (see the module doc)."""
-    rewriter = _Sink(mod)
-    func = rewriter.visit_expr(mod["main"])
-    out = rewriter.builder_.get()
-    out["main"] = func
-    return relax.transform.DeadCodeElimination(["main"])(out)
+    """``mod`` with reshapes moved below elementwise ops (see the module doc)."""
+    return relax.transform.DeadCodeElimination(["main"])(rewrite_functions(_Sink(mod), mod))
