@@ -30,6 +30,9 @@ class TargetKind:
     compiles_device_code: bool = False
     #: TVM runtime libraries a deployed module needs beside the common ones
     extra_runtime_libs: tuple[str, ...] = ()
+    #: kernels are CPU code from LLVM: the TIR rewrites for its code generation apply
+    #: (mcc.build.vector_round, stack_tiles)
+    llvm_kernels: bool = False
 
     def __init__(self, name: str):
         self.name = name  # TVM's name of the kind (``target.kind.name``)
@@ -84,6 +87,7 @@ class CpuKind(TargetKind):
     conv_rewrites = True
     schedule_rules = "cpu"
     cache_flush = True
+    llvm_kernels = True
 
     @property
     def device_type(self) -> str:

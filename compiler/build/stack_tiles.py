@@ -56,8 +56,10 @@ def tiles_on_stack(func: tirx.PrimFunc) -> tuple[tirx.PrimFunc, int]:
 
 
 def _cpu(func) -> bool:
+    from mcc.targets.kinds import kind_of
+
     target = func.attrs.get("target") if func.attrs is not None else None
-    return target is not None and target.kind.name == "llvm"
+    return target is not None and kind_of(target).llvm_kernels
 
 
 @tvm.tirx.transform.prim_func_pass(opt_level=0, name="mcc.TilesOnStack")

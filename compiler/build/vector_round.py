@@ -22,14 +22,17 @@ from tvm import tirx
 _NEARBYINT = tvm.ir.Op.get("tirx.nearbyint")
 
 
-def _target_kind(func) -> str:
+def _llvm(func) -> bool:
+    """Whether ``func`` is CPU code from LLVM (a function without a target: the host's)."""
+    from mcc.targets.kinds import kind_of
+
     target = func.attrs.get("target") if func.attrs is not None else None
-    return getattr(getattr(target, "kind", None), "name", "llvm")
+    return target is None or kind_of(target).llvm_kernels
 
 
 def vector_round_func(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """``func`` with ``nearbyint(x)`` as ``round(x)`` where the target is LLVM."""
-    if _target_kind(func) != "llvm":
+    if not _llvm(func):
         return func
 
     def rewrite(call):
