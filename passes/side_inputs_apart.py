@@ -25,6 +25,8 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
+from mcc.passes.shapes import static_shape
+
 OPAQUE = 8  # TVM's OpPatternKind kOpaque: FuseOps fuses nothing into or out of it
 BROADCAST = 1  # kElemWise 0, kBroadcast 1
 FUSABLE = 2  # and kInjective 2
@@ -52,56 +54,70 @@ class SideInputsApart:
         return builder.get()
 
 
+class _Bindings:
+    """What ``func`` binds each var to, with each call's op pattern and each var's element
+    count looked up once: the walks below ask again for every reader of a var."""
+
+    def __init__(self, mod, func):
+        self.calls = {}
+        for block in getattr(func.body, "blocks", []):
+            for binding in block.bindings:
+                if isinstance(binding, relax.VarBinding):
+                    self.calls[binding.var] = binding.value
+        self.patterns = {var: _pattern(mod, call) for var, call in self.calls.items()}
+        self._sizes: dict = {}
+
+    def size(self, expr) -> int | None:
+        if expr not in self._sizes:
+            shape = static_shape(expr)
+            self._sizes[expr] = None if shape is None else math.prod(shape)
+        return self._sizes[expr]
+
+
 def _side_tensors(mod, func) -> set:
     """The vars bound to the side tensors in ``func`` (see the module docstring)."""
-    bound = {}
-    for block in getattr(func.body, "blocks", []):
-        for binding in block.bindings:
-            if isinstance(binding, relax.VarBinding):
-                bound[binding.var] = binding.value
+    graph = _Bindings(mod, func)
     apart = set()
-    for call in bound.values():
-        pattern = _pattern(mod, call)
+    for var, call in graph.calls.items():
+        pattern = graph.patterns[var]
         if pattern is None or pattern > BROADCAST:
             continue
-        size = _size(call)
+        size = graph.size(var)
         tensors = [a for a in _args(call) if isinstance(a, relax.Var)]
-        if size is None or not any(_from_reduction(mod, bound, a) for a in tensors):
+        if size is None or not any(_from_reduction(graph, a) for a in tensors):
             continue
         for arg in tensors:
-            arg_size = _size(arg)
-            if (arg in bound and arg_size is not None and 1 < arg_size
-                    and arg_size * MAX_SHARE <= size and _from_constants(mod, bound, arg)):
+            arg_size = graph.size(arg)
+            if (arg in graph.calls and arg_size is not None and 1 < arg_size
+                    and arg_size * MAX_SHARE <= size and _from_constants(graph, arg)):
                 apart.add(arg)
     return apart
 
 
-def _from_constants(mod, bound, expr, depth: int = 32) -> bool:
+def _from_constants(graph: _Bindings, expr, depth: int = 32) -> bool:
     """Whether ``expr`` is computed by elementwise / injective kernels from constants and
     one-element tensors only (a bias divided by a run-time scale), not from the model's
     data (a squeeze-excitation scale, a layer norm's statistics, an attention mask)."""
     if not isinstance(expr, relax.Var):
         return True  # a constant
-    size = _size(expr)
+    size = graph.size(expr)
     if size is not None and size <= 1:
         return True
-    call = bound.get(expr)
-    pattern = _pattern(mod, call) if call is not None else None
+    pattern = graph.patterns.get(expr)
     if pattern is None or pattern > FUSABLE or depth == 0:
         return False
-    return all(_from_constants(mod, bound, a, depth - 1) for a in _args(call))
+    return all(_from_constants(graph, a, depth - 1) for a in _args(graph.calls[expr]))
 
 
-def _from_reduction(mod, bound, var, depth: int = 8) -> bool:
+def _from_reduction(graph: _Bindings, var, depth: int = 8) -> bool:
     """Whether ``var`` is a conv / matmul output, directly or through elementwise steps."""
-    call = bound.get(var)
-    pattern = _pattern(mod, call) if call is not None else None
+    pattern = graph.patterns.get(var)
     if pattern == OUT_EWISE_FUSABLE:
         return True
     if pattern is None or pattern > FUSABLE or depth == 0:
         return False
-    return any(_from_reduction(mod, bound, a, depth - 1) for a in _args(call)
-               if isinstance(a, relax.Var) and _size(a) == _size(var))
+    return any(_from_reduction(graph, a, depth - 1) for a in _args(graph.calls[var])
+               if isinstance(a, relax.Var) and graph.size(a) == graph.size(var))
 
 
 def _mark(builder, mod, func, apart: set, copies: dict):
@@ -134,10 +150,3 @@ def _pattern(mod, call) -> int | None:
 def _args(call) -> list:
     args = call.args[1]
     return list(args.fields) if isinstance(args, relax.Tuple) else [args]
-
-
-def _size(expr) -> int | None:
-    shape = getattr(getattr(expr.ty, "shape", None), "values", None)
-    if shape is None or not all(isinstance(d, tvm.tirx.IntImm) for d in shape):
-        return None
-    return math.prod(int(d) for d in shape)
