@@ -290,12 +290,13 @@ def _exists(sch, block) -> bool:
 
 def _inline_side_inputs(sch, block, plan: _Plan) -> bool:
     """Inline into ``block`` the steps that compute its other inputs inside this kernel
-    (a bias quantized at run time: floor(b / scale) cast to int32; a scale computed from
-    the input's range), then ``block`` into the write-back. Those steps were separate
-    blocks, so the epilogue was not a pure reader of the tile: it and every step after it
-    ran as separate, unvectorised passes over the whole output (a dynamically quantized
-    conv at a third of its speed). They are per-channel or scalar, cheap next to the
-    reduction each output element sums. False (``block`` left as it was) when that fails."""
+    (a scale computed from the input's range, times a constant), then ``block`` into the
+    write-back. Those steps were separate blocks, so the epilogue was not a pure reader of
+    the tile: it and every step after it ran as separate, unvectorised passes over the
+    whole output (a dynamically quantized conv at a third of its speed). Inlined, they run
+    once per output element: cheap for scalars; a per-channel chain computed at run time
+    (a bias over a run-time scale) is kept out of the kernel before fusion instead
+    (passes/side_inputs_apart.py). False (``block`` left as it was) when that fails."""
     side = [p for p in sch.get_producers(block) if not _reads_block(sch, p, plan.writeback)]
     if not side:
         return False
