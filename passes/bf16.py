@@ -59,7 +59,7 @@ from mcc.passes.bf16_depthwise import (
 )
 from mcc.passes.bf16_handoff import ELEMENTWISE, bf16_handoffs
 from mcc.passes.rewrite import rewrite_functions
-from mcc.passes.shapes import ConvGeometry, static_shape
+from mcc.passes.shapes import ConvGeometry, int64_dims, static_shape
 
 CONV_BLOCK = "mcc_bconv"  # the reduction block the bf16 schedule rule looks for
 PAD_BLOCK = "mcc_bpad"  # pad + fp32 -> bf16 cast
@@ -117,13 +117,9 @@ def bconv2d_func(shape: BConvShape, bf16_input: bool = False,
 
     s = shape
 
-    def dims(*values):  # int64 shapes, as Relax's own kernels have: FuseTIR matches them
-        return tuple(tirx.IntImm("int64", v) for v in values)
-
     pt, pl, pb, pr = s.padding
     hp, wp = s.h + pt + pb, s.w + pl + pr
-    oh, ow = s.out_hw
-    x = te.placeholder(dims(s.n, s.h, s.w, s.ic), "uint16" if bf16_input else "float32",
+    x = te.placeholder(int64_dims(s.n, s.h, s.w, s.ic), "uint16" if bf16_input else "float32",
                        name="x")
     if s.folded:
         return _folded_func(s, x, bf16_input, out_dims)
@@ -142,26 +138,23 @@ def bconv2d_func(shape: BConvShape, bf16_input: bool = False,
 def _conv_func(s: BConvShape, x, padded, out_dims):
     """The conv of ``bconv2d_func`` over ``x`` padded by the pad step ``padded``
     (n, h, w, c) -> bf16 bits (None: x as it is)."""
-    from tvm import te, tirx
-
-    def dims(*values):
-        return tuple(tirx.IntImm("int64", v) for v in values)
+    from tvm import te
 
     pt, pl, pb, pr = s.padding
     hp, wp = s.h + pt + pb, s.w + pl + pr
     oh, ow = s.out_hw
-    w = te.placeholder(dims(s.oc_blocks, s.kh, s.kw, s.ic_padded // IC_BLOCK, OC_BLOCK,
-                            IC_BLOCK), "uint16", name="w")
+    w = te.placeholder(int64_dims(s.oc_blocks, s.kh, s.kw, s.ic_padded // IC_BLOCK, OC_BLOCK,
+                                  IC_BLOCK), "uint16", name="w")
     if padded is None:
         xp = x
     else:
-        xp = te.compute(dims(s.n, hp, wp, s.ic_padded), padded, name=PAD_BLOCK)
-    rkh = te.reduce_axis(dims(0, s.kh), "rkh")
-    rkw = te.reduce_axis(dims(0, s.kw), "rkw")
-    ric = te.reduce_axis(dims(0, s.ic_padded), "ric")
+        xp = te.compute(int64_dims(s.n, hp, wp, s.ic_padded), padded, name=PAD_BLOCK)
+    rkh = te.reduce_axis(int64_dims(0, s.kh), "rkh")
+    rkw = te.reduce_axis(int64_dims(0, s.kw), "rkw")
+    ric = te.reduce_axis(int64_dims(0, s.ic_padded), "ric")
     sh, sw = s.stride
     acc = te.compute(
-        dims(s.n, oh, ow, s.oc_blocks * OC_BLOCK),
+        int64_dims(s.n, oh, ow, s.oc_blocks * OC_BLOCK),
         lambda n, h, ww, o: te.sum(
             bf16_to_f32(xp[n, h * sh + rkh, ww * sw + rkw, ric])
             * bf16_to_f32(w[o // OC_BLOCK, rkh, rkw, ric // IC_BLOCK, o % OC_BLOCK,
@@ -173,14 +166,11 @@ def _conv_func(s: BConvShape, x, padded, out_dims):
 
 def _output(s: BConvShape, x, w, acc, out_dims):
     """The kernel's output block (``bconv2d_func``'s ``out_dims``) and its PrimFunc."""
-    from tvm import te, tirx
-
-    def dims(*values):
-        return tuple(tirx.IntImm("int64", v) for v in values)
+    from tvm import te
 
     oh, ow = s.out_hw
     if out_dims is None:
-        y = te.compute(dims(s.n, oh, ow, s.oc), lambda n, h, ww, o: acc[n, h, ww, o],
+        y = te.compute(int64_dims(s.n, oh, ow, s.oc), lambda n, h, ww, o: acc[n, h, ww, o],
                        name=OUT_BLOCK)
     else:  # rows flattened row-major: [d0, d1, ..., OC] -> [1, 1, rows, OC]
         def dense_out(*index):
@@ -189,7 +179,7 @@ def _output(s: BConvShape, x, w, acc, out_dims):
                 row = row * d + i
             return acc[0, 0, row, index[-1]]
 
-        y = te.compute(dims(*out_dims), dense_out, name=OUT_BLOCK)
+        y = te.compute(int64_dims(*out_dims), dense_out, name=OUT_BLOCK)
     func = te.create_prim_func([x, w, y])
     return func.without_attr("global_symbol").with_attr("op_pattern", 4)  # kOutEWiseFusable
 
@@ -201,15 +191,12 @@ def _folded_func(s: BConvShape, x, bf16_input: bool, out_dims):
     w reads channels ``w * SW * IC + j``, j < KW*IC (+1), of KH of them."""
     from tvm import te, tirx
 
-    def dims(*values):
-        return tuple(tirx.IntImm("int64", v) for v in values)
-
     pt, pl, pb, pr = s.padding
     sh, sw = s.stride
     oh, ow = s.out_hw
     run = -(-(s.kw * s.ic) // IC_BLOCK) * IC_BLOCK
     row = -(-((s.w + pl + pr) * s.ic + run - s.kw * s.ic) // 16) * 16
-    w = te.placeholder(dims(s.oc_blocks, s.kh, 1, run // IC_BLOCK, OC_BLOCK, IC_BLOCK),
+    w = te.placeholder(int64_dims(s.oc_blocks, s.kh, 1, run // IC_BLOCK, OC_BLOCK, IC_BLOCK),
                        "uint16", name="w")
 
     def padded(n, c_h, j):
@@ -219,12 +206,12 @@ def _folded_func(s: BConvShape, x, bf16_input: bool, out_dims):
         return tirx.if_then_else(inside, value if bf16_input else f32_to_bf16(value),
                                  tirx.const(0, "uint16"))
 
-    xp = te.compute(dims(s.n, s.h + pt + pb, row), padded, name=PAD_BLOCK)
-    rkh = te.reduce_axis(dims(0, s.kh), "rkh")
-    rkw = te.reduce_axis(dims(0, 1), "rkw")
-    ric = te.reduce_axis(dims(0, run), "ric")
+    xp = te.compute(int64_dims(s.n, s.h + pt + pb, row), padded, name=PAD_BLOCK)
+    rkh = te.reduce_axis(int64_dims(0, s.kh), "rkh")
+    rkw = te.reduce_axis(int64_dims(0, 1), "rkw")
+    ric = te.reduce_axis(int64_dims(0, run), "ric")
     acc = te.compute(
-        dims(s.n, oh, ow, s.oc_blocks * OC_BLOCK),
+        int64_dims(s.n, oh, ow, s.oc_blocks * OC_BLOCK),
         lambda n, h, ww, o: te.sum(
             bf16_to_f32(xp[n, h * sh + rkh, (ww * sw + rkw) * s.ic + ric])
             * bf16_to_f32(w[o // OC_BLOCK, rkh, rkw, ric // IC_BLOCK, o % OC_BLOCK,

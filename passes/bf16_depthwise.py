@@ -17,7 +17,7 @@ multiple of 16 (one vector), dilation 1, float32, static shapes.
 
 from __future__ import annotations
 
-from mcc.passes.shapes import DepthwiseGeometry
+from mcc.passes.shapes import DepthwiseGeometry, int64_dims
 
 DW_BLOCK = "mcc_bdwconv"  # the reduction block the bf16 schedule rule looks for
 DW_PAD_BLOCK = "mcc_bdwpad"
@@ -48,14 +48,11 @@ def dwconv_func(shape: DwShape, bf16_input: bool):
 
     s = shape
 
-    def dims(*values):
-        return tuple(tirx.IntImm("int64", v) for v in values)
-
     pt, pl, pb, pr = s.padding
     oh, ow = s.out_hw
-    x = te.placeholder(dims(s.n, s.h, s.w, s.c), "uint16" if bf16_input else "float32",
+    x = te.placeholder(int64_dims(s.n, s.h, s.w, s.c), "uint16" if bf16_input else "float32",
                        name="x")
-    w = te.placeholder(dims(s.kh, s.kw, s.c), "float32", name="w")
+    w = te.placeholder(int64_dims(s.kh, s.kw, s.c), "float32", name="w")
 
     def padded(n, c_h, c_w, c):
         inside = tirx.all(c_h >= pt, c_h < s.h + pt, c_w >= pl, c_w < s.w + pl)
@@ -64,16 +61,16 @@ def dwconv_func(shape: DwShape, bf16_input: bool):
         return tirx.if_then_else(inside, value if bf16_input else f32_to_bf16(value),
                                  tirx.const(0, "uint16"))
 
-    xp = te.compute(dims(s.n, s.h + pt + pb, s.w + pl + pr, s.c), padded, name=DW_PAD_BLOCK)
-    rkh = te.reduce_axis(dims(0, s.kh), "rkh")
-    rkw = te.reduce_axis(dims(0, s.kw), "rkw")
+    xp = te.compute(int64_dims(s.n, s.h + pt + pb, s.w + pl + pr, s.c), padded, name=DW_PAD_BLOCK)
+    rkh = te.reduce_axis(int64_dims(0, s.kh), "rkh")
+    rkw = te.reduce_axis(int64_dims(0, s.kw), "rkw")
     sh, sw = s.stride
     acc = te.compute(
-        dims(s.n, oh, ow, s.c),
+        int64_dims(s.n, oh, ow, s.c),
         lambda n, h, ww, c: te.sum(
             bf16_to_f32(xp[n, h * sh + rkh, ww * sw + rkw, c]) * w[rkh, rkw, c],
             axis=[rkh, rkw]),
         name=DW_BLOCK)
-    y = te.compute(dims(s.n, oh, ow, s.c), lambda *i: acc(*i), name=DW_OUT_BLOCK)
+    y = te.compute(int64_dims(s.n, oh, ow, s.c), lambda *i: acc(*i), name=DW_OUT_BLOCK)
     func = te.create_prim_func([x, w, y])
     return func.without_attr("global_symbol").with_attr("op_pattern", 4)  # kOutEWiseFusable

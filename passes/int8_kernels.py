@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcc.passes.shapes import ConvGeometry, DepthwiseGeometry
+from mcc.passes.shapes import ConvGeometry, DepthwiseGeometry, int64_dims
 
 CONV_BLOCK = "mcc_qconv"  # the reduction block the int8 schedule rule looks for
 PAD_BLOCK = "mcc_qpad"
@@ -67,17 +67,14 @@ def qconv2d_func(shape: QConvShape):
 
     s = shape
 
-    def dims(*values):  # int64 shapes, as Relax's own kernels have: FuseTIR matches them
-        return tuple(tirx.IntImm("int64", v) for v in values)
-
     pt, pl, pb, pr = s.padding
     hp, wp = s.h + pt + pb, s.w + pl + pr
     oh, ow = s.out_hw
-    x = te.placeholder(dims(s.n, s.h, s.w, s.ic), s.x_dtype, name="x")
-    w = te.placeholder(dims(s.oc_blocks, s.kh, s.kw, s.ic_padded // IC_BLOCK, OC_BLOCK, IC_BLOCK),
-                       "int8", name="w")
-    bias = te.placeholder(dims(s.oc), "int32", name="bias")
-    scale = te.placeholder(dims(s.oc), "float32", name="scale")
+    x = te.placeholder(int64_dims(s.n, s.h, s.w, s.ic), s.x_dtype, name="x")
+    w = te.placeholder(int64_dims(s.oc_blocks, s.kh, s.kw, s.ic_padded // IC_BLOCK, OC_BLOCK,
+                                  IC_BLOCK), "int8", name="w")
+    bias = te.placeholder(int64_dims(s.oc), "int32", name="bias")
+    scale = te.placeholder(int64_dims(s.oc), "float32", name="scale")
 
     def padded(n, c_h, c_w, c):
         inside = tirx.all(c_h >= pt, c_h < s.h + pt, c_w >= pl, c_w < s.w + pl)
@@ -87,24 +84,24 @@ def qconv2d_func(shape: QConvShape):
         return tirx.if_then_else(inside, in_channel, tirx.const(s.zero_point, s.x_dtype))
 
     if s.needs_pad_block:
-        xp = te.compute(dims(s.n, hp, wp, s.ic_padded), padded, name=PAD_BLOCK)
+        xp = te.compute(int64_dims(s.n, hp, wp, s.ic_padded), padded, name=PAD_BLOCK)
     else:  # nothing to pad: the kernel reads the input in place, no copy
         xp = x
-    rkh = te.reduce_axis(dims(0, s.kh), "rkh")
-    rkw = te.reduce_axis(dims(0, s.kw), "rkw")
-    ric = te.reduce_axis(dims(0, s.ic_padded), "ric")
+    rkh = te.reduce_axis(int64_dims(0, s.kh), "rkh")
+    rkw = te.reduce_axis(int64_dims(0, s.kw), "rkw")
+    ric = te.reduce_axis(int64_dims(0, s.ic_padded), "ric")
     sh, sw = s.stride
     # over whole 16-channel blocks (the packed weights are zero beyond OC), so that every
     # step is one 16-lane dot product; the dequantising epilogue keeps the first OC
     acc = te.compute(
-        dims(s.n, oh, ow, s.oc_blocks * OC_BLOCK),
+        int64_dims(s.n, oh, ow, s.oc_blocks * OC_BLOCK),
         lambda n, h, ww, o: te.sum(
             xp[n, h * sh + rkh, ww * sw + rkw, ric].astype("int32")
             * w[o // OC_BLOCK, rkh, rkw, ric // IC_BLOCK, o % OC_BLOCK, ric % IC_BLOCK]
             .astype("int32"),
             axis=[rkh, rkw, ric]),
         name=CONV_BLOCK)
-    y = te.compute(dims(s.n, oh, ow, s.oc),
+    y = te.compute(int64_dims(s.n, oh, ow, s.oc),
                    lambda n, h, ww, o: (acc[n, h, ww, o] + bias[o]).astype("float32") * scale[o],
                    name=DEQUANT_BLOCK)
     func = te.create_prim_func([x, w, bias, scale, y])
@@ -144,14 +141,11 @@ def dwconv_func(shape: DwConvShape):
 
     s = shape
 
-    def dims(*values):
-        return tuple(tirx.IntImm("int64", v) for v in values)
-
     pt, pl, pb, pr = s.padding
     oh, ow = s.out_hw
-    x = te.placeholder(dims(s.n, s.h, s.w, s.c), s.x_dtype, name="x")
-    w = te.placeholder(dims(s.kh, s.kw, s.c), "float32", name="w")
-    corr = te.placeholder(dims(s.c), "float32", name="corr")
+    x = te.placeholder(int64_dims(s.n, s.h, s.w, s.c), s.x_dtype, name="x")
+    w = te.placeholder(int64_dims(s.kh, s.kw, s.c), "float32", name="w")
+    corr = te.placeholder(int64_dims(s.c), "float32", name="corr")
     if any(s.padding):
         def padded(n, c_h, c_w, c):
             inside = tirx.all(c_h >= pt, c_h < s.h + pt, c_w >= pl, c_w < s.w + pl)
@@ -159,18 +153,18 @@ def dwconv_func(shape: DwConvShape):
                       tirx.min(tirx.max(c_w - pl, 0), s.w - 1), c]
             return tirx.if_then_else(inside, value, tirx.const(s.zero_point, s.x_dtype))
 
-        xp = te.compute(dims(s.n, s.h + pt + pb, s.w + pl + pr, s.c), padded, name=PAD_BLOCK)
+        xp = te.compute(int64_dims(s.n, s.h + pt + pb, s.w + pl + pr, s.c), padded, name=PAD_BLOCK)
     else:
         xp = x
-    rkh = te.reduce_axis(dims(0, s.kh), "rkh")
-    rkw = te.reduce_axis(dims(0, s.kw), "rkw")
+    rkh = te.reduce_axis(int64_dims(0, s.kh), "rkh")
+    rkw = te.reduce_axis(int64_dims(0, s.kw), "rkw")
     sh, sw = s.stride
     acc = te.compute(
-        dims(s.n, oh, ow, s.c),
+        int64_dims(s.n, oh, ow, s.c),
         lambda n, h, ww, c: te.sum(xp[n, h * sh + rkh, ww * sw + rkw, c].astype("float32")
                                    * w[rkh, rkw, c], axis=[rkh, rkw]),
         name=DW_BLOCK)
-    y = te.compute(dims(s.n, oh, ow, s.c), lambda n, h, ww, c: acc[n, h, ww, c] + corr[c],
+    y = te.compute(int64_dims(s.n, oh, ow, s.c), lambda n, h, ww, c: acc[n, h, ww, c] + corr[c],
                    name=DEQUANT_BLOCK)
     func = te.create_prim_func([x, w, corr, y])
     return func.without_attr("global_symbol").with_attr("op_pattern", 4)  # kOutEWiseFusable

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tvm import relax
+from tvm import relax, tirx
 
 
 def static_shape(expr) -> tuple[int, ...] | None:
@@ -78,3 +78,9 @@ def conv_out_hw(g) -> tuple[int, int]:
     pt, pl, pb, pr = g.padding
     return ((g.h + pt + pb - g.kh) // g.stride[0] + 1,
             (g.w + pl + pr - g.kw) // g.stride[1] + 1)
+
+
+def int64_dims(*values: int) -> tuple:
+    """Static dims as int64, the form Relax's own kernels have: FuseTIR matches the
+    kernels mcc writes in TE (int8, bf16) against them."""
+    return tuple(tirx.IntImm("int64", v) for v in values)
